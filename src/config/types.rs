@@ -1,0 +1,336 @@
+//! The typed, validated configuration. Every value here has been parsed and checked.
+
+use crate::secret::Secret;
+use regex::Regex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Directory of the config file; relative paths in the file resolve against it.
+    pub base_dir: PathBuf,
+    pub http: HttpSettings,
+    pub data: DataSettings,
+    pub token: TokenSettings,
+    pub log: LogSettings,
+    /// Callers (facilitators, admins) by name.
+    pub users: BTreeMap<String, UserEntry>,
+    /// OIDC realms, sorted by `order`.
+    pub realms: Vec<RealmConfig>,
+}
+
+/// `http.*`: the listener.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `http.bind`, default `127.0.0.1:9280`.
+    pub bind: SocketAddr,
+    /// `http.tls`: when set, only HTTPS is served.
+    pub tls: Option<TlsSettings>,
+    /// `http.max_body`, default 64 KiB.
+    pub max_body: usize,
+}
+
+/// `http.tls.*`: PEM files (already checked to exist and parse).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `data.*`: the embedded store.
+#[derive(Debug, Clone)]
+pub struct DataSettings {
+    /// `data.path`: the redb file (absolute after load).
+    pub path: PathBuf,
+}
+
+/// `token.*`: lifetimes of issued tokens.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// `token.timeout`: access-token lifetime; default 20m, 1s..=1h.
+    pub timeout: Duration,
+    /// `token.refresh_timeout`: refresh-token lifetime; default 24h.
+    pub refresh_timeout: Duration,
+}
+
+/// `log.*`.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// `log.format`: `human` (default) or `json`.
+    pub format: LogFormat,
+    /// `log.level`: a `tracing` filter, default `info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// One configured caller.
+#[derive(Debug, Clone)]
+pub struct UserEntry {
+    pub password_hash: PasswordHash,
+    pub privileges: BTreeSet<Privilege>,
+    /// Optional, shown by `_authenticate`.
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// A stored password hash (already checked to parse).
+#[derive(Clone, PartialEq, Eq)]
+pub enum PasswordHash {
+    /// PHC string `$argon2id$...`.
+    Argon2id(String),
+    /// `$2a$`/`$2b$`/`$2y$` bcrypt, as in an Elasticsearch `users` file.
+    Bcrypt(String),
+}
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswordHash::Argon2id(_) => f.write_str("Argon2id([redacted])"),
+            PasswordHash::Bcrypt(_) => f.write_str("Bcrypt([redacted])"),
+        }
+    }
+}
+
+/// Cluster privileges that guard oidc-realm's APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Privilege {
+    ManageOidc,
+    ManageToken,
+    ManageSecurity,
+    All,
+}
+
+impl Privilege {
+    pub const ALL: [Privilege; 4] = [
+        Privilege::ManageOidc,
+        Privilege::ManageToken,
+        Privilege::ManageSecurity,
+        Privilege::All,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Privilege::ManageOidc => "manage_oidc",
+            Privilege::ManageToken => "manage_token",
+            Privilege::ManageSecurity => "manage_security",
+            Privilege::All => "all",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// One OpenID Connect realm, with Elasticsearch's keys.
+#[derive(Debug, Clone)]
+pub struct RealmConfig {
+    pub name: String,
+    /// `order` (required, unique).
+    pub order: i64,
+    /// `enabled`, default true.
+    pub enabled: bool,
+    pub rp: RpSettings,
+    pub op: OpSettings,
+    pub claims: ClaimSettings,
+    /// `populate_user_metadata`, default true.
+    pub populate_user_metadata: bool,
+    /// `allowed_clock_skew`, default 60s.
+    pub allowed_clock_skew: Duration,
+    pub http: RealmHttpSettings,
+    pub ssl: RealmSslSettings,
+}
+
+/// `rp.*`.
+#[derive(Debug, Clone)]
+pub struct RpSettings {
+    pub client_id: String,
+    pub client_secret: Secret<String>,
+    pub redirect_uri: Url,
+    pub response_type: ResponseType,
+    /// Always contains `openid` (added first if missing).
+    pub requested_scopes: Vec<String>,
+    /// `rp.signature_algorithm`: a single value (as in Elasticsearch) or a list; default RS256.
+    pub signature_algorithms: Vec<SignatureAlgorithm>,
+    pub post_logout_redirect_uri: Option<Url>,
+    pub client_auth_method: ClientAuthMethod,
+    pub client_auth_jwt_signature_algorithm: SignatureAlgorithm,
+    /// `rp.pkce`, default true (beyond Elasticsearch).
+    pub pkce: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseType {
+    Code,
+    IdToken,
+    IdTokenToken,
+}
+
+impl ResponseType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseType::Code => "code",
+            ResponseType::IdToken => "id_token",
+            ResponseType::IdTokenToken => "id_token token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SignatureAlgorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    ES256,
+    ES384,
+    ES512,
+    PS256,
+    PS384,
+    PS512,
+}
+
+impl SignatureAlgorithm {
+    pub const ALL: [SignatureAlgorithm; 12] = [
+        Self::HS256,
+        Self::HS384,
+        Self::HS512,
+        Self::RS256,
+        Self::RS384,
+        Self::RS512,
+        Self::ES256,
+        Self::ES384,
+        Self::ES512,
+        Self::PS256,
+        Self::PS384,
+        Self::PS512,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HS256 => "HS256",
+            Self::HS384 => "HS384",
+            Self::HS512 => "HS512",
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::ES512 => "ES512",
+            Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
+        }
+    }
+
+    /// Exact, case-sensitive parse (`none` and lower-case forms are refused).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    ClientSecretJwt,
+}
+
+/// `op.*`.
+#[derive(Debug, Clone)]
+pub struct OpSettings {
+    pub issuer: String,
+    pub authorization_endpoint: Url,
+    /// Required when `rp.response_type` is `code`.
+    pub token_endpoint: Option<Url>,
+    pub userinfo_endpoint: Option<Url>,
+    pub endsession_endpoint: Option<Url>,
+    pub jwkset: JwksSource,
+}
+
+/// `op.jwkset_path`: a file (resolved against the config directory) or an https URL
+/// (plain http only for loopback hosts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    File(PathBuf),
+    Url(Url),
+}
+
+/// `claims.*` with their `claim_patterns.*`.
+#[derive(Debug, Clone)]
+pub struct ClaimSettings {
+    pub principal: ClaimRule,
+    pub groups: Option<ClaimRule>,
+    pub name: Option<ClaimRule>,
+    pub mail: Option<ClaimRule>,
+    pub dn: Option<ClaimRule>,
+}
+
+/// A claim name and an optional pattern (compiled at load; has at least one capture group).
+#[derive(Debug, Clone)]
+pub struct ClaimRule {
+    pub claim: String,
+    pub pattern: Option<Regex>,
+}
+
+/// `http.*` of a realm: outbound calls to the OP.
+#[derive(Debug, Clone)]
+pub struct RealmHttpSettings {
+    pub connect_timeout: Duration,
+    pub connection_read_timeout: Duration,
+    pub socket_timeout: Duration,
+    pub max_connections: u32,
+    pub max_endpoint_connections: u32,
+    /// `None` = `-1` (no cap).
+    pub connection_pool_ttl: Option<Duration>,
+    pub tcp_keep_alive: bool,
+    pub proxy: Option<ProxySettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySettings {
+    pub host: String,
+    pub port: u16,
+    pub scheme: ProxyScheme,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyScheme {
+    Http,
+    Https,
+}
+
+/// `ssl.*` of a realm: TLS to the OP.
+#[derive(Debug, Clone, Default)]
+pub struct RealmSslSettings {
+    /// PEM CA files, added to the system roots.
+    pub certificate_authorities: Vec<PathBuf>,
+    pub verification_mode: VerificationMode,
+    /// Client certificate for mTLS to the OP: (certificate PEM, key PEM).
+    pub client_certificate: Option<(PathBuf, PathBuf)>,
+    pub supported_protocols: Vec<String>,
+    pub cipher_suites: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VerificationMode {
+    #[default]
+    Full,
+    Certificate,
+    None,
+}

@@ -1,0 +1,8 @@
+//! oidc-realm: a standalone OpenID Connect relying-party realm server that speaks
+//! Elasticsearch's `_security/oidc/*`, `_security/oauth2/token` and `_security/_authenticate`
+//! APIs. See `docs/architecture.md` for the layers.
+
+pub mod clock;
+pub mod config;
+pub mod secret;
+pub mod store;

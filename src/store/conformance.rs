@@ -1,0 +1,1 @@
+//! The behaviour every [`Store`](super::Store) backend must show. (Being written.)

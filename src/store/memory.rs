@@ -1,0 +1,205 @@
+//! An in-memory [`Store`] for tests. Same semantics as the durable backends, no durability.
+
+use super::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+struct Inner {
+    docs: HashMap<Hash32, TokenDoc>,
+    by_refresh: HashMap<Hash32, Hash32>,
+    flows: HashMap<Hash32, FlowRecord>,
+}
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied change: every
+        // operation below mutates only after its checks. So a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn insert_doc(inner: &mut Inner, doc: TokenDoc) -> Result<(), StoreError> {
+    if inner.docs.contains_key(&doc.access_hash)
+        || doc
+            .refresh_hash
+            .is_some_and(|r| inner.by_refresh.contains_key(&r))
+    {
+        return Err(StoreError::Conflict);
+    }
+    if let Some(r) = doc.refresh_hash {
+        inner.by_refresh.insert(r, doc.access_hash);
+    }
+    inner.docs.insert(doc.access_hash, doc);
+    Ok(())
+}
+
+/// Invalidate one doc's tokens according to `access`/`refresh` flags, counting.
+pub(crate) fn invalidate_doc(
+    doc: &mut TokenDoc,
+    access: bool,
+    refresh: bool,
+    counts: &mut InvalidationCounts,
+) {
+    if access {
+        if doc.access_invalidated {
+            counts.previously_invalidated += 1;
+        } else {
+            doc.access_invalidated = true;
+            counts.invalidated += 1;
+            counts.access_hashes.push(doc.access_hash);
+        }
+    }
+    if refresh && doc.refresh_hash.is_some() {
+        if doc.refresh_invalidated {
+            counts.previously_invalidated += 1;
+        } else {
+            doc.refresh_invalidated = true;
+            counts.invalidated += 1;
+        }
+    }
+}
+
+/// Whether `doc` is selected by an owner invalidation.
+pub(crate) fn owner_matches(doc: &TokenDoc, realm: Option<&str>, username: Option<&str>) -> bool {
+    realm.is_none_or(|r| doc.user.realm.name == r)
+        && username.is_none_or(|u| doc.user.username == u)
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn insert_token(&self, doc: TokenDoc) -> Result<(), StoreError> {
+        insert_doc(&mut self.lock(), doc)
+    }
+
+    async fn get_by_access(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError> {
+        Ok(self.lock().docs.get(hash).cloned())
+    }
+
+    async fn get_by_refresh(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .by_refresh
+            .get(hash)
+            .and_then(|a| inner.docs.get(a))
+            .cloned())
+    }
+
+    async fn refresh(
+        &self,
+        hash: &Hash32,
+        refreshed: Refreshed,
+        new_doc: TokenDoc,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let mut inner = self.lock();
+        let Some(access) = inner.by_refresh.get(hash).copied() else {
+            return Ok(RefreshOutcome::NotFound);
+        };
+        let Some(doc) = inner.docs.get(&access) else {
+            return Ok(RefreshOutcome::NotFound);
+        };
+        if doc.refreshed.is_some() {
+            return Ok(RefreshOutcome::AlreadyRefreshed(Box::new(doc.clone())));
+        }
+        insert_doc(&mut inner, new_doc)?;
+        if let Some(doc) = inner.docs.get_mut(&access) {
+            doc.refreshed = Some(refreshed);
+        }
+        Ok(RefreshOutcome::Applied)
+    }
+
+    async fn invalidate(&self, what: Invalidation) -> Result<InvalidationCounts, StoreError> {
+        let mut inner = self.lock();
+        let mut counts = InvalidationCounts::default();
+        match what {
+            Invalidation::Access(h) => {
+                if let Some(doc) = inner.docs.get_mut(&h) {
+                    invalidate_doc(doc, true, false, &mut counts);
+                }
+            }
+            Invalidation::Refresh(h) => {
+                if let Some(a) = inner.by_refresh.get(&h).copied() {
+                    if let Some(doc) = inner.docs.get_mut(&a) {
+                        invalidate_doc(doc, false, true, &mut counts);
+                    }
+                }
+            }
+            Invalidation::Family(f) => {
+                for doc in inner.docs.values_mut().filter(|d| d.family == f) {
+                    invalidate_doc(doc, true, true, &mut counts);
+                }
+            }
+            Invalidation::Owner { realm, username } => {
+                for doc in inner
+                    .docs
+                    .values_mut()
+                    .filter(|d| owner_matches(d, realm.as_deref(), username.as_deref()))
+                {
+                    invalidate_doc(doc, true, true, &mut counts);
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn insert_flow(&self, state_hash: &Hash32, flow: FlowRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.flows.contains_key(state_hash) {
+            return Err(StoreError::Conflict);
+        }
+        inner.flows.insert(*state_hash, flow);
+        Ok(())
+    }
+
+    async fn take_flow(
+        &self,
+        state_hash: &Hash32,
+        now: UnixMillis,
+    ) -> Result<Option<FlowRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .flows
+            .remove(state_hash)
+            .filter(|f| f.expires_at > now))
+    }
+
+    async fn sweep_expired(&self, now: UnixMillis, limit: usize) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        let expired: Vec<Hash32> = inner
+            .docs
+            .values()
+            .filter(|d| d.expires_at() <= now)
+            .map(|d| d.access_hash)
+            .take(limit)
+            .collect();
+        for h in &expired {
+            if let Some(doc) = inner.docs.remove(h) {
+                if let Some(r) = doc.refresh_hash {
+                    inner.by_refresh.remove(&r);
+                }
+            }
+        }
+        let left = limit - expired.len();
+        let flows: Vec<Hash32> = inner
+            .flows
+            .iter()
+            .filter(|(_, f)| f.expires_at <= now)
+            .map(|(k, _)| *k)
+            .take(left)
+            .collect();
+        for k in &flows {
+            inner.flows.remove(k);
+        }
+        Ok(expired.len() + flows.len())
+    }
+}

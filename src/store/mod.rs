@@ -1,0 +1,211 @@
+//! Persistence. The [`Store`] trait is the only seam between oidc-realm and its database:
+//! the embedded redb backend (default), an in-memory backend for tests, and later a shared
+//! PostgreSQL backend for several nodes all implement it, and all pass the same
+//! [`conformance`] suite.
+//!
+//! Every write that returns `Ok` is durable (for the redb backend: committed with
+//! `Durability::Immediate`), except flow records, which may be lost in a crash (a user whose
+//! login was in flight simply logs in again).
+
+use crate::clock::UnixMillis;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub mod conformance;
+pub mod memory;
+pub mod redb;
+
+pub use memory::MemoryStore;
+pub use self::redb::RedbStore;
+
+/// The schema version written by this build; a store opened with another version is migrated
+/// or refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// SHA-256 of a token or of a flow's state: the only form in which tokens are stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Hash32(pub [u8; 32]);
+
+impl fmt::Debug for Hash32 {
+    // A short prefix is enough to correlate log lines; never the whole hash.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Hash32({:02x}{:02x}{:02x}{:02x}…)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
+    }
+}
+
+/// A random 128-bit identifier (token families).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Id16(pub [u8; 16]);
+
+impl fmt::Debug for Id16 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str("…")
+    }
+}
+
+/// A realm as Elasticsearch names it in `authentication_realm` / `lookup_realm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealmRef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// The user a token stands for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub username: String,
+    pub roles: Vec<String>,
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub realm: RealmRef,
+}
+
+/// Who created a token pair: only this caller may refresh it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRef {
+    pub username: String,
+    pub realm: String,
+}
+
+/// The first refresh of a pair: when, and the new pair sealed with a key derived from the
+/// refresh token (so a repeat within the window can return the same pair, and the store alone
+/// cannot reveal it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refreshed {
+    pub at: UnixMillis,
+    pub superseding: Vec<u8>,
+}
+
+/// A token pair: an access token and, except for `client_credentials`, a refresh token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenDoc {
+    pub access_hash: Hash32,
+    pub refresh_hash: Option<Hash32>,
+    /// Shared by every pair descending from one login through refreshes.
+    pub family: Id16,
+    pub user: UserRecord,
+    pub client: ClientRef,
+    pub created_at: UnixMillis,
+    pub access_expires_at: UnixMillis,
+    pub refresh_expires_at: Option<UnixMillis>,
+    pub access_invalidated: bool,
+    pub refresh_invalidated: bool,
+    pub refreshed: Option<Refreshed>,
+    /// Data for OIDC logout (realm, the OP's ID token), sealed with a key derived from the
+    /// access token.
+    pub sealed: Option<Vec<u8>>,
+}
+
+impl TokenDoc {
+    /// When the record is of no further use and may be swept.
+    pub fn expires_at(&self) -> UnixMillis {
+        self.access_expires_at
+            .max(self.refresh_expires_at.unwrap_or(i64::MIN))
+    }
+}
+
+/// A pending login started by `prepare`, consumed once by `authenticate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    pub realm: String,
+    pub expires_at: UnixMillis,
+    /// Sealed with a key derived from the state: nonce, PKCE verifier, caller.
+    pub sealed: Vec<u8>,
+}
+
+/// The outcome of [`Store::refresh`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefreshOutcome {
+    /// The pair was marked refreshed and the new pair stored.
+    Applied,
+    /// Someone refreshed it first; here is the pair as it is now (nothing was written).
+    AlreadyRefreshed(Box<TokenDoc>),
+    /// No pair holds this refresh token.
+    NotFound,
+}
+
+/// What to invalidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// One access token.
+    Access(Hash32),
+    /// One refresh token (its access token stays valid).
+    Refresh(Hash32),
+    /// Every access and refresh token of a family (refresh-token reuse detected).
+    Family(Id16),
+    /// Every access and refresh token of a realm, a user, or a user in a realm.
+    Owner {
+        realm: Option<String>,
+        username: Option<String>,
+    },
+}
+
+/// What an invalidation did. Each access token and each refresh token counts once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvalidationCounts {
+    pub invalidated: u64,
+    pub previously_invalidated: u64,
+    /// Access tokens whose state changed, so caches can drop them.
+    pub access_hashes: Vec<Hash32>,
+}
+
+/// A store failure. The message is for the server log; clients get a generic 503/500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store data corrupt: {0}")]
+    Corrupt(String),
+    #[error("a record with this key exists already")]
+    Conflict,
+}
+
+/// The persistence seam.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Store a new pair (durably). A pair whose access or refresh hash exists → `Conflict`.
+    async fn insert_token(&self, doc: TokenDoc) -> Result<(), StoreError>;
+
+    /// The pair holding this access token.
+    async fn get_by_access(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError>;
+
+    /// The pair holding this refresh token.
+    async fn get_by_refresh(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError>;
+
+    /// Atomically: if the pair holding refresh token `hash` has not been refreshed, record
+    /// `refreshed` on it and store `new_doc` (durably), returning `Applied`; if it has, return it
+    /// unchanged as `AlreadyRefreshed` and store nothing.
+    async fn refresh(
+        &self,
+        hash: &Hash32,
+        refreshed: Refreshed,
+        new_doc: TokenDoc,
+    ) -> Result<RefreshOutcome, StoreError>;
+
+    /// Invalidate (durably) and count.
+    async fn invalidate(&self, what: Invalidation) -> Result<InvalidationCounts, StoreError>;
+
+    /// Record a pending login flow under the hash of its state. Need not be durable.
+    async fn insert_flow(&self, state_hash: &Hash32, flow: FlowRecord) -> Result<(), StoreError>;
+
+    /// Remove and return the flow, atomically: of two concurrent takes, one gets it. An expired
+    /// flow (`expires_at <= now`) is removed and `None` returned.
+    async fn take_flow(
+        &self,
+        state_hash: &Hash32,
+        now: UnixMillis,
+    ) -> Result<Option<FlowRecord>, StoreError>;
+
+    /// Delete up to `limit` pairs and flows that expired at or before `now`; returns how many.
+    async fn sweep_expired(&self, now: UnixMillis, limit: usize) -> Result<usize, StoreError>;
+}
