@@ -2,7 +2,15 @@
 //! Elasticsearch's `_security/oidc/*`, `_security/oauth2/token` and `_security/_authenticate`
 //! APIs. See `docs/architecture.md` for the layers.
 
+pub mod app;
+pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod error;
+pub mod http;
 pub mod secret;
 pub mod store;
+pub mod tokens;
+
+pub use app::{configure, AppState};

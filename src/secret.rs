@@ -80,3 +80,9 @@ mod tests {
         assert!(!ct_eq(b"abc", b"abcd"));
     }
 }
+
+impl<'de, T: Zeroize + serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(Secret::new)
+    }
+}

@@ -1,0 +1,293 @@
+//! Application state and the one route table, used by the binary and by every test.
+
+use crate::auth::{self, Authentication, AuthenticationType, BasicVerifier};
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::error::{ApiError, CORRELATION_HEADER, CORRELATION_ID};
+use crate::store::Store;
+use crate::tokens::{BearerError, Lifetimes, TokenError, TokenService};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, FromRequest, HttpRequest};
+use arc_swap::ArcSwap;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use futures_util::future::LocalBoxFuture;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tracing::Instrument;
+
+/// One loaded configuration; swapped whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Increases by one on every successful (re)load.
+    pub generation: u64,
+    pub settings: Arc<Settings>,
+    pub warnings: Vec<String>,
+}
+
+/// Everything a request may need. Shared by all workers.
+#[derive(Debug)]
+pub struct AppState {
+    runtime: ArcSwap<Runtime>,
+    pub tokens: TokenService,
+    pub clock: SharedClock,
+    basic: BasicVerifier,
+}
+
+impl AppState {
+    pub fn new(
+        settings: Settings,
+        warnings: Vec<String>,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            runtime: ArcSwap::from_pointee(Runtime {
+                generation: 1,
+                settings: Arc::new(settings),
+                warnings,
+            }),
+            tokens: TokenService::new(store, clock.clone()),
+            clock,
+            basic: BasicVerifier::new(),
+        })
+    }
+
+    /// The configuration as it is now. Hold the `Arc` for the whole request so it sees one
+    /// snapshot.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Replace the configuration (used by reload).
+    pub fn swap_settings(&self, settings: Settings, warnings: Vec<String>) -> u64 {
+        let generation = self.runtime.load().generation + 1;
+        self.runtime.store(Arc::new(Runtime {
+            generation,
+            settings: Arc::new(settings),
+            warnings,
+        }));
+        generation
+    }
+
+    /// Token lifetimes from the current configuration.
+    pub fn lifetimes(&self) -> Lifetimes {
+        let rt = self.runtime.load();
+        Lifetimes {
+            access: rt.settings.token.timeout,
+            refresh: rt.settings.token.refresh_timeout,
+        }
+    }
+
+    /// Check a configured user's password (argon2/bcrypt, remembered on success).
+    pub async fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Authentication, ()> {
+        let rt = self.runtime();
+        let entry = rt.settings.users.get(username);
+        if entry.is_some() && self.basic.remembered(rt.generation, username, password) {
+            return Authentication::for_file_user(&rt.settings, username).ok_or(());
+        }
+        // Unknown users cost one verification too, so timing does not reveal which names exist.
+        let hash = match entry {
+            Some(e) => e.password_hash.clone(),
+            None => dummy_hash().clone(),
+        };
+        let pw = crate::secret::Secret::new(password.to_string());
+        let ok = web::block(move || auth::basic_verify(&hash, pw.expose_secret()))
+            .await
+            .unwrap_or(false);
+        if !ok || entry.is_none() {
+            return Err(());
+        }
+        self.basic.remember(rt.generation, username, password);
+        Authentication::for_file_user(&rt.settings, username).ok_or(())
+    }
+
+    /// Authenticate the caller of a `/_security/...` request.
+    pub async fn authenticate_caller(
+        &self,
+        authorization: Option<&HeaderValue>,
+        uri: &str,
+    ) -> Result<Authentication, ApiError> {
+        let Some(value) = authorization else {
+            return Err(ApiError::unauthenticated(
+                "credentials_missing",
+                format!("missing authentication credentials for REST request [{uri}]"),
+            ));
+        };
+        let Ok(value) = value.to_str() else {
+            return Err(ApiError::unauthenticated(
+                "credentials_malformed",
+                format!("malformed authentication credentials for REST request [{uri}]"),
+            ));
+        };
+        if let Some(b64) = strip_scheme(value, "Basic") {
+            let Some((username, password)) = decode_basic(b64) else {
+                return Err(ApiError::unauthenticated(
+                    "credentials_malformed",
+                    format!("malformed authentication credentials for REST request [{uri}]"),
+                ));
+            };
+            return self
+                .verify_password(&username, password.expose_secret())
+                .await
+                .map_err(|()| {
+                    ApiError::unauthenticated(
+                        "credentials_invalid",
+                        format!(
+                            "unable to authenticate user [{username}] for REST request [{uri}]"
+                        ),
+                    )
+                    .with_detail("unknown user or wrong password")
+                });
+        }
+        if let Some(token) = strip_scheme(value, "Bearer") {
+            return match self.tokens.authenticate(token.trim()).await {
+                Ok(doc) => {
+                    let rt = self.runtime();
+                    Ok(Authentication {
+                        privileges: Authentication::privileges_of(&rt.settings, &doc.user),
+                        user: doc.user.clone(),
+                        kind: AuthenticationType::Token,
+                    })
+                }
+                Err(TokenError::Bearer(e)) => Err(bearer_error(e)),
+                Err(e) => Err(token_error(e)),
+            };
+        }
+        Err(ApiError::unauthenticated(
+            "credentials_unsupported",
+            format!("unsupported authentication scheme for REST request [{uri}]"),
+        ))
+    }
+}
+
+/// 401 for a refused bearer token, with Elasticsearch's descriptions: unknown, invalidated
+/// and expired tokens all read "expired" (as in Elasticsearch); the log says which.
+pub fn bearer_error(e: BearerError) -> ApiError {
+    let description = match e {
+        BearerError::Malformed => "The access token is malformed",
+        _ => "The access token expired",
+    };
+    let code = match e {
+        BearerError::Malformed => "token_malformed",
+        _ => e.code(),
+    };
+    ApiError::invalid_token(code, description).with_detail(e.to_string())
+}
+
+/// Map a token-service failure that is not a client error.
+pub fn token_error(e: TokenError) -> ApiError {
+    match e {
+        TokenError::Store(s) => s.into(),
+        TokenError::Bearer(b) => bearer_error(b),
+        TokenError::Refresh(r) => ApiError::oauth("invalid_grant", r.to_string()),
+        TokenError::Seal(what) => ApiError::internal(format!("sealed data did not open: {what}")),
+    }
+}
+
+fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (s, rest) = value.split_once(' ')?;
+    s.eq_ignore_ascii_case(scheme).then_some(rest)
+}
+
+fn decode_basic(b64: &str) -> Option<(String, crate::secret::Secret<String>)> {
+    let raw = STANDARD.decode(b64.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), crate::secret::Secret::new(p.to_string())))
+}
+
+fn dummy_hash() -> &'static crate::config::PasswordHash {
+    static DUMMY: OnceLock<crate::config::PasswordHash> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let h = auth::hash_password("oidc-realm timing equaliser")
+            .unwrap_or_else(|_| String::from("$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+        crate::config::PasswordHash::Argon2id(h)
+    })
+}
+
+/// The authenticated caller of a request, as an extractor.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Authentication);
+
+impl Caller {
+    /// Refuse with 403 unless the caller may perform `action`.
+    pub fn require(self, action: auth::Action) -> Result<Authentication, ApiError> {
+        self.0.require(action)?;
+        Ok(self.0)
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let header = req.headers().get(AUTHORIZATION).cloned();
+        let uri = req.uri().path().to_string();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal("AppState not registered"))?;
+            state
+                .authenticate_caller(header.as_ref(), &uri)
+                .await
+                .map(Caller)
+        })
+    }
+}
+
+/// Give every request a correlation id: in the task-local that errors read, in the log span,
+/// and in the `x-correlation-id` response header.
+async fn correlation(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = crate::tokens::crypto::random_urlsafe(12);
+    let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.path());
+    let mut res = CORRELATION_ID
+        .scope(id.clone(), next.call(req).instrument(span))
+        .await?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(CORRELATION_HEADER), v);
+    }
+    Ok(res)
+}
+
+/// Register state, limits and every route. The binary and the tests call exactly this.
+pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        let max_body = state.runtime().settings.http.max_body;
+        cfg.app_data(web::Data::from(state))
+            .app_data(web::PayloadConfig::new(max_body))
+            .service(
+                web::scope("")
+                    .wrap(from_fn(correlation))
+                    .configure(crate::http::routes)
+                    .default_service(web::to(crate::http::no_handler)),
+            );
+    }
+}
+
+/// Run the background sweeper: every `every`, delete expired tokens and flows in batches.
+pub fn spawn_sweeper(state: Arc<AppState>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match state.tokens.sweep(1_000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "swept expired tokens and flows"),
+                Err(e) => tracing::warn!(error = %e, "sweeping expired records failed"),
+            }
+        }
+    })
+}

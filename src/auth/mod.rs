@@ -1,0 +1,172 @@
+//! Who is calling: HTTP Basic against the configured users, or a bearer access token from the
+//! token service; and whether they hold the privilege an action needs.
+
+mod basic;
+
+pub use basic::{hash_password, verify as basic_verify, BasicVerifier};
+
+use crate::config::{Privilege, Settings};
+use crate::error::ApiError;
+use crate::store::{ClientRef, RealmRef, UserRecord};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// The realm Elasticsearch reports for users of its `users` file; ours are config users.
+pub const FILE_REALM: &str = "default_file";
+pub const FILE_REALM_TYPE: &str = "file";
+
+/// An API action, with Elasticsearch's action name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    OidcPrepare,
+    OidcAuthenticate,
+    OidcLogout,
+    TokenCreate,
+    TokenRefresh,
+    TokenInvalidate,
+    RoleMappingPut,
+    RoleMappingGet,
+    RoleMappingDelete,
+    /// `GET /_security/_authenticate`: any authenticated caller.
+    Authenticate,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::OidcPrepare => "cluster:admin/xpack/security/oidc/prepare",
+            Action::OidcAuthenticate => "cluster:admin/xpack/security/oidc/authenticate",
+            Action::OidcLogout => "cluster:admin/xpack/security/oidc/logout",
+            Action::TokenCreate => "cluster:admin/xpack/security/token/create",
+            Action::TokenRefresh => "cluster:admin/xpack/security/token/refresh",
+            Action::TokenInvalidate => "cluster:admin/xpack/security/token/invalidate",
+            Action::RoleMappingPut => "cluster:admin/xpack/security/role_mapping/put",
+            Action::RoleMappingGet => "cluster:admin/xpack/security/role_mapping/get",
+            Action::RoleMappingDelete => "cluster:admin/xpack/security/role_mapping/delete",
+            Action::Authenticate => "cluster:admin/xpack/security/user/authenticate",
+        }
+    }
+
+    /// The privileges that grant this action, least to most powerful (empty: any caller).
+    pub fn granted_by(self) -> &'static [Privilege] {
+        use Privilege::*;
+        match self {
+            Action::OidcPrepare | Action::OidcAuthenticate | Action::OidcLogout => {
+                &[ManageOidc, ManageSecurity, All]
+            }
+            Action::TokenCreate | Action::TokenRefresh | Action::TokenInvalidate => {
+                &[ManageToken, ManageSecurity, All]
+            }
+            Action::RoleMappingPut | Action::RoleMappingGet | Action::RoleMappingDelete => {
+                &[ManageSecurity, All]
+            }
+            Action::Authenticate => &[],
+        }
+    }
+}
+
+/// How the caller authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthenticationType {
+    Realm,
+    Token,
+}
+
+impl AuthenticationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthenticationType::Realm => "realm",
+            AuthenticationType::Token => "token",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Authentication {
+    pub user: UserRecord,
+    pub kind: AuthenticationType,
+    pub privileges: BTreeSet<Privilege>,
+}
+
+impl Authentication {
+    /// A configured user, authenticated with its password.
+    pub fn for_file_user(settings: &Settings, username: &str) -> Option<Self> {
+        let entry = settings.users.get(username)?;
+        Some(Self {
+            user: UserRecord {
+                username: username.to_string(),
+                roles: Vec::new(),
+                full_name: entry.full_name.clone(),
+                email: entry.email.clone(),
+                metadata: Default::default(),
+                realm: file_realm(),
+            },
+            kind: AuthenticationType::Realm,
+            privileges: entry.privileges.clone(),
+        })
+    }
+
+    /// The privileges a token's user holds now: a configured user's current privileges; a
+    /// user of an OIDC realm holds none (its roles grant access elsewhere, not to these APIs).
+    pub fn privileges_of(settings: &Settings, user: &UserRecord) -> BTreeSet<Privilege> {
+        if user.realm.kind == FILE_REALM_TYPE {
+            if let Some(entry) = settings.users.get(&user.username) {
+                return entry.privileges.clone();
+            }
+        }
+        BTreeSet::new()
+    }
+
+    /// Refuse with 403 unless a privilege granting `action` is held.
+    pub fn require(&self, action: Action) -> Result<(), ApiError> {
+        let granted = action.granted_by();
+        if granted.is_empty() || granted.iter().any(|p| self.privileges.contains(p)) {
+            return Ok(());
+        }
+        let granting: Vec<&str> = granted.iter().map(|p| p.as_str()).collect();
+        Err(ApiError::forbidden(format!(
+            "action [{}] is unauthorized for user [{}] with effective roles [{}], this action is granted by the cluster privileges [{}]",
+            action.name(),
+            self.user.username,
+            self.user.roles.join(","),
+            granting.join(",")
+        )))
+    }
+
+    /// This caller as the creating client of a token pair.
+    pub fn client_ref(&self) -> ClientRef {
+        ClientRef {
+            username: self.user.username.clone(),
+            realm: self.user.realm.name.clone(),
+        }
+    }
+
+    /// Elasticsearch's authentication object (`_authenticate`, token responses).
+    pub fn to_json(&self) -> Value {
+        user_json(&self.user, self.kind)
+    }
+}
+
+/// The realm object of configured users.
+pub fn file_realm() -> RealmRef {
+    RealmRef {
+        name: FILE_REALM.to_string(),
+        kind: FILE_REALM_TYPE.to_string(),
+    }
+}
+
+/// Elasticsearch's authentication object for a user.
+pub fn user_json(user: &UserRecord, kind: AuthenticationType) -> Value {
+    json!({
+        "username": user.username,
+        "roles": user.roles,
+        "full_name": user.full_name,
+        "email": user.email,
+        "metadata": user.metadata,
+        "enabled": true,
+        "authentication_realm": user.realm,
+        "lookup_realm": user.realm,
+        "authentication_type": kind.as_str(),
+    })
+}

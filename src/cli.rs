@@ -1,0 +1,211 @@
+//! The command line: `serve`, `check-config`, `hash-password`. No logic beyond wiring.
+
+use crate::app::{self, AppState};
+use crate::clock::SystemClock;
+use crate::config::{self, LogFormat, Settings};
+use crate::store::RedbStore;
+use actix_web::{App, HttpServer};
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// oidc-realm: an OpenID Connect realm server speaking Elasticsearch's _security API.
+#[derive(Debug, Parser)]
+#[command(name = "oidc-realm", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration, open the store and serve HTTP(S).
+    Serve {
+        /// The YAML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and print every problem; exit 1 if there is any.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Read a password from standard input and print an argon2id hash for `users.*.password_hash`.
+    HashPassword,
+}
+
+/// How often expired tokens and flows are swept.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Run the command; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::HashPassword => hash_password(),
+        Command::Serve { config } => serve(&config),
+    }
+}
+
+fn check_config(path: &Path) -> i32 {
+    match config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                println!("warning: {w}");
+            }
+            println!("{}", summary(&loaded.settings));
+            0
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                println!("{e}");
+            }
+            eprintln!(
+                "{}: {} problem(s); nothing was started",
+                path.display(),
+                errors.0.len()
+            );
+            1
+        }
+    }
+}
+
+/// `ok: 1 realm (oidc1), 2 users (admin, facilitator)`.
+pub fn summary(s: &Settings) -> String {
+    let realms: Vec<&str> = s.realms.iter().map(|r| r.name.as_str()).collect();
+    let users: Vec<&str> = s.users.keys().map(String::as_str).collect();
+    format!(
+        "ok: {} realm{} ({}), {} user{} ({})",
+        realms.len(),
+        if realms.len() == 1 { "" } else { "s" },
+        realms.join(", "),
+        users.len(),
+        if users.len() == 1 { "" } else { "s" },
+        users.join(", ")
+    )
+}
+
+fn hash_password() -> i32 {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("cannot read standard input: {e}");
+        return 1;
+    }
+    let password = input
+        .strip_suffix("\r\n")
+        .or_else(|| input.strip_suffix('\n'))
+        .unwrap_or(&input);
+    if password.is_empty() {
+        eprintln!("the password is empty: pipe it on standard input, e.g. `printf '%s' \"$PW\" | oidc-realm hash-password`");
+        return 1;
+    }
+    match crate::auth::hash_password(password) {
+        Ok(h) => {
+            println!("{h}");
+            0
+        }
+        Err(e) => {
+            eprintln!("hashing failed: {e}");
+            1
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+fn serve(path: &Path) -> i32 {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "{}: {} problem(s); refusing to start",
+                path.display(),
+                errors.0.len()
+            );
+            return 1;
+        }
+    };
+    init_tracing(loaded.settings.log.format, &loaded.settings.log.level);
+    for w in &loaded.warnings {
+        tracing::warn!("config: {w}");
+    }
+    match actix_web::rt::System::new().block_on(serve_async(loaded)) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            1
+        }
+    }
+}
+
+async fn serve_async(loaded: config::Loaded) -> Result<(), String> {
+    let settings = loaded.settings;
+    let data_path = settings.data.path.clone();
+    let _ = RedbStore::open(&data_path);
+    let store = crate::store::MemoryStore::new(); // MERGE: replaced by RedbStore::open
+    tracing::info!(path = %data_path.display(), "store opened");
+    let bind = settings.http.bind;
+    let tls = settings.http.tls.clone();
+    tracing::info!("{}", summary(&settings));
+    let state = AppState::new(
+        settings,
+        loaded.warnings,
+        Arc::new(store),
+        Arc::new(SystemClock),
+    );
+    let sweeper = app::spawn_sweeper(state.clone(), SWEEP_INTERVAL);
+    let factory_state = state.clone();
+    let server =
+        HttpServer::new(move || App::new().configure(app::configure(factory_state.clone())));
+    let server = match &tls {
+        Some(t) => {
+            let cfg = tls_config(&t.certificate, &t.key)?;
+            server
+                .bind_rustls_0_23(bind, cfg)
+                .map_err(|e| format!("cannot listen on {bind}: {e}"))?
+        }
+        None => server
+            .bind(bind)
+            .map_err(|e| format!("cannot listen on {bind}: {e}"))?,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    for addr in server.addrs() {
+        tracing::info!("listening on {scheme}://{addr}");
+    }
+    let result = server.run().await.map_err(|e| e.to_string());
+    sweeper.abort();
+    tracing::info!("stopped");
+    result
+}
+
+/// The rustls server configuration for `http.tls`.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("http.tls.certificate: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("http.tls.certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("http.tls.key: {e}"))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("http.tls: {e}"))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("http.tls: {e}"))
+}

@@ -1,0 +1,156 @@
+//! Request bodies: `application/json` only, within `http.max_body`, parsed strictly
+//! (unknown and duplicate fields refused) into Elasticsearch-shaped 400/413/415 errors.
+
+use crate::error::ApiError;
+use actix_web::dev::Payload;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+/// A request body type, with the parser name Elasticsearch reports in its errors.
+pub trait Parser: DeserializeOwned + 'static {
+    /// e.g. `oidc_authn`.
+    const NAME: &'static str;
+    /// Whether an absent or empty body means `{}`.
+    const EMPTY_IS_OBJECT: bool = false;
+}
+
+/// A parsed JSON body.
+#[derive(Debug)]
+pub struct EsJson<T>(pub T);
+
+fn is_json(req: &HttpRequest) -> bool {
+    let Some(ct) = req.headers().get(CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(ct) = ct.to_str() else { return false };
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+impl<T: Parser> FromRequest for EsJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<crate::app::AppState>>()
+            .map(|s| s.runtime().settings.http.max_body)
+            .unwrap_or(64 * 1024);
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let json = is_json(req);
+        let has_content_type = req.headers().contains_key(CONTENT_TYPE);
+        let payload = web::Payload::from_request(req, payload).into_inner();
+        Box::pin(async move {
+            // Refuse an oversized body before reading any of it.
+            if declared.is_some_and(|n| n > limit as u64) {
+                return Err(ApiError::payload_too_large(limit));
+            }
+            let payload = payload.map_err(|e| ApiError::parse(format!("unreadable body: {e}")))?;
+            let body = match payload.to_bytes_limited(limit).await {
+                Err(_) => return Err(ApiError::payload_too_large(limit)),
+                Ok(Err(e)) => return Err(ApiError::parse(format!("unreadable body: {e}"))),
+                Ok(Ok(b)) => b,
+            };
+            if body.is_empty() && T::EMPTY_IS_OBJECT && (json || !has_content_type) {
+                return parse::<T>(b"{}").map(EsJson);
+            }
+            if !json {
+                return Err(ApiError::unsupported_media_type());
+            }
+            if body.is_empty() {
+                return Err(ApiError::parse("request body is required"));
+            }
+            parse::<T>(&body).map(EsJson)
+        })
+    }
+}
+
+/// Parse `bytes` as `T`, turning serde's message into Elasticsearch's
+/// `[line:col] [parser] message` form (the message names a field, never a value).
+pub fn parse<T: Parser>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice::<T>(bytes).map_err(|e| {
+        let msg = e.to_string();
+        // serde_json appends " at line L column C"; keep only the description.
+        let msg = msg
+            .split(" at line ")
+            .next()
+            .unwrap_or(&msg)
+            .replace('`', "");
+        ApiError::parse(format!(
+            "[{}:{}] [{}] {}",
+            e.line(),
+            e.column(),
+            T::NAME,
+            describe(&msg)
+        ))
+    })
+}
+
+/// serde's message with any echoed value removed: `invalid type: string "x", expected a
+/// boolean` becomes `invalid type: string, expected a boolean`.
+fn describe(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("unknown field ") {
+        return format!(
+            "unknown field [{}]",
+            rest.split(',').next().unwrap_or(rest).trim()
+        );
+    }
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            let kind = rest.split([' ', ',']).next().unwrap_or("");
+            let expected = rest.split_once(", expected ").map(|(_, e)| e).unwrap_or("");
+            return format!("{}{kind}, expected {expected}", prefix);
+        }
+    }
+    msg.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        a: Option<String>,
+    }
+    impl Parser for Body {
+        const NAME: &'static str = "test_parser";
+    }
+
+    #[test]
+    fn unknown_field_named_like_elasticsearch() {
+        let e = parse::<Body>(br#"{"foo":1}"#).unwrap_err();
+        assert_eq!(e.status().as_u16(), 400);
+        assert!(
+            e.reason().contains("[test_parser] unknown field [foo]"),
+            "{}",
+            e.reason()
+        );
+    }
+
+    #[test]
+    fn duplicate_and_malformed_refused() {
+        assert!(parse::<Body>(br#"{"a":"x","a":"y"}"#)
+            .unwrap_err()
+            .reason()
+            .contains("duplicate field"));
+        assert!(parse::<Body>(b"{").is_err());
+        assert!(parse::<Body>(b"[]").is_err());
+        assert!(parse::<Body>(b"{\"a\":\"\xff\"}").is_err());
+    }
+
+    #[test]
+    fn values_are_not_echoed() {
+        let e = parse::<Body>(br#"{"a":12345678}"#).unwrap_err();
+        assert!(!e.reason().contains("12345678"), "{}", e.reason());
+    }
+}

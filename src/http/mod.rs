@@ -1,0 +1,53 @@
+//! HTTP handlers: extract, call one function, map the result. No protocol or storage logic.
+
+mod body;
+mod security;
+mod token;
+
+pub use body::{EsJson, Parser};
+
+use crate::error::ApiError;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// Every route. Each resource answers other methods with 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/")
+            .route(web::get().to(security::root))
+            .route(web::head().to(security::root))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_security/_authenticate")
+            .route(web::get().to(security::authenticate))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_security/oauth2/token")
+            .route(web::post().to(token::create))
+            .route(web::delete().to(token::invalidate))
+            .default_service(web::to(wrong_method)),
+    );
+}
+
+/// 404 for a path nobody serves.
+pub async fn no_handler(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no handler found for uri [{}] and method [{}]",
+        req.uri().path(),
+        req.method()
+    )))
+}
+
+async fn wrong_method(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed(format!(
+        "Incorrect HTTP method for uri [{}] and method [{}]",
+        req.uri().path(),
+        req.method()
+    )))
+}
+
+/// A JSON response with status 200.
+pub fn ok_json(v: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok().json(v)
+}

@@ -1,0 +1,378 @@
+//! The token service: opaque access and refresh tokens, as Elasticsearch's token service
+//! issues them, stored only as hashes.
+//!
+//! - A token is a version prefix and 256 random bits from the OS CSPRNG, base64url
+//!   (`ora1_…` for access, `orr1_…` for refresh). It is returned once.
+//! - The store keeps SHA-256 of the token (with a domain label); data that only the token
+//!   holder may read (the superseding pair of a refresh, OIDC logout data) is sealed with
+//!   AES-256-GCM under a key derived from the token with another label.
+//! - Refresh follows Elasticsearch (spec §3.3): one use; repeats within 30 s return the same
+//!   pair, even when they race; later reuse is refused and, beyond Elasticsearch, invalidates
+//!   the whole family (a stolen refresh token is detected).
+
+mod cache;
+pub mod crypto;
+
+use crate::clock::{millis, SharedClock, UnixMillis};
+use crate::store::{
+    ClientRef, Id16, Invalidation, InvalidationCounts, RefreshOutcome, Refreshed, Store,
+    StoreError, TokenDoc, UserRecord,
+};
+use cache::BearerCache;
+use crypto::{TokenKind, TokenSecret};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Elasticsearch's refresh reuse window.
+pub const REFRESH_WINDOW: Duration = Duration::from_secs(30);
+
+/// A freshly minted pair, in the clear, returned once.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IssuedPair {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for IssuedPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IssuedPair([redacted])")
+    }
+}
+
+/// Lifetimes, from `token.*` in the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub access: Duration,
+    pub refresh: Duration,
+}
+
+/// Why a refresh was refused; each maps to Elasticsearch's `invalid_grant` description.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    #[error("could not refresh the requested token")]
+    Unknown,
+    #[error("token document has expired")]
+    Expired,
+    #[error("token has been invalidated")]
+    Invalidated,
+    #[error("tokens must be refreshed by the creating client")]
+    OtherClient,
+    #[error("token has already been refreshed more than 30 seconds in the past")]
+    ReusedAfterWindow,
+    #[error("token has been refreshed more than 30 seconds in the future, clock skew too great")]
+    ClockSkew,
+}
+
+impl RefreshError {
+    /// Stable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RefreshError::Unknown => "refresh_token_unknown",
+            RefreshError::Expired => "refresh_token_expired",
+            RefreshError::Invalidated => "refresh_token_invalidated",
+            RefreshError::OtherClient => "refresh_token_other_client",
+            RefreshError::ReusedAfterWindow => "refresh_token_reused",
+            RefreshError::ClockSkew => "refresh_token_clock_skew",
+        }
+    }
+}
+
+/// Why a bearer token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BearerError {
+    #[error("the access token is malformed")]
+    Malformed,
+    #[error("no such access token")]
+    Unknown,
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token has been invalidated")]
+    Invalidated,
+}
+
+impl BearerError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            BearerError::Malformed => "token_malformed",
+            BearerError::Unknown => "token_unknown",
+            BearerError::Expired => "token_expired",
+            BearerError::Invalidated => "token_invalidated",
+        }
+    }
+}
+
+/// Errors of the token service: a refused refresh, or the store.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(transparent)]
+    Refresh(#[from] RefreshError),
+    #[error(transparent)]
+    Bearer(BearerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("sealed data could not be opened: {0}")]
+    Seal(&'static str),
+}
+
+/// The token service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TokenService {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    cache: Arc<BearerCache>,
+}
+
+impl TokenService {
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock) -> Self {
+        Self {
+            store,
+            clock,
+            cache: Arc::new(BearerCache::new(100_000)),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Mint and durably store a pair for `user`, created by `client`. `with_refresh` is false
+    /// for `client_credentials`. `sealed_data` (OIDC logout data) is sealed under the access
+    /// token.
+    pub async fn issue(
+        &self,
+        user: UserRecord,
+        client: ClientRef,
+        lifetimes: Lifetimes,
+        with_refresh: bool,
+        sealed_data: Option<&[u8]>,
+    ) -> Result<IssuedPair, TokenError> {
+        let (pair, doc) = self.mint(
+            user,
+            client,
+            lifetimes,
+            with_refresh,
+            crypto::random_id(),
+            sealed_data,
+        );
+        self.store.insert_token(doc).await?;
+        Ok(pair)
+    }
+
+    fn mint(
+        &self,
+        user: UserRecord,
+        client: ClientRef,
+        lifetimes: Lifetimes,
+        with_refresh: bool,
+        family: Id16,
+        sealed_data: Option<&[u8]>,
+    ) -> (IssuedPair, TokenDoc) {
+        let now = self.clock.now_millis();
+        let access = TokenSecret::generate(TokenKind::Access);
+        let refresh = with_refresh.then(|| TokenSecret::generate(TokenKind::Refresh));
+        let doc = TokenDoc {
+            access_hash: access.lookup_hash(),
+            refresh_hash: refresh.as_ref().map(|r| r.lookup_hash()),
+            family,
+            user,
+            client,
+            created_at: now,
+            access_expires_at: now.saturating_add(millis(lifetimes.access)),
+            refresh_expires_at: with_refresh.then(|| now.saturating_add(millis(lifetimes.refresh))),
+            access_invalidated: false,
+            refresh_invalidated: false,
+            refreshed: None,
+            sealed: sealed_data.map(|d| access.seal(d)),
+        };
+        let pair = IssuedPair {
+            access_token: access.into_string(),
+            refresh_token: refresh.map(TokenSecret::into_string),
+        };
+        (pair, doc)
+    }
+
+    /// Check a bearer access token. Does no write; answers from the cache when it can.
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<TokenDoc>, TokenError> {
+        let Some(secret) = TokenSecret::parse(TokenKind::Access, token) else {
+            return Err(bearer(BearerError::Malformed));
+        };
+        let hash = secret.lookup_hash();
+        let now = self.clock.now_millis();
+        let doc = match self.cache.get(&hash) {
+            Some(doc) => doc,
+            None => {
+                let epoch = self.cache.epoch();
+                let Some(doc) = self.store.get_by_access(&hash).await? else {
+                    return Err(bearer(BearerError::Unknown));
+                };
+                let doc = Arc::new(doc);
+                if !doc.access_invalidated {
+                    self.cache.insert(hash, doc.clone(), epoch);
+                }
+                doc
+            }
+        };
+        if doc.access_invalidated {
+            return Err(bearer(BearerError::Invalidated));
+        }
+        if doc.access_expires_at <= now {
+            return Err(bearer(BearerError::Expired));
+        }
+        Ok(doc)
+    }
+
+    /// Refresh a pair (spec §3.3), by `client` (the caller).
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        client: &ClientRef,
+        lifetimes: Lifetimes,
+    ) -> Result<(IssuedPair, UserRecord), TokenError> {
+        let Some(secret) = TokenSecret::parse(TokenKind::Refresh, refresh_token) else {
+            return Err(RefreshError::Unknown.into());
+        };
+        let hash = secret.lookup_hash();
+        let Some(doc) = self.store.get_by_refresh(&hash).await? else {
+            return Err(RefreshError::Unknown.into());
+        };
+        let now = self.clock.now_millis();
+        // Elasticsearch's order: expiry, invalidation, creating client, reuse window.
+        self.check_refreshable(&doc, client, now)?;
+        if let Some(refreshed) = &doc.refreshed {
+            return self.superseding(&doc, refreshed, &secret, now).await;
+        }
+        let (pair, new_doc) = self.mint(
+            doc.user.clone(),
+            doc.client.clone(),
+            lifetimes,
+            true,
+            doc.family,
+            None,
+        );
+        let sealed_pair = serde_json::to_vec(&pair).map_err(|_| TokenError::Seal("encode"))?;
+        let refreshed = Refreshed {
+            at: now,
+            superseding: secret.seal(&sealed_pair),
+        };
+        match self.store.refresh(&hash, refreshed, new_doc).await? {
+            RefreshOutcome::Applied => Ok((pair, doc.user)),
+            RefreshOutcome::AlreadyRefreshed(current) => {
+                // Lost a race with a concurrent refresh of the same token: answer its pair.
+                let Some(r) = &current.refreshed else {
+                    return Err(TokenError::Seal("race without refresh"));
+                };
+                self.superseding(&current, r, &secret, now).await
+            }
+            RefreshOutcome::NotFound => Err(RefreshError::Unknown.into()),
+        }
+    }
+
+    fn check_refreshable(
+        &self,
+        doc: &TokenDoc,
+        client: &ClientRef,
+        now: UnixMillis,
+    ) -> Result<(), RefreshError> {
+        if doc.refresh_expires_at.is_none_or(|exp| exp <= now) {
+            return Err(RefreshError::Expired);
+        }
+        if doc.refresh_invalidated {
+            return Err(RefreshError::Invalidated);
+        }
+        if doc.client != *client {
+            return Err(RefreshError::OtherClient);
+        }
+        Ok(())
+    }
+
+    /// A repeat refresh: within the window, the pair minted by the first refresh; after it,
+    /// refused, and the whole family invalidated.
+    async fn superseding(
+        &self,
+        doc: &TokenDoc,
+        refreshed: &Refreshed,
+        secret: &TokenSecret,
+        now: UnixMillis,
+    ) -> Result<(IssuedPair, UserRecord), TokenError> {
+        let window = millis(REFRESH_WINDOW);
+        if refreshed.at > now.saturating_add(window) {
+            return Err(RefreshError::ClockSkew.into());
+        }
+        if now > refreshed.at.saturating_add(window) {
+            let counts = self.invalidate(Invalidation::Family(doc.family)).await?;
+            tracing::warn!(
+                target: "audit",
+                event = "refresh_token_reuse",
+                username = %doc.user.username,
+                realm = %doc.user.realm.name,
+                family = ?doc.family,
+                invalidated = counts.invalidated,
+                "refresh token reused {}s after its first use: every token of its family is invalidated",
+                (now - refreshed.at) / 1000
+            );
+            return Err(RefreshError::ReusedAfterWindow.into());
+        }
+        let plain = secret
+            .open(&refreshed.superseding)
+            .ok_or(TokenError::Seal("superseding pair"))?;
+        let pair: IssuedPair =
+            serde_json::from_slice(&plain).map_err(|_| TokenError::Seal("superseding pair"))?;
+        Ok((pair, doc.user.clone()))
+    }
+
+    /// Invalidate, then drop affected entries from the cache before answering.
+    pub async fn invalidate(&self, what: Invalidation) -> Result<InvalidationCounts, TokenError> {
+        // Bump the epoch first: a lookup that read the store before this write must not
+        // put a stale entry into the cache afterwards.
+        self.cache.begin_invalidation();
+        let counts = self.store.invalidate(what).await;
+        self.cache.begin_invalidation();
+        let counts = counts?;
+        for h in &counts.access_hashes {
+            self.cache.remove(h);
+        }
+        Ok(counts)
+    }
+
+    /// Invalidate by a token in the clear (`DELETE /_security/oauth2/token`).
+    pub async fn invalidate_token(
+        &self,
+        kind: TokenKind,
+        token: &str,
+    ) -> Result<Option<InvalidationCounts>, TokenError> {
+        let Some(secret) = TokenSecret::parse(kind, token) else {
+            return Ok(None);
+        };
+        let hash = secret.lookup_hash();
+        let what = match kind {
+            TokenKind::Access => Invalidation::Access(hash),
+            TokenKind::Refresh => Invalidation::Refresh(hash),
+        };
+        Ok(Some(self.invalidate(what).await?))
+    }
+
+    /// Open the data sealed under an access token at issue time.
+    pub fn open_sealed(&self, access_token: &str, doc: &TokenDoc) -> Option<Vec<u8>> {
+        let secret = TokenSecret::parse(TokenKind::Access, access_token)?;
+        secret.open(doc.sealed.as_deref()?)
+    }
+
+    /// Delete expired records in bounded batches until none are left; returns how many.
+    pub async fn sweep(&self, batch: usize) -> Result<usize, TokenError> {
+        let now = self.clock.now_millis();
+        let mut total = 0;
+        loop {
+            let n = self.store.sweep_expired(now, batch).await?;
+            total += n;
+            if n < batch {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+fn bearer(e: BearerError) -> TokenError {
+    TokenError::Bearer(e)
+}

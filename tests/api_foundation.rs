@@ -1,0 +1,292 @@
+//! The foundation through HTTP: who may call, and how bad requests are answered.
+
+mod common;
+
+use actix_web::test::TestRequest;
+use common::*;
+use serde_json::json;
+
+#[actix_web::test]
+async fn root_lists_name_version_and_realms_without_auth() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let (status, headers, body) = send(&app, TestRequest::get().uri("/")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["name"], "oidc-realm");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(body["realms"].is_array());
+    assert!(headers.contains_key("x-correlation-id"));
+}
+
+#[actix_web::test]
+async fn authenticate_returns_the_caller_in_elasticsearch_shape() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let (status, _, body) = send(
+        &app,
+        TestRequest::get()
+            .uri("/_security/_authenticate")
+            .insert_header(basic(ADMIN)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({
+            "username": "admin",
+            "roles": [],
+            "full_name": "The Admin",
+            "email": "admin@example.com",
+            "metadata": {},
+            "enabled": true,
+            "authentication_realm": {"name": "default_file", "type": "file"},
+            "lookup_realm": {"name": "default_file", "type": "file"},
+            "authentication_type": "realm"
+        })
+    );
+}
+
+#[actix_web::test]
+async fn argon2id_and_bcrypt_users_both_authenticate_and_success_is_remembered() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    for _ in 0..3 {
+        let (status, _, body) = send(
+            &app,
+            TestRequest::get()
+                .uri("/_security/_authenticate")
+                .insert_header(basic(ARGON_USER)),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["username"], "argon");
+    }
+    // A wrong password is refused even right after a remembered success.
+    let (status, _, _) = send(
+        &app,
+        TestRequest::get()
+            .uri("/_security/_authenticate")
+            .insert_header(basic((ARGON_USER.0, "wrong"))),
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+fn assert_basic_401(
+    status: u16,
+    headers: &actix_web::http::header::HeaderMap,
+    body: &serde_json::Value,
+) {
+    assert_eq!(status, 401, "{body}");
+    let challenges: Vec<_> = headers
+        .get_all("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        challenges.contains(&"Basic realm=\"security\" charset=\"UTF-8\"".to_string()),
+        "{challenges:?}"
+    );
+    assert_eq!(body["status"], 401);
+    assert_eq!(body["error"]["type"], "security_exception");
+    assert_eq!(body["error"]["root_cause"][0]["type"], "security_exception");
+    assert!(body["error"]["header"]["WWW-Authenticate"].is_array());
+    assert!(body["error"]["correlation_id"].is_string());
+}
+
+#[actix_web::test]
+async fn missing_wrong_and_unknown_credentials_get_401() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let (s, h, b) = send(&app, TestRequest::get().uri("/_security/_authenticate")).await;
+    assert_basic_401(s, &h, &b);
+    assert_eq!(
+        b["error"]["reason"],
+        "missing authentication credentials for REST request [/_security/_authenticate]"
+    );
+
+    let (s, h, b) = send(
+        &app,
+        TestRequest::get()
+            .uri("/_security/_authenticate")
+            .insert_header(basic((FACILITATOR.0, "not-the-password"))),
+    )
+    .await;
+    assert_basic_401(s, &h, &b);
+    assert_eq!(
+        b["error"]["reason"],
+        "unable to authenticate user [facilitator] for REST request [/_security/_authenticate]"
+    );
+    assert!(!b.to_string().contains("not-the-password"));
+
+    let (s, h, b) = send(
+        &app,
+        TestRequest::get()
+            .uri("/_security/_authenticate")
+            .insert_header(basic(("nobody", "x"))),
+    )
+    .await;
+    assert_basic_401(s, &h, &b);
+
+    for bad in [
+        "Basic !!!",
+        "Basic",
+        "Basic bm9jb2xvbg==",
+        "Digest abc",
+        "Bearer",
+    ] {
+        let (s, h, b) = send(
+            &app,
+            TestRequest::get()
+                .uri("/_security/_authenticate")
+                .insert_header(("Authorization", bad)),
+        )
+        .await;
+        if bad.starts_with("Bearer") {
+            assert_eq!(s, 401, "{bad}");
+        } else {
+            assert_basic_401(s, &h, &b);
+        }
+    }
+}
+
+#[actix_web::test]
+async fn missing_privilege_gets_403_naming_action_and_user() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let (status, _, body) = send(
+        &app,
+        post_json(
+            "/_security/oauth2/token",
+            json!({"grant_type": "client_credentials"}),
+        )
+        .insert_header(basic(OIDC_ONLY)),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["type"], "security_exception");
+    assert_eq!(
+        body["error"]["reason"],
+        "action [cluster:admin/xpack/security/token/create] is unauthorized for user [oidc-only] with effective roles [], this action is granted by the cluster privileges [manage_token,manage_security,all]"
+    );
+    assert!(!body.to_string().contains(OIDC_ONLY.1));
+}
+
+#[actix_web::test]
+async fn oversized_body_gets_413_before_parsing() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let big = "x".repeat(70 * 1024);
+    let (status, _, body) = send(
+        &app,
+        TestRequest::post()
+            .uri("/_security/oauth2/token")
+            .insert_header(basic(FACILITATOR))
+            .insert_header(("content-type", "application/json"))
+            .set_payload(format!("{{\"grant_type\":\"{big}\"}}")),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["status"], 413);
+    assert!(body["error"]["reason"].as_str().unwrap().contains("65536"));
+}
+
+#[actix_web::test]
+async fn malformed_json_wrong_content_type_unknown_fields_bad_utf8() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "application/json",
+            b"{\"grant_type\":".to_vec(),
+            400,
+            "x_content_parse_exception",
+        ),
+        (
+            "application/json",
+            b"[]".to_vec(),
+            400,
+            "x_content_parse_exception",
+        ),
+        (
+            "application/json",
+            b"{\"foo\":1}".to_vec(),
+            400,
+            "x_content_parse_exception",
+        ),
+        (
+            "application/json",
+            b"{\"grant_type\":\"\xff\xfe\"}".to_vec(),
+            400,
+            "x_content_parse_exception",
+        ),
+        (
+            "application/json",
+            b"{\"grant_type\":1}".to_vec(),
+            400,
+            "x_content_parse_exception",
+        ),
+        (
+            "application/json",
+            b"".to_vec(),
+            400,
+            "x_content_parse_exception",
+        ),
+        (
+            "text/plain",
+            b"{}".to_vec(),
+            415,
+            "media_type_header_exception",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"grant_type=password".to_vec(),
+            415,
+            "media_type_header_exception",
+        ),
+    ];
+    for (ct, payload, want, kind) in cases {
+        let (status, _, body) = send(
+            &app,
+            TestRequest::post()
+                .uri("/_security/oauth2/token")
+                .insert_header(basic(FACILITATOR))
+                .insert_header(("content-type", ct))
+                .set_payload(payload.clone()),
+        )
+        .await;
+        assert_eq!(status, want, "{ct} {payload:?}: {body}");
+        assert_eq!(body["error"]["type"], kind, "{body}");
+        assert_eq!(body["status"], want);
+    }
+    let (_, _, body) = send(
+        &app,
+        post_json(
+            "/_security/oauth2/token",
+            json!({"grant_type": "password", "foo": 1}),
+        )
+        .insert_header(basic(FACILITATOR)),
+    )
+    .await;
+    assert_eq!(
+        body["error"]["reason"],
+        "[1:6] [token_request] unknown field [foo]"
+    );
+}
+
+#[actix_web::test]
+async fn unknown_path_404_and_wrong_method_405_in_elasticsearch_shape() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let (status, _, body) = send(&app, TestRequest::get().uri("/_security/nope")).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["status"], 404);
+    let (status, _, body) = send(
+        &app,
+        TestRequest::put()
+            .uri("/_security/oauth2/token")
+            .insert_header(basic(ADMIN)),
+    )
+    .await;
+    assert_eq!(status, 405);
+    assert_eq!(body["status"], 405);
+}

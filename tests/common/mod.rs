@@ -1,0 +1,180 @@
+//! Test harness: the real `configure()` over a chosen store, with a manual clock.
+#![allow(dead_code)]
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::test;
+use actix_web::App;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use oidc_realm::app::{configure, AppState};
+use oidc_realm::clock::ManualClock;
+use oidc_realm::config::*;
+use oidc_realm::store::{MemoryStore, Store};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const FACILITATOR: (&str, &str) = ("facilitator", "facilitator-password");
+pub const OTHER_FACILITATOR: (&str, &str) = ("kibana2", "kibana2-password");
+pub const ADMIN: (&str, &str) = ("admin", "admin-password");
+pub const OIDC_ONLY: (&str, &str) = ("oidc-only", "oidc-only-password");
+pub const ARGON_USER: (&str, &str) = ("argon", "argon-password");
+
+fn bcrypt4(pw: &str) -> PasswordHash {
+    PasswordHash::Bcrypt(bcrypt::hash(pw, 4).unwrap())
+}
+
+/// An argon2id hash with minimal cost, so debug-build tests stay fast.
+fn cheap_argon2(pw: &str) -> PasswordHash {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(8, 1, 1, None).unwrap();
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+    PasswordHash::Argon2id(a.hash_password(pw.as_bytes(), &salt).unwrap().to_string())
+}
+
+fn user(hash: PasswordHash, privs: &[Privilege]) -> UserEntry {
+    UserEntry {
+        password_hash: hash,
+        privileges: privs.iter().copied().collect::<BTreeSet<_>>(),
+        full_name: None,
+        email: None,
+    }
+}
+
+/// Settings with several callers and no realms.
+pub fn settings() -> Settings {
+    let mut users = BTreeMap::new();
+    users.insert(
+        FACILITATOR.0.to_string(),
+        user(
+            bcrypt4(FACILITATOR.1),
+            &[Privilege::ManageOidc, Privilege::ManageToken],
+        ),
+    );
+    users.insert(
+        OTHER_FACILITATOR.0.to_string(),
+        user(
+            bcrypt4(OTHER_FACILITATOR.1),
+            &[Privilege::ManageOidc, Privilege::ManageToken],
+        ),
+    );
+    users.insert(ADMIN.0.to_string(), {
+        let mut u = user(bcrypt4(ADMIN.1), &[Privilege::All]);
+        u.full_name = Some("The Admin".into());
+        u.email = Some("admin@example.com".into());
+        u
+    });
+    users.insert(
+        OIDC_ONLY.0.to_string(),
+        user(bcrypt4(OIDC_ONLY.1), &[Privilege::ManageOidc]),
+    );
+    users.insert(
+        ARGON_USER.0.to_string(),
+        user(cheap_argon2(ARGON_USER.1), &[Privilege::ManageToken]),
+    );
+    Settings {
+        base_dir: ".".into(),
+        http: HttpSettings {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+            max_body: 64 * 1024,
+        },
+        data: DataSettings {
+            path: "unused.redb".into(),
+        },
+        token: TokenSettings {
+            timeout: Duration::from_secs(20 * 60),
+            refresh_timeout: Duration::from_secs(24 * 3600),
+        },
+        log: LogSettings {
+            format: LogFormat::Human,
+            level: "info".into(),
+        },
+        users,
+        realms: Vec::new(),
+    }
+}
+
+pub struct TestApp {
+    pub state: Arc<AppState>,
+    pub clock: Arc<ManualClock>,
+}
+
+impl TestApp {
+    pub fn new() -> Self {
+        Self::with_store(Arc::new(MemoryStore::new()))
+    }
+
+    pub fn with_store(store: Arc<dyn Store>) -> Self {
+        Self::with(settings(), store)
+    }
+
+    pub fn with(settings: Settings, store: Arc<dyn Store>) -> Self {
+        let clock = ManualClock::at(1_790_000_000_000);
+        let state = AppState::new(settings, Vec::new(), store, clock.clone());
+        Self { state, clock }
+    }
+
+    pub async fn service(
+        &self,
+    ) -> impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+    > {
+        test::init_service(App::new().configure(configure(self.state.clone()))).await
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+}
+
+pub fn basic((u, p): (&str, &str)) -> (&'static str, String) {
+    (
+        "Authorization",
+        format!("Basic {}", STANDARD.encode(format!("{u}:{p}"))),
+    )
+}
+
+pub fn bearer(token: &str) -> (&'static str, String) {
+    ("Authorization", format!("Bearer {token}"))
+}
+
+/// Send a request and return (status, headers, JSON body or Null).
+pub async fn send<S, B>(
+    app: &S,
+    req: test::TestRequest,
+) -> (u16, actix_web::http::header::HeaderMap, serde_json::Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let resp = test::call_service(app, req.to_request()).await;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = test::read_body(resp).await;
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    (status, headers, json)
+}
+
+/// Send a request and return the raw body bytes too.
+pub async fn send_raw<S, B>(app: &S, req: test::TestRequest) -> (u16, actix_web::web::Bytes)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let resp = test::call_service(app, req.to_request()).await;
+    let status = resp.status().as_u16();
+    (status, test::read_body(resp).await)
+}
+
+pub fn post_json(path: &str, body: serde_json::Value) -> test::TestRequest {
+    test::TestRequest::post().uri(path).set_json(body)
+}
+
+pub fn delete_json(path: &str, body: serde_json::Value) -> test::TestRequest {
+    test::TestRequest::delete().uri(path).set_json(body)
+}
