@@ -39,9 +39,13 @@ enum Shape {
     OAuth { error: &'static str },
 }
 
-/// An error answered to a client.
+/// An error answered to a client (boxed: errors travel in `Result`s on hot paths).
 #[derive(Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Clone)]
+/// The parts of an [`ApiError`].
+pub struct Inner {
     status: StatusCode,
     /// Elasticsearch exception type, e.g. `security_exception`.
     kind: &'static str,
@@ -53,6 +57,19 @@ pub struct ApiError {
     /// The precise cause, for the server log only.
     detail: Option<String>,
     shape: Shape,
+}
+
+impl std::ops::Deref for ApiError {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.0
+    }
 }
 
 impl fmt::Debug for ApiError {
@@ -74,7 +91,7 @@ impl fmt::Display for ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, code: &'static str, reason: String) -> Self {
-        Self {
+        Self(Box::new(Inner {
             status,
             kind,
             reason,
@@ -82,7 +99,7 @@ impl ApiError {
             challenges: Vec::new(),
             detail: None,
             shape: Shape::Elasticsearch,
-        }
+        }))
     }
 
     /// Attach the precise cause, logged with the correlation id and never sent.
