@@ -19,6 +19,14 @@ async fn root_lists_name_version_and_realms_without_auth() {
 }
 
 #[actix_web::test]
+async fn health_is_public_and_trivial() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let (status, _, body) = send(&app, TestRequest::get().uri("/_health")).await;
+    assert_eq!((status, body), (200, json!({"status": "ok"})));
+}
+
+#[actix_web::test]
 async fn authenticate_returns_the_caller_in_elasticsearch_shape() {
     let t = TestApp::new();
     let app = t.service().await;

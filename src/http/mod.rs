@@ -18,6 +18,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(wrong_method)),
     )
     .service(
+        web::resource("/_health")
+            .route(web::get().to(security::health))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
         web::resource("/_security/_authenticate")
             .route(web::get().to(security::authenticate))
             .default_service(web::to(wrong_method)),

@@ -24,6 +24,13 @@ pub async fn root(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+/// Liveness: answers as long as the server serves. Also the trivial baseline of benchmarks.
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(r#"{"status":"ok"}"#)
+}
+
 /// The caller, in Elasticsearch's shape.
 pub async fn authenticate(caller: Caller) -> Result<HttpResponse, ApiError> {
     let auth = caller.require(Action::Authenticate)?;
