@@ -1,6 +1,12 @@
-//! Reading and validating the YAML file. (Being written: see the config helper's branch.)
+//! Reading and validating the YAML file.
+//!
+//! Steps: parse YAML (`serde_norway`) → flatten to canonical dotted keys (`flatten.rs`) →
+//! check every key is known (with "did you mean") → read and validate each section
+//! (`values.rs` for typed getters, `realm.rs` for OIDC realms), collecting **every** problem.
 
-use super::Settings;
+use super::ctx::Ctx;
+use super::flatten::{flatten, scan_key_lines, Leaf};
+use super::{keys, realm, sections, Settings};
 use std::fmt;
 use std::path::Path;
 
@@ -64,10 +70,196 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
 }
 
 /// Validate YAML text; relative paths resolve against `base_dir`.
-pub fn load_str(_yaml: &str, _base_dir: &Path) -> Result<Loaded, ConfigErrors> {
-    Err(ConfigErrors(vec![ConfigError {
-        path: String::new(),
-        message: "configuration loading is being written".into(),
-        location: None,
-    }]))
+pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
+    let base_dir = absolute_dir(base_dir);
+    let doc: serde_norway::Value = match serde_norway::from_str(yaml) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: format!("YAML syntax error: {e}"),
+                location: e.location().map(|l| (l.line(), l.column())),
+            }]))
+        }
+    };
+    let mut ctx = Ctx::new(base_dir.clone(), scan_key_lines(yaml));
+    match &doc {
+        serde_norway::Value::Mapping(_) | serde_norway::Value::Null => {}
+        _ => return Err(ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            message:
+                "the configuration must be a YAML mapping (http, data, token, log, users, realms)"
+                    .into(),
+            location: Some((1, 1)),
+        }])),
+    }
+    let mut leaves: Vec<Leaf> = Vec::new();
+    let mut bad_keys = Vec::new();
+    flatten(&doc, &mut leaves, &mut bad_keys);
+    for raw in bad_keys {
+        let loc = ctx.raw_location(&raw);
+        let path = super::flatten::canonical(&raw).join(".");
+        ctx.error_at(&path, "map keys must be strings", loc);
+    }
+    for leaf in leaves {
+        if ctx.leaves.contains_key(&leaf.path) {
+            let loc = ctx.raw_location(&leaf.raw);
+            ctx.error_at(
+                &leaf.path.clone(),
+                format!(
+                    "key [{}] is given twice (as written here: `{}`); keep one (flat `a.b`, nested `a: {{b: ..}}` and `xpack.security.authc.realms.oidc.` forms name the same key)",
+                    leaf.path,
+                    leaf.raw.join(" → ")
+                ),
+                loc,
+            );
+            continue;
+        }
+        ctx.leaves.insert(leaf.path.clone(), leaf);
+    }
+
+    keys::check_known(&mut ctx);
+    let http = sections::http(&mut ctx);
+    let data = sections::data(&mut ctx);
+    let token = sections::token(&mut ctx);
+    let log = sections::log(&mut ctx);
+    let users = sections::users(&mut ctx);
+    let realms = realm::realms(&mut ctx);
+    if users.is_empty() && !ctx.any_under("users") {
+        ctx.warn(
+            "users",
+            "no users are configured: nobody can call the API (add one with a hash from `oidc-realm hash-password`)",
+        );
+    }
+    if realms.is_empty() && !ctx.any_under("realms") {
+        ctx.warn("realms", "no realms are configured");
+    }
+
+    let mut errors = std::mem::take(&mut ctx.errors);
+    if !errors.is_empty() {
+        errors.sort_by(|a, b| {
+            let la = a.location.unwrap_or((usize::MAX, usize::MAX));
+            let lb = b.location.unwrap_or((usize::MAX, usize::MAX));
+            (la, &a.path, &a.message).cmp(&(lb, &b.path, &b.message))
+        });
+        errors.dedup();
+        return Err(ConfigErrors(errors));
+    }
+    let mut warnings = std::mem::take(&mut ctx.warnings);
+    warnings.sort_by(|a, b| {
+        let la = a.0.unwrap_or((usize::MAX, usize::MAX));
+        let lb = b.0.unwrap_or((usize::MAX, usize::MAX));
+        (la, &a.1, &a.2).cmp(&(lb, &b.1, &b.2))
+    });
+    warnings.dedup();
+    let warnings = warnings
+        .into_iter()
+        .map(|(loc, path, msg)| match loc {
+            Some((l, c)) => format!("{path}: {msg} (line {l}, column {c})"),
+            None => format!("{path}: {msg}"),
+        })
+        .collect();
+    let (Some(http), Some(data), Some(token), Some(log)) = (http, data, token, log) else {
+        // Every `None` above comes with an error, so this is unreachable in practice.
+        return Err(ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            message: "internal error: a section failed without an error".into(),
+            location: None,
+        }]));
+    };
+    Ok(Loaded {
+        settings: Settings {
+            base_dir,
+            http,
+            data,
+            token,
+            log,
+            users,
+            realms,
+        },
+        warnings,
+    })
+}
+
+/// The config directory as an absolute path (`""` means the current directory).
+fn absolute_dir(dir: &Path) -> std::path::PathBuf {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("oidc-realm-load-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("jwks.json"), r#"{"keys":[]}"#).unwrap();
+        d
+    }
+
+    const MINIMAL: &str = r#"
+users:
+  fac:
+    password_hash: "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW"
+    privileges: manage_oidc, manage_token
+realms:
+  oidc1:
+    order: 1
+    rp.client_id: cid
+    rp.client_secret: literal-secret
+    rp.redirect_uri: https://app.example.com/cb
+    rp.response_type: code
+    op.issuer: https://op.example.com
+    op.authorization_endpoint: https://op.example.com/auth
+    op.token_endpoint: https://op.example.com/token
+    op.jwkset_path: jwks.json
+    claims.principal: sub
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let l = load_str(MINIMAL, &base()).unwrap();
+        let s = &l.settings;
+        assert_eq!(s.http.bind.to_string(), "127.0.0.1:9280");
+        assert_eq!(s.http.max_body, 64 * 1024);
+        assert_eq!(s.token.timeout.as_secs(), 1200);
+        assert_eq!(s.token.refresh_timeout.as_secs(), 86400);
+        assert_eq!(s.log.format, super::super::LogFormat::Human);
+        assert!(s.data.path.ends_with("data/oidc-realm.redb"));
+        assert!(s.data.path.is_absolute());
+        let r = &s.realms[0];
+        assert_eq!(r.rp.requested_scopes, vec!["openid"]);
+        assert!(r.rp.pkce);
+        assert_eq!(r.http.connection_pool_ttl.unwrap().as_secs(), 180);
+        assert_eq!(
+            r.op.jwkset,
+            super::super::JwksSource::File(base().join("jwks.json"))
+        );
+        assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+        assert!(l.warnings[0].starts_with("realms.oidc1.rp.client_secret: "));
+        assert!(!l.warnings[0].contains("literal-secret"));
+    }
+
+    #[test]
+    fn syntax_error_has_location() {
+        let e = load_str("http:\n  bind: [1,\n", &base()).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert!(e.0[0].message.starts_with("YAML syntax error"));
+        assert!(e.0[0].location.is_some());
+    }
+
+    #[test]
+    fn key_errors_carry_the_line() {
+        let yaml = MINIMAL.replace("    order: 1\n", "    order: 1\n    rp.clientid: x\n");
+        let e = load_str(&yaml, &base()).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].path, "realms.oidc1.rp.clientid");
+        assert!(e.0[0].message.contains("did you mean `rp.client_id`?"));
+        assert_eq!(e.0[0].location, Some((9, 5)));
+    }
 }

@@ -8,7 +8,12 @@
 mod types;
 pub use types::*;
 
+mod ctx;
+mod flatten;
+mod keys;
 mod load;
+mod realm;
+mod sections;
 pub use load::{load, load_str, ConfigError, ConfigErrors, Loaded};
 
 pub mod duration;

@@ -1,0 +1,623 @@
+//! OIDC realms: Elasticsearch's settings and checks, on canonical keys `realms.<name>.<key>`.
+
+use super::ctx::{shown, Ctx};
+use super::{
+    ClaimRule, ClaimSettings, ClientAuthMethod, JwksSource, OpSettings, ProxyScheme, ProxySettings,
+    RealmConfig, RealmHttpSettings, RealmSslSettings, ResponseType, RpSettings, SignatureAlgorithm,
+    VerificationMode,
+};
+use regex::Regex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Cipher suites (IANA names) that rustls with aws-lc-rs implements.
+const CIPHER_SUITES: &[&str] = &[
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+];
+
+/// All realms, sorted by `order`, with `order` checked unique.
+pub(super) fn realms(ctx: &mut Ctx) -> Vec<RealmConfig> {
+    let names: BTreeSet<String> = ctx
+        .leaves
+        .values()
+        .filter(|l| l.segs.len() >= 2 && l.segs[0] == "realms")
+        .map(|l| l.segs[1].clone())
+        .collect();
+    let mut out = Vec::new();
+    let mut orders: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for name in names {
+        let base = format!("realms.{name}");
+        if let Some(r) = realm(ctx, &name, &base, &mut orders) {
+            out.push(r);
+        }
+    }
+    for (order, names) in &orders {
+        if names.len() > 1 {
+            for (i, n) in names.iter().enumerate() {
+                let others: Vec<&str> = names
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, s)| s.as_str())
+                    .collect();
+                ctx.error(
+                    &format!("realms.{n}.order"),
+                    format!(
+                        "order [{order}] is also used by realm [{}]; each realm needs a unique order",
+                        others.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    out.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.name.cmp(&b.name)));
+    out
+}
+
+fn realm(
+    ctx: &mut Ctx,
+    name: &str,
+    base: &str,
+    orders: &mut BTreeMap<i64, Vec<String>>,
+) -> Option<RealmConfig> {
+    let k = |key: &str| format!("{base}.{key}");
+    let mut ok = true;
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        ctx.error(
+            base,
+            "realm names cannot be empty or contain spaces or control characters",
+        );
+        ok = false;
+    }
+
+    let order = ctx.int(&k("order"));
+    if ctx.value(&k("order")).is_none() {
+        ctx.required(&k("order"));
+    }
+    if let Some(o) = order {
+        orders.entry(o).or_default().push(name.to_string());
+    }
+    let enabled = ctx.bool(&k("enabled"), true);
+
+    // rp.*
+    let client_id = ctx.req_string(&k("rp.client_id"));
+    let client_secret = ctx.secret(&k("rp.client_secret"));
+    if ctx.value(&k("rp.client_secret")).is_none() {
+        ctx.required(&k("rp.client_secret"));
+    }
+    let redirect_uri = ctx.req_string(&k("rp.redirect_uri"));
+    let redirect_uri = redirect_uri.and_then(|s| ctx.parse_url(&k("rp.redirect_uri"), &s));
+    let response_type = ctx.req_string(&k("rp.response_type")).and_then(|s| {
+        match s.trim() {
+            "code" => Some(ResponseType::Code),
+            "id_token" => Some(ResponseType::IdToken),
+            "id_token token" => Some(ResponseType::IdTokenToken),
+            other => {
+                ctx.error(
+                    &k("rp.response_type"),
+                    format!(
+                        "Invalid value [{}] for [{}]. Allowed values are [code, id_token, id_token token]",
+                        shown(other),
+                        k("rp.response_type")
+                    ),
+                );
+                None
+            }
+        }
+    });
+    let requested_scopes = requested_scopes(ctx, &k("rp.requested_scopes"));
+    let signature_algorithms = signature_algorithms(ctx, &k("rp.signature_algorithm"));
+    let post_logout_redirect_uri = match ctx.string(&k("rp.post_logout_redirect_uri")) {
+        None => Some(None),
+        Some(s) => ctx
+            .parse_url(&k("rp.post_logout_redirect_uri"), &s)
+            .map(Some),
+    };
+    let client_auth_method = match ctx.string(&k("rp.client_auth_method")).as_deref() {
+        None | Some("client_secret_basic") => Some(ClientAuthMethod::ClientSecretBasic),
+        Some("client_secret_post") => Some(ClientAuthMethod::ClientSecretPost),
+        Some("client_secret_jwt") => Some(ClientAuthMethod::ClientSecretJwt),
+        Some(other) => {
+            let key = k("rp.client_auth_method");
+            ctx.error(
+                &key,
+                format!(
+                    "Invalid value [{}] for [{key}]. Allowed values are [client_secret_basic, client_secret_post, client_secret_jwt]",
+                    shown(other)
+                ),
+            );
+            None
+        }
+    };
+    let client_auth_jwt_signature_algorithm = match ctx
+        .string(&k("rp.client_auth_jwt_signature_algorithm"))
+    {
+        None => Some(SignatureAlgorithm::HS384),
+        Some(s) => match SignatureAlgorithm::parse(s.trim()) {
+            Some(a) if a.is_hmac() => Some(a),
+            _ => {
+                let key = k("rp.client_auth_jwt_signature_algorithm");
+                ctx.error(
+                    &key,
+                    format!(
+                        "Invalid value [{}] for [{key}]. Allowed values are [HS256, HS384, HS512]",
+                        shown(&s)
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let pkce = ctx.bool(&k("rp.pkce"), true);
+
+    // op.*
+    let issuer = ctx.req_string(&k("op.issuer"));
+    let authorization_endpoint = ctx
+        .req_string(&k("op.authorization_endpoint"))
+        .and_then(|s| ctx.secure_url(&k("op.authorization_endpoint"), &s));
+    let token_endpoint = match ctx.string(&k("op.token_endpoint")) {
+        Some(s) => ctx.secure_url(&k("op.token_endpoint"), &s).map(Some),
+        None => {
+            if response_type == Some(ResponseType::Code) {
+                let key = k("op.token_endpoint");
+                ctx.error(
+                    &key,
+                    format!(
+                        "The configuration setting [{key}] is required when [{}] is set to \"code\"",
+                        k("rp.response_type")
+                    ),
+                );
+                None
+            } else {
+                Some(None)
+            }
+        }
+    };
+    let userinfo_endpoint = optional_secure_url(ctx, &k("op.userinfo_endpoint"));
+    let endsession_endpoint = optional_secure_url(ctx, &k("op.endsession_endpoint"));
+    let jwkset = ctx.req_string(&k("op.jwkset_path")).and_then(|s| {
+        let key = k("op.jwkset_path");
+        let t = s.trim();
+        let lower = t.to_ascii_lowercase();
+        if lower.starts_with("https://") || lower.starts_with("http://") {
+            ctx.secure_url(&key, t).map(JwksSource::Url)
+        } else if lower.contains("://") {
+            ctx.error(
+                &key,
+                format!(
+                    "Invalid value [{}] for [{key}]: an https URL or a file path is expected",
+                    shown(t)
+                ),
+            );
+            None
+        } else {
+            ctx.existing_file(&key, t).map(JwksSource::File)
+        }
+    });
+
+    // claims.* and claim_patterns.*
+    let mut claims_ok = true;
+    let mut rules: BTreeMap<&str, Option<ClaimRule>> = BTreeMap::new();
+    for c in ["principal", "groups", "name", "mail", "dn"] {
+        let claim_key = k(&format!("claims.{c}"));
+        let pattern_key = k(&format!("claim_patterns.{c}"));
+        let claim = if c == "principal" {
+            let v = ctx.string(&claim_key);
+            if v.is_none() && ctx.value(&claim_key).is_none() {
+                ctx.error(&claim_key, format!("Setting [{claim_key}] is required"));
+            }
+            v
+        } else {
+            ctx.string(&claim_key)
+        };
+        let pattern = ctx.string(&pattern_key);
+        let pattern = match pattern {
+            None => Some(None),
+            Some(p) => {
+                if ctx.value(&claim_key).is_none() {
+                    ctx.error(
+                        &pattern_key,
+                        format!(
+                            "Setting [{pattern_key}] cannot be set unless [{claim_key}] is also set"
+                        ),
+                    );
+                }
+                compile_pattern(ctx, &pattern_key, &p).map(Some)
+            }
+        };
+        match (claim, pattern) {
+            (Some(claim), Some(pattern)) => {
+                rules.insert(c, Some(ClaimRule { claim, pattern }));
+            }
+            (None, Some(_)) if c != "principal" => {
+                rules.insert(c, None);
+            }
+            _ => claims_ok = false,
+        }
+    }
+
+    let populate_user_metadata = ctx.bool(&k("populate_user_metadata"), true);
+    let allowed_clock_skew = ctx.time(&k("allowed_clock_skew"), Duration::from_secs(60));
+    let http = realm_http(ctx, base);
+    let ssl = realm_ssl(ctx, base);
+
+    if !(ok && claims_ok) {
+        return None;
+    }
+    let mut take = |c: &str| rules.remove(c).flatten();
+    let claims = ClaimSettings {
+        principal: take("principal")?,
+        groups: take("groups"),
+        name: take("name"),
+        mail: take("mail"),
+        dn: take("dn"),
+    };
+    Some(RealmConfig {
+        name: name.to_string(),
+        order: order?,
+        enabled: enabled?,
+        rp: RpSettings {
+            client_id: client_id?,
+            client_secret: client_secret?,
+            redirect_uri: redirect_uri?,
+            response_type: response_type?,
+            requested_scopes: requested_scopes?,
+            signature_algorithms: signature_algorithms?,
+            post_logout_redirect_uri: post_logout_redirect_uri?,
+            client_auth_method: client_auth_method?,
+            client_auth_jwt_signature_algorithm: client_auth_jwt_signature_algorithm?,
+            pkce: pkce?,
+        },
+        op: OpSettings {
+            issuer: issuer?,
+            authorization_endpoint: authorization_endpoint?,
+            token_endpoint: token_endpoint?,
+            userinfo_endpoint: userinfo_endpoint?,
+            endsession_endpoint: endsession_endpoint?,
+            jwkset: jwkset?,
+        },
+        claims,
+        populate_user_metadata: populate_user_metadata?,
+        allowed_clock_skew: allowed_clock_skew?,
+        http: http?,
+        ssl: ssl?,
+    })
+}
+
+fn optional_secure_url(ctx: &mut Ctx, key: &str) -> Option<Option<url::Url>> {
+    match ctx.string(key) {
+        None => Some(None),
+        Some(s) => ctx.secure_url(key, &s).map(Some),
+    }
+}
+
+fn requested_scopes(ctx: &mut Ctx, key: &str) -> Option<Vec<String>> {
+    let list = match ctx.list(key) {
+        None if ctx.value(key).is_some() => return None,
+        None => Vec::new(),
+        Some(l) => l,
+    };
+    let mut out = vec!["openid".to_string()];
+    let mut ok = true;
+    for s in list {
+        if s.chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+        {
+            ctx.error(
+                key,
+                format!(
+                    "invalid scope [{}]: scopes cannot contain spaces, quotes or backslashes; give a list or a comma-separated string",
+                    shown(&s)
+                ),
+            );
+            ok = false;
+        } else if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    ok.then_some(out)
+}
+
+fn signature_algorithms(ctx: &mut Ctx, key: &str) -> Option<Vec<SignatureAlgorithm>> {
+    let list = match ctx.list(key) {
+        None if ctx.value(key).is_some() => return None,
+        None => return Some(vec![SignatureAlgorithm::RS256]),
+        Some(l) => l,
+    };
+    if list.is_empty() {
+        ctx.error(key, "at least one signature algorithm is required");
+        return None;
+    }
+    let allowed: Vec<&str> = SignatureAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+    let mut out = Vec::new();
+    let mut ok = true;
+    for s in list {
+        match SignatureAlgorithm::parse(&s) {
+            Some(a) => {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+            None if s.eq_ignore_ascii_case("none") => {
+                ctx.error(
+                    key,
+                    "Invalid value [none]: unsigned ID tokens are never accepted; use one of the signature algorithms your provider signs with",
+                );
+                ok = false;
+            }
+            None => {
+                ctx.error(
+                    key,
+                    format!(
+                        "Invalid value [{}] for [{key}]. Allowed values are [{}] (exact case)",
+                        shown(&s),
+                        allowed.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+fn compile_pattern(ctx: &mut Ctx, key: &str, p: &str) -> Option<Regex> {
+    let re = match Regex::new(p) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.error(
+                key,
+                format!("not a valid regular expression (Rust `regex` syntax: no look-around or back-references): {e}"),
+            );
+            return None;
+        }
+    };
+    if re.captures_len() < 2 {
+        ctx.error(
+            key,
+            format!(
+                "pattern [{}] has no capture group; the claim value is taken from group 1, e.g. ^([^@]+)@example\\.com$",
+                shown(p)
+            ),
+        );
+        return None;
+    }
+    let starts = p.starts_with('^') || p.starts_with("\\A");
+    let ends = (p.ends_with('$') && !p.ends_with("\\$")) || p.ends_with("\\z");
+    if !(starts && ends) {
+        ctx.warn(
+            key,
+            format!(
+                "pattern [{}] is not anchored with ^ and $: it matches anywhere in the claim, so e.g. admin@staff.example.com.attacker.net would pass a pattern meant for staff.example.com",
+                shown(p)
+            ),
+        );
+    }
+    Some(re)
+}
+
+fn realm_http(ctx: &mut Ctx, base: &str) -> Option<RealmHttpSettings> {
+    let k = |key: &str| format!("{base}.http.{key}");
+    let five = Duration::from_secs(5);
+    let connect_timeout = ctx.time(&k("connect_timeout"), five);
+    let connection_read_timeout = ctx.time(&k("connection_read_timeout"), five);
+    let socket_timeout = ctx.time(&k("socket_timeout"), five);
+    let max_connections = ctx.int_in(&k("max_connections"), 200, 1, i64::from(u32::MAX));
+    let max_endpoint_connections =
+        ctx.int_in(&k("max_endpoint_connections"), 200, 1, i64::from(u32::MAX));
+    let connection_pool_ttl =
+        ctx.time_or_minus_one(&k("connection_pool_ttl"), Some(Duration::from_secs(180)));
+    let tcp_keep_alive = ctx.bool(&k("tcp.keep_alive"), true);
+
+    let host_key = k("proxy.host");
+    let host = ctx.string(&host_key);
+    let port = ctx.int_in(&k("proxy.port"), 80, 1, 65535);
+    let scheme = match ctx.string(&k("proxy.scheme")) {
+        None => Some(ProxyScheme::Http),
+        Some(s) => match s.trim() {
+            "http" => Some(ProxyScheme::Http),
+            "https" => Some(ProxyScheme::Https),
+            other => {
+                let key = k("proxy.scheme");
+                ctx.error(
+                    &key,
+                    format!(
+                        "Invalid value [{}] for [{key}]. Only `http` or `https` are allowed.",
+                        shown(other)
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let proxy = match host {
+        None => {
+            let mut fine = true;
+            for other in ["proxy.port", "proxy.scheme"] {
+                if ctx.value(&k(other)).is_some() {
+                    ctx.error(
+                        &k(other),
+                        format!(
+                            "Setting [{}] cannot be set unless [{host_key}] is also set",
+                            k(other)
+                        ),
+                    );
+                    fine = false;
+                }
+            }
+            fine.then_some(None)
+        }
+        Some(h) => {
+            let h = h.trim().to_string();
+            let valid = !h.contains("://")
+                && !h.contains('/')
+                && url::Host::parse(&h).is_ok()
+                && (h.starts_with('[') || !h.contains(':'));
+            if !valid {
+                ctx.error(
+                    &host_key,
+                    format!(
+                        "Invalid value [{}] for [{host_key}]: give a host name or IP only; the port and scheme go in http.proxy.port and http.proxy.scheme",
+                        shown(&h)
+                    ),
+                );
+                None
+            } else {
+                match (port, scheme) {
+                    (Some(p), Some(s)) => Some(Some(ProxySettings {
+                        host: h,
+                        port: u16::try_from(p).ok()?,
+                        scheme: s,
+                    })),
+                    _ => None,
+                }
+            }
+        }
+    };
+    Some(RealmHttpSettings {
+        connect_timeout: connect_timeout?,
+        connection_read_timeout: connection_read_timeout?,
+        socket_timeout: socket_timeout?,
+        max_connections: u32::try_from(max_connections?).ok()?,
+        max_endpoint_connections: u32::try_from(max_endpoint_connections?).ok()?,
+        connection_pool_ttl: connection_pool_ttl?,
+        tcp_keep_alive: tcp_keep_alive?,
+        proxy: proxy?,
+    })
+}
+
+fn realm_ssl(ctx: &mut Ctx, base: &str) -> Option<RealmSslSettings> {
+    let k = |key: &str| format!("{base}.ssl.{key}");
+    let mut ok = true;
+
+    let mut certificate_authorities = Vec::new();
+    if let Some(list) = ctx.list(&k("certificate_authorities")) {
+        for f in list {
+            match ctx.pem_certificates(&k("certificate_authorities"), &f) {
+                Some(p) => certificate_authorities.push(p),
+                None => ok = false,
+            }
+        }
+    } else if ctx.value(&k("certificate_authorities")).is_some() {
+        ok = false;
+    }
+
+    let verification_mode = match ctx.string(&k("verification_mode")).as_deref() {
+        None | Some("full") => Some(VerificationMode::Full),
+        Some("certificate") => Some(VerificationMode::Certificate),
+        Some("none") => {
+            ctx.warn(
+                &k("verification_mode"),
+                "verification_mode none is INSECURE: the provider's TLS certificate is not checked at all, so anyone on the network path can impersonate it; use full (or certificate) with ssl.certificate_authorities",
+            );
+            Some(VerificationMode::None)
+        }
+        Some(other) => {
+            let key = k("verification_mode");
+            ctx.error(
+                &key,
+                format!(
+                    "Invalid value [{}] for [{key}]. Allowed values are [full, certificate, none]",
+                    shown(other)
+                ),
+            );
+            None
+        }
+    };
+
+    let cert = ctx.string(&k("certificate"));
+    let key = ctx.string(&k("key"));
+    let client_certificate = match (cert, key) {
+        (None, None) => Some(None),
+        (Some(c), Some(kf)) => {
+            let c = ctx.pem_certificates(&k("certificate"), &c);
+            let kf = ctx.pem_private_key(&k("key"), &kf);
+            match (c, kf) {
+                (Some(c), Some(kf)) => Some(Some((c, kf))),
+                _ => None,
+            }
+        }
+        (Some(_), None) => {
+            ctx.error(
+                &k("key"),
+                format!(
+                    "[{}] is set, so [{}] (the client certificate's PEM private key) is required",
+                    k("certificate"),
+                    k("key")
+                ),
+            );
+            None
+        }
+        (None, Some(_)) => {
+            ctx.error(
+                &k("certificate"),
+                format!(
+                    "[{}] is set, so [{}] (the client certificate PEM) is required",
+                    k("key"),
+                    k("certificate")
+                ),
+            );
+            None
+        }
+    };
+
+    let supported_protocols = match ctx.list(&k("supported_protocols")) {
+        None if ctx.value(&k("supported_protocols")).is_some() => None,
+        None => Some(Vec::new()),
+        Some(list) => {
+            let mut good = true;
+            for p in &list {
+                if !matches!(p.as_str(), "TLSv1.2" | "TLSv1.3") {
+                    ctx.error(
+                        &k("supported_protocols"),
+                        format!(
+                            "unsupported protocol [{}]; oidc-realm (rustls) supports [TLSv1.2, TLSv1.3]",
+                            shown(p)
+                        ),
+                    );
+                    good = false;
+                }
+            }
+            good.then_some(list)
+        }
+    };
+    let cipher_suites = match ctx.list(&k("cipher_suites")) {
+        None if ctx.value(&k("cipher_suites")).is_some() => None,
+        None => Some(Vec::new()),
+        Some(list) => {
+            let mut good = true;
+            for c in &list {
+                if !CIPHER_SUITES.contains(&c.as_str()) {
+                    ctx.error(
+                        &k("cipher_suites"),
+                        format!(
+                            "unsupported cipher suite [{}]; oidc-realm (rustls) supports [{}]",
+                            shown(c),
+                            CIPHER_SUITES.join(", ")
+                        ),
+                    );
+                    good = false;
+                }
+            }
+            good.then_some(list)
+        }
+    };
+    if !ok {
+        return None;
+    }
+    Some(RealmSslSettings {
+        certificate_authorities,
+        verification_mode: verification_mode?,
+        client_certificate: client_certificate?,
+        supported_protocols: supported_protocols?,
+        cipher_suites: cipher_suites?,
+    })
+}

@@ -1,0 +1,389 @@
+//! The server's own sections: `http`, `data`, `token`, `log`, `users`.
+
+use super::ctx::{scalar_text, shown, Ctx};
+use super::duration::format_time;
+use super::{
+    DataSettings, HttpSettings, LogFormat, LogSettings, PasswordHash, Privilege, TlsSettings,
+    TokenSettings, UserEntry,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub(super) const DEFAULT_BIND: &str = "127.0.0.1:9280";
+pub(super) const DEFAULT_MAX_BODY: usize = 64 * 1024;
+pub(super) const DEFAULT_DATA_PATH: &str = "data/oidc-realm.redb";
+
+pub(super) fn http(ctx: &mut Ctx) -> Option<HttpSettings> {
+    let bind = match ctx.string("http.bind") {
+        None => Some(DEFAULT_BIND.parse::<SocketAddr>().expect("valid default")),
+        Some(s) => match s.trim().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                ctx.error(
+                    "http.bind",
+                    format!(
+                        "not a socket address (\"{}\"); expected IP:port, e.g. 127.0.0.1:9280 or [::]:9280",
+                        shown(&s)
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let tls = if ctx.any_under("http.tls") {
+        let cert = ctx.req_string("http.tls.certificate");
+        let key = ctx.req_string("http.tls.key");
+        let cert = cert.and_then(|c| ctx.pem_certificates("http.tls.certificate", &c));
+        let key = key.and_then(|k| ctx.pem_private_key("http.tls.key", &k));
+        match (cert, key) {
+            (Some(certificate), Some(key)) => Some(Some(TlsSettings { certificate, key })),
+            _ => None,
+        }
+    } else {
+        Some(None)
+    };
+    let max_body = match ctx.value("http.max_body").cloned() {
+        None => Some(DEFAULT_MAX_BODY),
+        Some(v) => {
+            let text = scalar_text(&v);
+            match parse_byte_size(&text) {
+                Some(0) => {
+                    ctx.error("http.max_body", "must be greater than 0");
+                    None
+                }
+                Some(n) => Some(n),
+                None => {
+                    ctx.error(
+                        "http.max_body",
+                        format!(
+                            "failed to parse value [{}] as a size in bytes (use e.g. 65536, 64kb, 1mb)",
+                            shown(&text)
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    Some(HttpSettings {
+        bind: bind?,
+        tls: tls?,
+        max_body: max_body?,
+    })
+}
+
+/// `65536`, `64kb`, `1mb`, `1gb`, `512b` (1024-based, case-insensitive, as Elasticsearch's
+/// byte sizes).
+pub(super) fn parse_byte_size(s: &str) -> Option<usize> {
+    let t = s.trim().to_ascii_lowercase();
+    let units: [(&str, usize); 5] = [
+        ("kb", 1 << 10),
+        ("mb", 1 << 20),
+        ("gb", 1 << 30),
+        ("k", 1 << 10),
+        ("b", 1),
+    ];
+    let (num, mult) = units
+        .iter()
+        .find_map(|(u, m)| t.strip_suffix(u).map(|r| (r.trim().to_string(), *m)))
+        .unwrap_or((t.clone(), 1));
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<usize>().ok()?.checked_mul(mult)
+}
+
+pub(super) fn data(ctx: &mut Ctx) -> Option<DataSettings> {
+    let p = ctx
+        .string("data.path")
+        .unwrap_or_else(|| DEFAULT_DATA_PATH.to_string());
+    let path = ctx.resolve(&p);
+    if path.is_dir() {
+        ctx.error(
+            "data.path",
+            format!("{} is a directory; give the redb file path", path.display()),
+        );
+        return None;
+    }
+    Some(DataSettings { path })
+}
+
+pub(super) fn token(ctx: &mut Ctx) -> Option<TokenSettings> {
+    const MIN: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(3600);
+    let timeout = ctx
+        .time("token.timeout", Duration::from_secs(20 * 60))
+        .and_then(|d| {
+            let raw = ctx
+                .value("token.timeout")
+                .map(scalar_text)
+                .unwrap_or_default();
+            if d < MIN {
+                ctx.error(
+                    "token.timeout",
+                    format!(
+                        "failed to parse value [{}] for setting [token.timeout], must be >= [{}]",
+                        shown(&raw),
+                        format_time(MIN)
+                    ),
+                );
+                None
+            } else if d > MAX {
+                ctx.error(
+                    "token.timeout",
+                    format!(
+                        "failed to parse value [{}] for setting [token.timeout], must be <= [{}]",
+                        shown(&raw),
+                        format_time(MAX)
+                    ),
+                );
+                None
+            } else {
+                Some(d)
+            }
+        });
+    let refresh_timeout = ctx
+        .time("token.refresh_timeout", Duration::from_secs(24 * 3600))
+        .and_then(|d| {
+            if d.is_zero() {
+                ctx.error("token.refresh_timeout", "must be greater than 0");
+                None
+            } else {
+                Some(d)
+            }
+        });
+    Some(TokenSettings {
+        timeout: timeout?,
+        refresh_timeout: refresh_timeout?,
+    })
+}
+
+pub(super) fn log(ctx: &mut Ctx) -> Option<LogSettings> {
+    let format = match ctx.string("log.format").as_deref() {
+        None | Some("human") => Some(LogFormat::Human),
+        Some("json") => Some(LogFormat::Json),
+        Some(other) => {
+            ctx.error(
+                "log.format",
+                format!(
+                    "Invalid value [{}] for [log.format]. Allowed values are [human, json]",
+                    shown(other)
+                ),
+            );
+            None
+        }
+    };
+    let level = ctx.string("log.level").unwrap_or_else(|| "info".into());
+    let level = match tracing_subscriber::EnvFilter::try_new(&level) {
+        Ok(_) => Some(level),
+        Err(e) => {
+            ctx.error(
+                "log.level",
+                format!(
+                    "not a valid log filter (\"{}\"): {e}; use e.g. info, debug or info,oidc_realm=debug",
+                    shown(&level)
+                ),
+            );
+            None
+        }
+    };
+    Some(LogSettings {
+        format: format?,
+        level: level?,
+    })
+}
+
+pub(super) fn users(ctx: &mut Ctx) -> BTreeMap<String, UserEntry> {
+    let names: BTreeSet<String> = ctx
+        .leaves
+        .values()
+        .filter(|l| l.segs.len() >= 2 && l.segs[0] == "users")
+        .map(|l| l.segs[1].clone())
+        .collect();
+    let mut out = BTreeMap::new();
+    for name in names {
+        let base = format!("users.{name}");
+        if let Some(e) = user(ctx, &name, &base) {
+            out.insert(name, e);
+        }
+    }
+    out
+}
+
+fn user(ctx: &mut Ctx, name: &str, base: &str) -> Option<UserEntry> {
+    let mut ok = true;
+    if name.is_empty() {
+        ctx.error(base, "user names cannot be empty");
+        ok = false;
+    } else if name.contains(':') {
+        ctx.error(
+            base,
+            "user names cannot contain `:` (it separates name and password in HTTP Basic authentication)",
+        );
+        ok = false;
+    } else if name.chars().any(char::is_control) {
+        ctx.error(base, "user names cannot contain control characters");
+        ok = false;
+    }
+    let hash_key = format!("{base}.password_hash");
+    let hash = ctx.string(&hash_key);
+    let password_hash = match hash {
+        None => {
+            if !ctx.any_under(&format!("{base}.password")) {
+                ctx.error(
+                    &hash_key,
+                    format!(
+                        "The configuration setting [{hash_key}] is required (create one with `oidc-realm hash-password`)"
+                    ),
+                );
+            }
+            None
+        }
+        Some(h) => parse_password_hash(ctx, &hash_key, h.trim()),
+    };
+    let priv_key = format!("{base}.privileges");
+    let privileges = match ctx.list(&priv_key) {
+        None => {
+            if ctx.value(&priv_key).is_none() {
+                ctx.error(
+                    &priv_key,
+                    format!(
+                        "The configuration setting [{priv_key}] is required (one or more of manage_oidc, manage_token, manage_security, all)"
+                    ),
+                );
+            }
+            None
+        }
+        Some(list) if list.is_empty() => {
+            ctx.error(
+                &priv_key,
+                "at least one privilege is required (manage_oidc, manage_token, manage_security, all)",
+            );
+            None
+        }
+        Some(list) => {
+            let mut set = BTreeSet::new();
+            let mut good = true;
+            for p in list {
+                match Privilege::parse(&p) {
+                    Some(x) => {
+                        set.insert(x);
+                    }
+                    None => {
+                        good = false;
+                        ctx.error(
+                            &priv_key,
+                            format!(
+                                "unknown privilege [{}]; allowed are [manage_oidc, manage_token, manage_security, all]",
+                                shown(&p)
+                            ),
+                        );
+                    }
+                }
+            }
+            good.then_some(set)
+        }
+    };
+    let full_name = ctx.string(&format!("{base}.full_name"));
+    let email = ctx.string(&format!("{base}.email"));
+    if !ok {
+        return None;
+    }
+    Some(UserEntry {
+        password_hash: password_hash?,
+        privileges: privileges?,
+        full_name,
+        email,
+    })
+}
+
+/// Check the shape of a stored hash; never echo it.
+pub(super) fn parse_password_hash(ctx: &mut Ctx, key: &str, h: &str) -> Option<PasswordHash> {
+    if h.starts_with("$argon2") {
+        return match argon2::PasswordHash::new(h) {
+            Ok(p) if p.algorithm.as_str() == "argon2id" => {
+                Some(PasswordHash::Argon2id(h.to_string()))
+            }
+            Ok(p) => {
+                ctx.error(
+                    key,
+                    format!(
+                        "only argon2id hashes are accepted, found {}; run `oidc-realm hash-password`",
+                        p.algorithm
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                ctx.error(
+                    key,
+                    format!(
+                        "not a valid argon2id PHC string ({e}); run `oidc-realm hash-password`"
+                    ),
+                );
+                None
+            }
+        };
+    }
+    if h.starts_with("$2") {
+        return if is_bcrypt(h) {
+            Some(PasswordHash::Bcrypt(h.to_string()))
+        } else {
+            ctx.error(
+                key,
+                "not a valid bcrypt hash (expected 60 characters: $2a$/$2b$/$2y$, a cost 04-31, `$`, 53 characters of salt and hash)",
+            );
+            None
+        };
+    }
+    ctx.error(
+        key,
+        "not a supported password hash: use an argon2id PHC string ($argon2id$...) from `oidc-realm hash-password`, or a bcrypt hash ($2a$/$2b$/$2y$)",
+    );
+    None
+}
+
+fn is_bcrypt(h: &str) -> bool {
+    let b = h.as_bytes();
+    if b.len() != 60 {
+        return false;
+    }
+    let prefix_ok = matches!(&h[..4], "$2a$" | "$2b$" | "$2y$");
+    let cost_ok = b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && matches!(h[4..6].parse::<u32>(), Ok(4..=31))
+        && b[6] == b'$';
+    let body_ok = b[7..]
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/');
+    prefix_ok && cost_ok && body_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("65536"), Some(65536));
+        assert_eq!(parse_byte_size("64kb"), Some(65536));
+        assert_eq!(parse_byte_size("64KB"), Some(65536));
+        assert_eq!(parse_byte_size("1mb"), Some(1 << 20));
+        assert_eq!(parse_byte_size("512b"), Some(512));
+        assert_eq!(parse_byte_size("1.5mb"), None);
+        assert_eq!(parse_byte_size("lots"), None);
+        assert_eq!(parse_byte_size(""), None);
+    }
+
+    #[test]
+    fn bcrypt_shape() {
+        let good = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+        assert_eq!(good.len(), 60);
+        assert!(is_bcrypt(good));
+        assert!(!is_bcrypt(&good.replace("$12$", "$03$")));
+        assert!(!is_bcrypt(&good.replace("$12$", "$32$")));
+        assert!(!is_bcrypt(&good[..59]));
+        assert!(!is_bcrypt(&good.replace("$2b$", "$2x$")));
+    }
+}
