@@ -16,8 +16,8 @@ pub mod conformance;
 pub mod memory;
 pub mod redb;
 
-pub use memory::MemoryStore;
 pub use self::redb::RedbStore;
+pub use memory::MemoryStore;
 
 /// The schema version written by this build; a store opened with another version is migrated
 /// or refused.
