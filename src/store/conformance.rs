@@ -1,1 +1,795 @@
-//! The behaviour every [`Store`](super::Store) backend must show. (Being written.)
+//! The behaviour every [`Store`] backend must show, as one async suite.
+//!
+//! A backend's test calls [`run_all`] with a function that makes a fresh, empty store:
+//!
+//! ```ignore
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+//! async fn memory_store_conforms() {
+//!     conformance::run_all(|| async { Arc::new(MemoryStore::new()) as Arc<dyn Store> }).await;
+//! }
+//! ```
+//!
+//! Run it on a multi-threaded runtime: the concurrency cases spawn tasks that must really race.
+//! Every case is also `pub`, to run one alone while debugging a backend.
+
+use super::*;
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+/// A point in time the cases are built around.
+pub const NOW: UnixMillis = 1_700_000_000_000;
+const HOUR: i64 = 3_600_000;
+
+/// Run every case, each on a fresh store from `make`.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    insert_and_get(make().await).await;
+    insert_conflicts(make().await).await;
+    concurrent_inserts(make().await).await;
+    refresh_applied_then_already_refreshed(make().await).await;
+    refresh_not_found_and_conflict(make().await).await;
+    concurrent_refreshes(make().await).await;
+    invalidate_access(make().await).await;
+    invalidate_refresh(make().await).await;
+    invalidate_family(make().await).await;
+    invalidate_owner(make().await).await;
+    flows_are_single_use(make().await).await;
+    concurrent_flow_takes(make().await).await;
+    sweep_removes_only_expired(make().await).await;
+    sweep_then_reuse_keys(make().await).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builders
+
+/// A hash that differs for each `(tag, n)`.
+pub fn hash(tag: u8, n: u32) -> Hash32 {
+    let mut h = [0u8; 32];
+    h[0] = tag;
+    h[1..5].copy_from_slice(&n.to_be_bytes());
+    h[31] = 0x5a;
+    Hash32(h)
+}
+
+/// An id that differs for each `n`.
+pub fn family(n: u32) -> Id16 {
+    let mut f = [0u8; 16];
+    f[..4].copy_from_slice(&n.to_be_bytes());
+    f[15] = 0xa5;
+    Id16(f)
+}
+
+/// A pair for `username` in `realm`, valid for an hour (refresh: a day) from [`NOW`]. Access
+/// hash `hash(b'a', n)`, refresh hash `hash(b'r', n)` if `with_refresh`.
+pub fn token(n: u32, with_refresh: bool, fam: Id16, realm: &str, username: &str) -> TokenDoc {
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("n".into(), n.into());
+    metadata.insert(
+        "groups".into(),
+        serde_json::json!(["ops", {"nested": [1, 2.5, null, true]}]),
+    );
+    TokenDoc {
+        access_hash: hash(b'a', n),
+        refresh_hash: with_refresh.then(|| hash(b'r', n)),
+        family: fam,
+        user: UserRecord {
+            username: username.to_owned(),
+            roles: vec!["kibana_user".into(), format!("role-{n}")],
+            full_name: Some("Ünïcødé Üser".into()),
+            email: None,
+            metadata,
+            realm: RealmRef {
+                name: realm.to_owned(),
+                kind: "oidc".into(),
+            },
+        },
+        client: ClientRef {
+            username: "kibana_system".into(),
+            realm: "reserved".into(),
+        },
+        created_at: NOW,
+        access_expires_at: NOW + HOUR,
+        refresh_expires_at: with_refresh.then_some(NOW + 24 * HOUR),
+        access_invalidated: false,
+        refresh_invalidated: false,
+        refreshed: None,
+        sealed: Some(vec![0, 1, 2, 255, n as u8]),
+    }
+}
+
+/// A pending flow expiring at `expires_at`.
+pub fn flow(realm: &str, expires_at: UnixMillis) -> FlowRecord {
+    FlowRecord {
+        realm: realm.to_owned(),
+        expires_at,
+        sealed: vec![9, 8, 7, 0, 255],
+    }
+}
+
+fn counts(inv: u64, prev: u64) -> (u64, u64) {
+    (inv, prev)
+}
+
+fn pair(c: &InvalidationCounts) -> (u64, u64) {
+    (c.invalidated, c.previously_invalidated)
+}
+
+fn set(hashes: &[Hash32]) -> HashSet<Hash32> {
+    hashes.iter().copied().collect()
+}
+
+async fn get(store: &Arc<dyn Store>, access: Hash32) -> TokenDoc {
+    store
+        .get_by_access(&access)
+        .await
+        .expect("get_by_access")
+        .unwrap_or_else(|| panic!("no doc under {access:?}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+/// A stored pair comes back whole, by access and by refresh hash; unknown hashes find nothing.
+pub async fn insert_and_get(store: Arc<dyn Store>) {
+    let with = token(1, true, family(1), "oidc1", "alice");
+    let mut without = token(2, false, family(2), "oidc\0weird", "böb\0x");
+    without.sealed = None;
+    without.created_at = -5;
+    store.insert_token(with.clone()).await.unwrap();
+    store.insert_token(without.clone()).await.unwrap();
+
+    assert_eq!(
+        store.get_by_access(&with.access_hash).await.unwrap(),
+        Some(with.clone())
+    );
+    assert_eq!(
+        store.get_by_refresh(&hash(b'r', 1)).await.unwrap(),
+        Some(with.clone())
+    );
+    assert_eq!(
+        store.get_by_access(&without.access_hash).await.unwrap(),
+        Some(without)
+    );
+    assert_eq!(store.get_by_refresh(&hash(b'r', 2)).await.unwrap(), None);
+    assert_eq!(store.get_by_access(&hash(b'a', 3)).await.unwrap(), None);
+    assert_eq!(
+        store.get_by_refresh(&hash(b'a', 1)).await.unwrap(),
+        None,
+        "refresh lookup by access hash"
+    );
+    assert_eq!(
+        store.get_by_access(&hash(b'r', 1)).await.unwrap(),
+        None,
+        "access lookup by refresh hash"
+    );
+}
+
+/// An access or refresh hash that exists already → `Conflict`, and the stored pair is kept.
+pub async fn insert_conflicts(store: Arc<dyn Store>) {
+    let first = token(1, true, family(1), "oidc1", "alice");
+    store.insert_token(first.clone()).await.unwrap();
+
+    let mut same_access = token(1, false, family(9), "oidc1", "mallory");
+    same_access.refresh_hash = Some(hash(b'r', 99));
+    assert!(matches!(
+        store.insert_token(same_access).await,
+        Err(StoreError::Conflict)
+    ));
+    let mut same_refresh = token(2, true, family(9), "oidc1", "mallory");
+    same_refresh.refresh_hash = first.refresh_hash;
+    assert!(matches!(
+        store.insert_token(same_refresh).await,
+        Err(StoreError::Conflict)
+    ));
+
+    assert_eq!(get(&store, first.access_hash).await, first);
+    assert_eq!(
+        store.get_by_refresh(&hash(b'r', 1)).await.unwrap(),
+        Some(first)
+    );
+    assert_eq!(
+        store.get_by_refresh(&hash(b'r', 99)).await.unwrap(),
+        None,
+        "a refused pair left its refresh hash"
+    );
+    assert_eq!(
+        store.get_by_access(&hash(b'a', 2)).await.unwrap(),
+        None,
+        "a refused pair left its access hash"
+    );
+    // Two pairs without refresh tokens do not conflict with each other.
+    store
+        .insert_token(token(3, false, family(3), "oidc1", "a"))
+        .await
+        .unwrap();
+    store
+        .insert_token(token(4, false, family(3), "oidc1", "a"))
+        .await
+        .unwrap();
+}
+
+/// Many tasks insert at once: every distinct pair is stored; of several inserting the same
+/// pair, exactly one succeeds and the others get `Conflict` without failing anyone else.
+pub async fn concurrent_inserts(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for n in 0..64u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .insert_token(token(
+                    n,
+                    n % 3 != 0,
+                    family(n % 5),
+                    "oidc1",
+                    &format!("u{}", n % 7),
+                ))
+                .await
+        }));
+    }
+    for n in 0..16u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut doc = token(1000, true, family(1000), "oidc1", "dup");
+            doc.created_at += i64::from(n);
+            store.insert_token(doc).await
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("task"));
+    }
+    for (n, r) in results[..64].iter().enumerate() {
+        assert!(r.is_ok(), "insert {n}: {r:?}");
+    }
+    let dup_ok = results[64..].iter().filter(|r| r.is_ok()).count();
+    let dup_conflict = results[64..]
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::Conflict)))
+        .count();
+    assert_eq!((dup_ok, dup_conflict), (1, 15));
+    for n in 0..64u32 {
+        let doc = get(&store, hash(b'a', n)).await;
+        assert_eq!(doc.user.username, format!("u{}", n % 7));
+        if n % 3 != 0 {
+            assert_eq!(
+                store.get_by_refresh(&hash(b'r', n)).await.unwrap(),
+                Some(doc)
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refresh
+
+fn refreshed(n: u8) -> Refreshed {
+    Refreshed {
+        at: NOW + i64::from(n),
+        superseding: vec![n; 40],
+    }
+}
+
+/// The first refresh marks the pair and stores the new one; a second finds it refreshed,
+/// gets the pair as it is now, and stores nothing.
+pub async fn refresh_applied_then_already_refreshed(store: Arc<dyn Store>) {
+    let old = token(1, true, family(1), "oidc1", "alice");
+    store.insert_token(old.clone()).await.unwrap();
+    let new = token(2, true, family(1), "oidc1", "alice");
+
+    let outcome = store
+        .refresh(&hash(b'r', 1), refreshed(1), new.clone())
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::Applied);
+    let mut marked = old.clone();
+    marked.refreshed = Some(refreshed(1));
+    assert_eq!(get(&store, old.access_hash).await, marked);
+    assert_eq!(
+        store.get_by_refresh(&hash(b'r', 1)).await.unwrap(),
+        Some(marked.clone())
+    );
+    assert_eq!(get(&store, new.access_hash).await, new);
+    assert_eq!(
+        store.get_by_refresh(&hash(b'r', 2)).await.unwrap(),
+        Some(new.clone())
+    );
+
+    let again = token(3, true, family(1), "oidc1", "alice");
+    let outcome = store
+        .refresh(&hash(b'r', 1), refreshed(2), again)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        RefreshOutcome::AlreadyRefreshed(Box::new(marked.clone()))
+    );
+    assert_eq!(store.get_by_access(&hash(b'a', 3)).await.unwrap(), None);
+    assert_eq!(store.get_by_refresh(&hash(b'r', 3)).await.unwrap(), None);
+    assert_eq!(
+        get(&store, old.access_hash).await,
+        marked,
+        "a repeat changed the pair"
+    );
+
+    // The new pair refreshes in its turn.
+    let third = token(4, true, family(1), "oidc1", "alice");
+    assert_eq!(
+        store
+            .refresh(&hash(b'r', 2), refreshed(3), third)
+            .await
+            .unwrap(),
+        RefreshOutcome::Applied
+    );
+}
+
+/// Unknown refresh hash → `NotFound`; a new pair that conflicts → `Conflict` and the old pair
+/// is left unrefreshed.
+pub async fn refresh_not_found_and_conflict(store: Arc<dyn Store>) {
+    let new = token(2, true, family(1), "oidc1", "alice");
+    assert_eq!(
+        store
+            .refresh(&hash(b'r', 1), refreshed(1), new.clone())
+            .await
+            .unwrap(),
+        RefreshOutcome::NotFound
+    );
+    assert_eq!(store.get_by_access(&new.access_hash).await.unwrap(), None);
+    // An access hash is not a refresh hash.
+    let old = token(1, true, family(1), "oidc1", "alice");
+    store.insert_token(old.clone()).await.unwrap();
+    assert_eq!(
+        store
+            .refresh(&hash(b'a', 1), refreshed(1), new.clone())
+            .await
+            .unwrap(),
+        RefreshOutcome::NotFound
+    );
+
+    let existing = token(5, true, family(5), "oidc1", "bob");
+    store.insert_token(existing.clone()).await.unwrap();
+    let mut clash = token(6, true, family(1), "oidc1", "alice");
+    clash.access_hash = existing.access_hash;
+    assert!(matches!(
+        store.refresh(&hash(b'r', 1), refreshed(1), clash).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        get(&store, old.access_hash).await,
+        old,
+        "a failed refresh marked the pair"
+    );
+    assert_eq!(get(&store, existing.access_hash).await, existing);
+    assert_eq!(store.get_by_refresh(&hash(b'r', 6)).await.unwrap(), None);
+    // It can still be refreshed properly.
+    assert_eq!(
+        store
+            .refresh(&hash(b'r', 1), refreshed(2), new)
+            .await
+            .unwrap(),
+        RefreshOutcome::Applied
+    );
+}
+
+/// Many concurrent refreshes of one pair: exactly one `Applied`, the rest `AlreadyRefreshed`
+/// carrying the winner's `Refreshed`, and only the winner's new pair stored.
+pub async fn concurrent_refreshes(store: Arc<dyn Store>) {
+    let old = token(0, true, family(1), "oidc1", "alice");
+    store.insert_token(old.clone()).await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 1..=32u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let new = token(u32::from(n), true, family(1), "oidc1", "alice");
+            (n, store.refresh(&hash(b'r', 0), refreshed(n), new).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut seen = Vec::new();
+    for t in tasks {
+        let (n, outcome) = t.await.expect("task");
+        match outcome.unwrap() {
+            RefreshOutcome::Applied => winners.push(n),
+            RefreshOutcome::AlreadyRefreshed(doc) => seen.push(doc.refreshed.clone()),
+            RefreshOutcome::NotFound => panic!("refresh {n}: NotFound"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let w = winners[0];
+    assert_eq!(seen.len(), 31);
+    assert!(
+        seen.iter().all(|r| *r == Some(refreshed(w))),
+        "losers saw {seen:?}"
+    );
+    assert_eq!(
+        get(&store, old.access_hash).await.refreshed,
+        Some(refreshed(w))
+    );
+    for n in 1..=32u8 {
+        let stored = store
+            .get_by_access(&hash(b'a', u32::from(n)))
+            .await
+            .unwrap();
+        assert_eq!(stored.is_some(), n == w, "new pair {n}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invalidation
+
+/// One access token: its refresh token stays valid; a repeat counts as previously invalidated.
+pub async fn invalidate_access(store: Arc<dyn Store>) {
+    let doc = token(1, true, family(1), "oidc1", "alice");
+    store.insert_token(doc.clone()).await.unwrap();
+    let c = store
+        .invalidate(Invalidation::Access(doc.access_hash))
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(1, 0));
+    assert_eq!(c.access_hashes, vec![doc.access_hash]);
+    let now = get(&store, doc.access_hash).await;
+    assert!(now.access_invalidated && !now.refresh_invalidated);
+
+    let c = store
+        .invalidate(Invalidation::Access(doc.access_hash))
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(0, 1));
+    assert!(c.access_hashes.is_empty());
+
+    let c = store
+        .invalidate(Invalidation::Access(hash(b'a', 9)))
+        .await
+        .unwrap();
+    assert_eq!(c, InvalidationCounts::default());
+    let c = store
+        .invalidate(Invalidation::Access(hash(b'r', 1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        c,
+        InvalidationCounts::default(),
+        "a refresh hash is not an access hash"
+    );
+}
+
+/// One refresh token: its access token stays valid and is not reported.
+pub async fn invalidate_refresh(store: Arc<dyn Store>) {
+    let doc = token(1, true, family(1), "oidc1", "alice");
+    store.insert_token(doc.clone()).await.unwrap();
+    let c = store
+        .invalidate(Invalidation::Refresh(hash(b'r', 1)))
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(1, 0));
+    assert!(c.access_hashes.is_empty());
+    let now = get(&store, doc.access_hash).await;
+    assert!(!now.access_invalidated && now.refresh_invalidated);
+    assert_eq!(
+        store.get_by_refresh(&hash(b'r', 1)).await.unwrap(),
+        Some(now)
+    );
+
+    let c = store
+        .invalidate(Invalidation::Refresh(hash(b'r', 1)))
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(0, 1));
+    let c = store
+        .invalidate(Invalidation::Refresh(hash(b'a', 1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        c,
+        InvalidationCounts::default(),
+        "an access hash is not a refresh hash"
+    );
+    let c = store
+        .invalidate(Invalidation::Refresh(hash(b'r', 9)))
+        .await
+        .unwrap();
+    assert_eq!(c, InvalidationCounts::default());
+}
+
+/// A family: every access and refresh token of it, each counted once; other families untouched.
+pub async fn invalidate_family(store: Arc<dyn Store>) {
+    let f = family(7);
+    let both = token(1, true, f, "oidc1", "alice");
+    let access_only = token(2, false, f, "oidc1", "alice");
+    let mut half_done = token(3, true, f, "oidc1", "alice");
+    half_done.access_invalidated = true;
+    // Family ids that share a prefix with `f` must not be caught.
+    let mut near = family(7);
+    near.0[15] = 0xa6;
+    let other = token(4, true, near, "oidc1", "alice");
+    for d in [&both, &access_only, &half_done, &other] {
+        store.insert_token(d.clone()).await.unwrap();
+    }
+
+    let c = store.invalidate(Invalidation::Family(f)).await.unwrap();
+    // both: 2; access_only: 1; half_done: refresh 1 + access previously 1.
+    assert_eq!(pair(&c), counts(4, 1));
+    assert_eq!(
+        set(&c.access_hashes),
+        set(&[both.access_hash, access_only.access_hash])
+    );
+    assert_eq!(c.access_hashes.len(), 2);
+    for d in [&both, &access_only, &half_done] {
+        let now = get(&store, d.access_hash).await;
+        assert!(now.access_invalidated);
+        assert_eq!(now.refresh_invalidated, d.refresh_hash.is_some());
+    }
+    let untouched = get(&store, other.access_hash).await;
+    assert_eq!(untouched, other);
+
+    let c = store.invalidate(Invalidation::Family(f)).await.unwrap();
+    assert_eq!(pair(&c), counts(0, 5));
+    assert!(c.access_hashes.is_empty());
+    let c = store
+        .invalidate(Invalidation::Family(family(99)))
+        .await
+        .unwrap();
+    assert_eq!(c, InvalidationCounts::default());
+}
+
+/// By realm, by username across realms, by both; names that are prefixes of others are not
+/// caught; a selector with neither selects nothing.
+pub async fn invalidate_owner(store: Arc<dyn Store>) {
+    let docs = [
+        token(1, true, family(1), "oidc1", "alice"),
+        token(2, false, family(2), "oidc1", "bob"),
+        token(3, true, family(3), "oidc2", "alice"),
+        token(4, true, family(4), "oidc2", "carol"),
+        token(5, true, family(5), "oidc", "alice"),
+        token(6, true, family(6), "oidc1", "ali"),
+        token(7, true, family(7), "oidc11", "alice"),
+        token(8, true, family(8), "oidc3", "alicea"),
+    ];
+    for d in &docs {
+        store.insert_token(d.clone()).await.unwrap();
+    }
+    let a = |n: u32| hash(b'a', n);
+    let owner = |realm: Option<&str>, username: Option<&str>| Invalidation::Owner {
+        realm: realm.map(str::to_owned),
+        username: username.map(str::to_owned),
+    };
+
+    let c = store.invalidate(owner(None, None)).await.unwrap();
+    assert_eq!(
+        c,
+        InvalidationCounts::default(),
+        "an empty owner selector selects nothing"
+    );
+
+    let c = store.invalidate(owner(Some("oidc1"), None)).await.unwrap();
+    // 1: 2 tokens, 2: 1, 6: 2.
+    assert_eq!(pair(&c), counts(5, 0));
+    assert_eq!(set(&c.access_hashes), set(&[a(1), a(2), a(6)]));
+
+    let c = store.invalidate(owner(None, Some("alice"))).await.unwrap();
+    // 1: previously 2; 3, 5, 7: 2 each.
+    assert_eq!(pair(&c), counts(6, 2));
+    assert_eq!(set(&c.access_hashes), set(&[a(3), a(5), a(7)]));
+
+    let c = store
+        .invalidate(owner(Some("oidc2"), Some("carol")))
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(2, 0));
+    assert_eq!(c.access_hashes, vec![a(4)]);
+
+    let c = store
+        .invalidate(owner(Some("oidc2"), Some("nobody")))
+        .await
+        .unwrap();
+    assert_eq!(c, InvalidationCounts::default());
+    let c = store
+        .invalidate(owner(Some("nowhere"), None))
+        .await
+        .unwrap();
+    assert_eq!(c, InvalidationCounts::default());
+
+    let still_valid = get(&store, a(8)).await;
+    assert!(!still_valid.access_invalidated && !still_valid.refresh_invalidated);
+    for n in 1..=7 {
+        let d = get(&store, a(n)).await;
+        assert!(d.access_invalidated, "doc {n}");
+        assert_eq!(d.refresh_invalidated, d.refresh_hash.is_some(), "doc {n}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flows
+
+/// A flow is taken once; a second take, an unknown state, and an expired flow give `None`
+/// (the expired one is removed); a state in use → `Conflict`.
+pub async fn flows_are_single_use(store: Arc<dyn Store>) {
+    let s1 = hash(b's', 1);
+    let f1 = flow("oidc1", NOW + 600_000);
+    store.insert_flow(&s1, f1.clone()).await.unwrap();
+    assert!(matches!(
+        store.insert_flow(&s1, flow("oidc2", NOW + 1)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.take_flow(&s1, NOW).await.unwrap(), Some(f1.clone()));
+    assert_eq!(store.take_flow(&s1, NOW).await.unwrap(), None);
+    assert_eq!(store.take_flow(&hash(b's', 9), NOW).await.unwrap(), None);
+    // Taken, the state may be used again.
+    store.insert_flow(&s1, f1.clone()).await.unwrap();
+    assert_eq!(store.take_flow(&s1, NOW).await.unwrap(), Some(f1));
+
+    // Expiry is inclusive: `expires_at <= now` is expired.
+    let s2 = hash(b's', 2);
+    store.insert_flow(&s2, flow("oidc1", NOW)).await.unwrap();
+    assert_eq!(store.take_flow(&s2, NOW).await.unwrap(), None);
+    assert_eq!(
+        store.take_flow(&s2, NOW - 1_000).await.unwrap(),
+        None,
+        "an expired flow stayed"
+    );
+    let s3 = hash(b's', 3);
+    let f3 = flow("oidc1", NOW + 1);
+    store.insert_flow(&s3, f3.clone()).await.unwrap();
+    assert_eq!(store.take_flow(&s3, NOW).await.unwrap(), Some(f3));
+}
+
+/// Of many concurrent takes of one flow, exactly one gets it.
+pub async fn concurrent_flow_takes(store: Arc<dyn Store>) {
+    for round in 0..4u32 {
+        let s = hash(b's', round);
+        store
+            .insert_flow(&s, flow("oidc1", NOW + 600_000))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move { store.take_flow(&s, NOW).await }));
+        }
+        let mut got = 0;
+        for t in tasks {
+            if t.await.expect("task").unwrap().is_some() {
+                got += 1;
+            }
+        }
+        assert_eq!(got, 1, "round {round}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sweeping
+
+/// Only records that expired at or before `now` go, at most `limit` per call; repeated calls
+/// drain them; everything else stays.
+pub async fn sweep_removes_only_expired(store: Arc<dyn Store>) {
+    let mut expired = Vec::new();
+    let mut alive = Vec::new();
+    for n in 0..7u32 {
+        // Access expired; the refresh token (if any) expired too, at `NOW` exactly for some.
+        let mut d = token(n, n % 2 == 0, family(n), "oidc1", "alice");
+        d.access_expires_at = NOW - HOUR + i64::from(n);
+        if d.refresh_hash.is_some() {
+            d.refresh_expires_at = Some(if n == 0 { NOW } else { NOW - 1 });
+        }
+        expired.push(d);
+    }
+    // Access expired but refresh still valid: kept.
+    let mut refreshable = token(100, true, family(100), "oidc1", "alice");
+    refreshable.access_expires_at = NOW - HOUR;
+    refreshable.refresh_expires_at = Some(NOW + 1);
+    alive.push(refreshable);
+    alive.push(token(101, false, family(101), "oidc1", "bob"));
+    alive.push(token(102, true, family(0), "oidc1", "alice"));
+    for d in expired.iter().chain(&alive) {
+        store.insert_token(d.clone()).await.unwrap();
+    }
+    for n in 0..5u32 {
+        store
+            .insert_flow(&hash(b's', n), flow("oidc1", NOW - i64::from(n)))
+            .await
+            .unwrap();
+    }
+    let live_flow = flow("oidc1", NOW + 1);
+    store
+        .insert_flow(&hash(b's', 50), live_flow.clone())
+        .await
+        .unwrap();
+
+    assert_eq!(store.sweep_expired(NOW, 0).await.unwrap(), 0);
+    let mut total = 0;
+    let mut calls = 0;
+    loop {
+        let n = store.sweep_expired(NOW, 3).await.unwrap();
+        assert!(n <= 3, "swept {n} with limit 3");
+        total += n;
+        calls += 1;
+        if n == 0 {
+            break;
+        }
+        assert!(calls < 20, "sweep does not drain");
+    }
+    assert_eq!(total, 7 + 5);
+    assert!(calls >= 5, "limit ignored: {calls} calls");
+
+    for d in &expired {
+        assert_eq!(store.get_by_access(&d.access_hash).await.unwrap(), None);
+        if let Some(r) = d.refresh_hash {
+            assert_eq!(store.get_by_refresh(&r).await.unwrap(), None);
+        }
+    }
+    for d in &alive {
+        assert_eq!(
+            store.get_by_access(&d.access_hash).await.unwrap().as_ref(),
+            Some(d)
+        );
+    }
+    for n in 0..5u32 {
+        assert_eq!(
+            store.take_flow(&hash(b's', n), NOW - 1_000).await.unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        store.take_flow(&hash(b's', 50), NOW).await.unwrap(),
+        Some(live_flow)
+    );
+
+    // Swept pairs are gone from every selection too.
+    let c = store
+        .invalidate(Invalidation::Family(family(0)))
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(2, 0));
+    assert_eq!(c.access_hashes, vec![hash(b'a', 102)]);
+    let c = store
+        .invalidate(Invalidation::Owner {
+            realm: Some("oidc1".into()),
+            username: Some("alice".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(2, 2));
+    assert_eq!(c.access_hashes, vec![hash(b'a', 100)]);
+}
+
+/// After a sweep, the hashes of swept pairs and flows are free again.
+pub async fn sweep_then_reuse_keys(store: Arc<dyn Store>) {
+    let mut d = token(1, true, family(1), "oidc1", "alice");
+    d.access_expires_at = NOW - 10;
+    d.refresh_expires_at = Some(NOW - 5);
+    store.insert_token(d.clone()).await.unwrap();
+    store
+        .insert_flow(&hash(b's', 1), flow("oidc1", NOW - 1))
+        .await
+        .unwrap();
+    assert_eq!(store.sweep_expired(NOW, 100).await.unwrap(), 2);
+    assert_eq!(store.sweep_expired(NOW, 100).await.unwrap(), 0);
+
+    let again = token(1, true, family(2), "oidc2", "bob");
+    store.insert_token(again.clone()).await.unwrap();
+    assert_eq!(
+        store.get_by_refresh(&hash(b'r', 1)).await.unwrap(),
+        Some(again)
+    );
+    store
+        .insert_flow(&hash(b's', 1), flow("oidc1", NOW + 1))
+        .await
+        .unwrap();
+    // The new pair has other owner and family: the old index entries must not count.
+    let c = store
+        .invalidate(Invalidation::Family(family(1)))
+        .await
+        .unwrap();
+    assert_eq!(c, InvalidationCounts::default());
+    let c = store
+        .invalidate(Invalidation::Owner {
+            realm: None,
+            username: Some("alice".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(c, InvalidationCounts::default());
+}

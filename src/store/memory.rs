@@ -70,9 +70,11 @@ pub(crate) fn invalidate_doc(
     }
 }
 
-/// Whether `doc` is selected by an owner invalidation.
+/// Whether `doc` is selected by an owner invalidation. A selector naming neither a realm nor a
+/// user selects nothing (an empty filter must never mean "every token").
 pub(crate) fn owner_matches(doc: &TokenDoc, realm: Option<&str>, username: Option<&str>) -> bool {
-    realm.is_none_or(|r| doc.user.realm.name == r)
+    (realm.is_some() || username.is_some())
+        && realm.is_none_or(|r| doc.user.realm.name == r)
         && username.is_none_or(|u| doc.user.username == u)
 }
 

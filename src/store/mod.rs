@@ -143,7 +143,8 @@ pub enum Invalidation {
     Refresh(Hash32),
     /// Every access and refresh token of a family (refresh-token reuse detected).
     Family(Id16),
-    /// Every access and refresh token of a realm, a user, or a user in a realm.
+    /// Every access and refresh token of a realm, a user, or a user in a realm. With neither
+    /// `realm` nor `username` it selects nothing (never "every token").
     Owner {
         realm: Option<String>,
         username: Option<String>,
@@ -195,7 +196,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Invalidate (durably) and count.
     async fn invalidate(&self, what: Invalidation) -> Result<InvalidationCounts, StoreError>;
 
-    /// Record a pending login flow under the hash of its state. Need not be durable.
+    /// Record a pending login flow under the hash of its state. Need not be durable. A flow
+    /// under this hash exists already → `Conflict`.
     async fn insert_flow(&self, state_hash: &Hash32, flow: FlowRecord) -> Result<(), StoreError>;
 
     /// Remove and return the flow, atomically: of two concurrent takes, one gets it. An expired

@@ -1,0 +1,327 @@
+//! Every `Store` backend against the shared conformance suite, plus what only the redb backend
+//! has to show: a file that outlives the process.
+
+use oidc_realm::store::conformance::{self, flow, hash, token, NOW};
+use oidc_realm::store::{
+    FlowRecord, Invalidation, MemoryStore, RedbStore, RefreshOutcome, Refreshed, Store, StoreError,
+    SCHEMA_VERSION,
+};
+use redb::ReadableDatabase;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+const META: redb::TableDefinition<&str, u32> = redb::TableDefinition::new("meta");
+const TOKENS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("tokens");
+const FLOWS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("flows");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_conforms() {
+    conformance::run_all(|| async { Arc::new(MemoryStore::new()) as Arc<dyn Store> }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redb_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = AtomicU32::new(0);
+    conformance::run_all(|| {
+        let path = dir
+            .path()
+            .join(format!("store-{}.redb", n.fetch_add(1, Ordering::Relaxed)));
+        async move { Arc::new(RedbStore::open(&path).unwrap()) as Arc<dyn Store> }
+    })
+    .await;
+}
+
+fn corrupt<T>(r: Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Corrupt(_)))
+}
+
+fn file(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("nested").join("dirs").join("tokens.redb")
+}
+
+fn set_schema_version(path: &Path, version: u32) {
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(META)
+        .unwrap()
+        .insert("schema_version", version)
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_reopen_finds_everything_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir);
+    let family = conformance::family(1);
+    let refreshed = Refreshed {
+        at: NOW + 5,
+        superseding: vec![1, 2, 3],
+    };
+    let live_flow = flow("oidc1", NOW + 600_000);
+    {
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.path(), path);
+        for n in 0..10 {
+            store
+                .insert_token(token(n, true, family, "oidc1", "alice"))
+                .await
+                .unwrap();
+        }
+        let new = token(100, true, family, "oidc1", "alice");
+        assert_eq!(
+            store
+                .refresh(&hash(b'r', 0), refreshed.clone(), new)
+                .await
+                .unwrap(),
+            RefreshOutcome::Applied
+        );
+        store
+            .invalidate(Invalidation::Access(hash(b'a', 1)))
+            .await
+            .unwrap();
+        store
+            .invalidate(Invalidation::Refresh(hash(b'r', 2)))
+            .await
+            .unwrap();
+        // The last commits before closing are flow-only (non-durable); a clean close keeps them.
+        store
+            .insert_flow(&hash(b's', 1), live_flow.clone())
+            .await
+            .unwrap();
+        store
+            .insert_flow(&hash(b's', 2), live_flow.clone())
+            .await
+            .unwrap();
+        store.take_flow(&hash(b's', 2), NOW).await.unwrap();
+    }
+    let store = RedbStore::open(&path).unwrap();
+    let old = store.get_by_access(&hash(b'a', 0)).await.unwrap().unwrap();
+    assert_eq!(old.refreshed, Some(refreshed));
+    assert_eq!(
+        store.get_by_refresh(&hash(b'r', 100)).await.unwrap(),
+        Some(token(100, true, family, "oidc1", "alice"))
+    );
+    let one = store.get_by_access(&hash(b'a', 1)).await.unwrap().unwrap();
+    assert!(one.access_invalidated && !one.refresh_invalidated);
+    let two = store.get_by_refresh(&hash(b'r', 2)).await.unwrap().unwrap();
+    assert!(!two.access_invalidated && two.refresh_invalidated);
+    for n in 3..10 {
+        assert_eq!(
+            store.get_by_access(&hash(b'a', n)).await.unwrap(),
+            Some(token(n, true, family, "oidc1", "alice"))
+        );
+    }
+    assert_eq!(
+        store.take_flow(&hash(b's', 1), NOW).await.unwrap(),
+        Some(live_flow)
+    );
+    assert_eq!(store.take_flow(&hash(b's', 2), NOW).await.unwrap(), None);
+    // Indexes came back too.
+    let c = store
+        .invalidate(Invalidation::Owner {
+            realm: None,
+            username: Some("alice".into()),
+        })
+        .await
+        .unwrap();
+    // 11 pairs of 2 tokens; one access and one refresh token were invalidated before.
+    assert_eq!((c.invalidated, c.previously_invalidated), (20, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redb_concurrent_inserts_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir);
+    {
+        let store = Arc::new(RedbStore::open(&path).unwrap());
+        let mut tasks = Vec::new();
+        for n in 0..400u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .insert_token(token(n, n % 2 == 0, conformance::family(n), "oidc1", "u"))
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    }
+    let store = RedbStore::open(&path).unwrap();
+    for n in 0..400u32 {
+        let doc = token(n, n % 2 == 0, conformance::family(n), "oidc1", "u");
+        assert_eq!(
+            store.get_by_access(&hash(b'a', n)).await.unwrap(),
+            Some(doc)
+        );
+    }
+}
+
+#[tokio::test]
+async fn redb_writes_schema_version_and_refuses_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir);
+    drop(RedbStore::open(&path).unwrap());
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let v = meta.get("schema_version").unwrap().unwrap().value();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+    // Reopening the same version is fine.
+    drop(RedbStore::open(&path).unwrap());
+
+    set_schema_version(&path, SCHEMA_VERSION + 1);
+    let err = RedbStore::open(&path).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("newer") && msg.contains(&(SCHEMA_VERSION + 1).to_string()),
+        "{msg}"
+    );
+
+    set_schema_version(&path, 0);
+    let msg = RedbStore::open(&path).unwrap_err().to_string();
+    assert!(msg.contains("no migration from schema version 0"), "{msg}");
+}
+
+#[tokio::test]
+async fn redb_refuses_foreign_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not a redb file.
+    let junk = dir.path().join("junk.redb");
+    std::fs::write(&junk, vec![0x42u8; 10_000]).unwrap();
+    assert!(RedbStore::open(&junk).is_err());
+    // A redb file with tables but no schema version.
+    let other = dir.path().join("other.redb");
+    {
+        let db = redb::Database::create(&other).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(TOKENS)
+            .unwrap()
+            .insert(&b"k"[..], &b"v"[..])
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let msg = RedbStore::open(&other).unwrap_err().to_string();
+    assert!(msg.contains("no schema version"), "{msg}");
+    // Opened twice at once.
+    let path = file(&dir);
+    let first = RedbStore::open(&path).unwrap();
+    let msg = RedbStore::open(&path).unwrap_err().to_string();
+    assert!(msg.contains("already open"), "{msg}");
+    drop(first);
+    drop(RedbStore::open(&path).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_corrupt_records_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir);
+    let family = conformance::family(1);
+    {
+        let store = RedbStore::open(&path).unwrap();
+        for n in 0..3 {
+            store
+                .insert_token(token(n, true, family, "oidc1", "alice"))
+                .await
+                .unwrap();
+        }
+        store
+            .insert_flow(&hash(b's', 1), flow("oidc1", NOW + 1))
+            .await
+            .unwrap();
+    }
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut tokens = txn.open_table(TOKENS).unwrap();
+            tokens
+                .insert(&hash(b'a', 0).0[..], &b"{not json"[..])
+                .unwrap();
+            // Valid JSON, but for another key.
+            let other = serde_json::to_vec(&token(7, true, family, "oidc1", "alice")).unwrap();
+            tokens
+                .insert(&hash(b'a', 1).0[..], other.as_slice())
+                .unwrap();
+            let mut flows = txn.open_table(FLOWS).unwrap();
+            flows
+                .insert(&hash(b's', 1).0[..], &[0xffu8, 0][..])
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = Arc::new(RedbStore::open(&path).unwrap());
+    assert!(corrupt(store.get_by_access(&hash(b'a', 0)).await));
+    assert!(corrupt(store.get_by_refresh(&hash(b'r', 0)).await));
+    assert!(corrupt(store.get_by_access(&hash(b'a', 1)).await));
+    assert!(corrupt(
+        store.invalidate(Invalidation::Access(hash(b'a', 0))).await
+    ));
+    assert!(corrupt(
+        store.invalidate(Invalidation::Family(family)).await
+    ));
+    let new = token(10, true, family, "oidc1", "alice");
+    let refreshed = Refreshed {
+        at: NOW,
+        superseding: vec![],
+    };
+    // A corrupt record fails its own task only, not the others committed with it.
+    let (r0, s1) = (hash(b'r', 0), hash(b's', 1));
+    let (a, b, c) = tokio::join!(
+        store.refresh(&r0, refreshed.clone(), new.clone()),
+        store.insert_token(token(20, true, family, "oidc1", "bob")),
+        store.take_flow(&s1, NOW),
+    );
+    assert!(matches!(a, Err(StoreError::Corrupt(_))), "{a:?}");
+    b.unwrap();
+    assert!(matches!(c, Err(StoreError::Corrupt(_))), "{c:?}");
+    assert_eq!(store.get_by_access(&new.access_hash).await.unwrap(), None);
+    assert!(store
+        .get_by_access(&hash(b'a', 20))
+        .await
+        .unwrap()
+        .is_some());
+    // The healthy record is untouched; sweeping removes the broken ones.
+    assert!(store.get_by_access(&hash(b'a', 2)).await.unwrap().is_some());
+    let later = NOW + 48 * 3_600_000;
+    assert_eq!(store.sweep_expired(later, 100).await.unwrap(), 5);
+    assert_eq!(store.get_by_access(&hash(b'a', 0)).await.unwrap(), None);
+    assert_eq!(store.get_by_refresh(&hash(b'r', 0)).await.unwrap(), None);
+    let _: Option<FlowRecord> = store.take_flow(&hash(b's', 1), NOW).await.unwrap();
+}
+
+#[tokio::test]
+async fn redb_close_finishes_queued_writes_then_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir);
+    let store = Arc::new(RedbStore::open(&path).unwrap());
+    let mut tasks = Vec::new();
+    for n in 0..50u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .insert_token(token(n, true, conformance::family(n), "oidc1", "u"))
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    store.close();
+    let late = store
+        .insert_token(token(99, true, conformance::family(99), "oidc1", "u"))
+        .await;
+    assert!(matches!(late, Err(StoreError::Unavailable(_))), "{late:?}");
+    // Reads still work after close.
+    assert!(store.get_by_access(&hash(b'a', 3)).await.unwrap().is_some());
+    drop(store);
+    let store = RedbStore::open(&path).unwrap();
+    for n in 0..50u32 {
+        assert!(store.get_by_access(&hash(b'a', n)).await.unwrap().is_some());
+    }
+}
