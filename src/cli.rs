@@ -154,8 +154,8 @@ fn serve(path: &Path) -> i32 {
 async fn serve_async(loaded: config::Loaded) -> Result<(), String> {
     let settings = loaded.settings;
     let data_path = settings.data.path.clone();
-    let _ = RedbStore::open(&data_path);
-    let store = crate::store::MemoryStore::new(); // MERGE: replaced by RedbStore::open
+    let store = RedbStore::open(&data_path)
+        .map_err(|e| format!("cannot open the store {}: {e}", data_path.display()))?;
     tracing::info!(path = %data_path.display(), "store opened");
     let bind = settings.http.bind;
     let tls = settings.http.tls.clone();
