@@ -4,5 +4,6 @@
 
 pub mod clock;
 pub mod config;
+pub mod oidc;
 pub mod secret;
 pub mod store;
