@@ -91,17 +91,32 @@ impl IdTokenPolicy {
     /// `rp.signature_algorithm`, `allowed_clock_skew`; the client secret only when an HS*
     /// algorithm is allowed). `expected_nonce` is left `None`: set it per request.
     pub fn for_realm(realm: &RealmConfig) -> Self {
-        let algorithms = realm.rp.signature_algorithms.clone();
-        let client_secret = algorithms
-            .iter()
-            .any(|a| a.is_hmac())
-            .then(|| realm.rp.client_secret.clone());
+        Self::from_settings(
+            &realm.op.issuer,
+            &realm.rp.client_id,
+            &realm.rp.signature_algorithms,
+            &realm.rp.client_secret,
+            realm.allowed_clock_skew,
+        )
+    }
+
+    /// [`IdTokenPolicy::for_realm`] from the individual settings.
+    pub(crate) fn from_settings(
+        issuer: &str,
+        client_id: &str,
+        algorithms: &[SignatureAlgorithm],
+        client_secret: &Secret<String>,
+        clock_skew: Duration,
+    ) -> Self {
         Self {
-            issuer: realm.op.issuer.clone(),
-            client_id: realm.rp.client_id.clone(),
-            algorithms,
-            client_secret,
-            clock_skew: realm.allowed_clock_skew,
+            issuer: issuer.to_owned(),
+            client_id: client_id.to_owned(),
+            algorithms: algorithms.to_vec(),
+            client_secret: algorithms
+                .iter()
+                .any(|a| a.is_hmac())
+                .then(|| client_secret.clone()),
+            clock_skew,
             expected_nonce: None,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
         }
@@ -414,7 +429,8 @@ pub fn validate(
         });
     }
 
-    // Step 3: `aud` must contain our client_id.
+    // Step 3: `aud` must contain our client_id. Other audiences are tolerated only under
+    // steps 4 and 5 (`azp` present and equal to our client_id), as Elasticsearch does.
     let aud = audiences(&claims)?;
     if !aud.iter().any(|a| *a == policy.client_id) {
         return Err(IdTokenError::AudienceMismatch {

@@ -460,6 +460,31 @@ fn policy_defaults_are_secure() {
     assert_eq!(p.max_token_len, 64 * 1024);
 }
 
+#[test]
+fn realm_policy_carries_the_client_secret_only_for_hs_algorithms() {
+    let secret = Secret::new(CLIENT_SECRET.to_string());
+    let skew = Duration::from_secs(30);
+    let p = IdTokenPolicy::from_settings(ISS, CLIENT, &[A::RS256, A::ES256], &secret, skew);
+    assert!(p.client_secret.is_none());
+    assert_eq!(p.algorithms, vec![A::RS256, A::ES256]);
+    assert_eq!(p.clock_skew, skew);
+    assert!(p.expected_nonce.is_none());
+    // So an HS256 token signed with the client secret fails on an RS256 realm even if the
+    // allow-list were widened later without the secret.
+    let mut widened = p.clone();
+    widened.algorithms.push(A::HS256);
+    assert_code(
+        check(
+            &hs256_with(CLIENT_SECRET.as_bytes()),
+            &widened.with_nonce(NONCE),
+        ),
+        "hmac_secret_missing",
+    );
+    let p = IdTokenPolicy::from_settings(ISS, CLIENT, &[A::HS256], &secret, skew);
+    assert_eq!(p.client_secret, Some(secret));
+    check(&hs256_with(CLIENT_SECRET.as_bytes()), &p.with_nonce(NONCE)).unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pitfall 1: alg none
 // ---------------------------------------------------------------------------------------------
