@@ -451,8 +451,10 @@ fn parse_key(entry: &Value) -> Result<Key, String> {
             let e = b64_member(entry, "e")?;
             let n_trimmed = strip_leading_zeros(&n);
             let e_trimmed = strip_leading_zeros(&e);
+            // Bits of the modulus: its byte length less the leading zero bits of its first byte
+            // (0 for an empty or all-zero `n`).
             let bits =
-                n_trimmed.len() * 8 - n_trimmed.first().map_or(8, |b| b.leading_zeros() as usize);
+                n_trimmed.len() * 8 - n_trimmed.first().map_or(0, |b| b.leading_zeros() as usize);
             if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                 return Err(format!(
                     "RSA modulus of {bits} bits (accepted: {MIN_RSA_BITS}..={MAX_RSA_BITS})"

@@ -1599,6 +1599,22 @@ fn jwks_skips_unusable_keys_with_a_warning_naming_the_kid() {
             json!({"kty": "RSA", "kid": "even-e", "n": B64.encode(&n), "e": "Ag"}),
             "even-e",
         ),
+        (
+            json!({"kty": "RSA", "kid": "empty-n", "n": "", "e": "AQAB"}),
+            "empty-n",
+        ),
+        (
+            json!({"kty": "RSA", "kid": "zero-n", "n": "AAAA", "e": "AQAB"}),
+            "zero-n",
+        ),
+        (
+            json!({"kty": "RSA", "kid": "no-e", "n": B64.encode(&n)}),
+            "no-e",
+        ),
+        (
+            json!({"kty": "EC", "kid": "short-x", "crv": "P-256", "x": "AAAA", "y": "AAAA"}),
+            "short-x",
+        ),
         (json!({"kid": "no-kty"}), "no-kty"),
         (json!({"kty": "RSA", "kid": 5}), "key #"),
         (json!("not an object"), "key #"),
@@ -1730,4 +1746,109 @@ fn jwks_key_debug_shows_no_key_material() {
     let shown = format!("{set:?}");
     assert!(shown.contains("rsa1") && shown.contains("2048"), "{shown}");
     assert!(!shown.contains(&B64.encode(&n)[..20]), "{shown}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutations: never a panic
+// ---------------------------------------------------------------------------------------------
+
+/// A small deterministic generator (no extra dependency), so failures reproduce.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as usize
+    }
+}
+
+#[test]
+fn mutated_tokens_are_refused_without_panicking() {
+    let p = policy(&[A::RS256, A::ES256, A::HS256]);
+    let keys = op_keys();
+    let seeds = [
+        rs256(&claims()),
+        mint(
+            &json!({"alg": "ES256", "kid": "ec1"}),
+            &claims(),
+            Signer::Pem(EC256),
+        ),
+    ];
+    let alphabet = b"AZaz09-_.=+/!{}\"\\ \0\xff";
+    let mut rng = Lcg(0x5eed);
+    for seed in &seeds {
+        for _ in 0..1500 {
+            let mut bytes = seed.clone().into_bytes();
+            for _ in 0..1 + rng.next() % 4 {
+                let i = rng.next() % bytes.len();
+                match rng.next() % 4 {
+                    0 => bytes[i] = alphabet[rng.next() % alphabet.len()],
+                    1 => {
+                        bytes.remove(i);
+                    }
+                    2 => bytes.insert(i, alphabet[rng.next() % alphabet.len()]),
+                    _ => bytes.truncate(i),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let mutated = String::from_utf8_lossy(&bytes);
+            if mutated == seed.as_str() {
+                continue;
+            }
+            // A mutation may only survive if it left the signed bytes and signature intact
+            // (e.g. it was undone); anything accepted must decode to the seed's claims.
+            if let Ok(c) = validate(&mutated, &p, &keys, NOW) {
+                assert_eq!(c.sub(), "alice", "{mutated}");
+            }
+        }
+    }
+}
+
+#[test]
+fn mutated_jwks_entries_never_panic() {
+    let values = [
+        json!(null),
+        json!(""),
+        json!("AAAA"),
+        json!("!!"),
+        json!(0),
+        json!(-1),
+        json!(1e300),
+        json!([]),
+        json!({}),
+        json!("RSA"),
+        json!("EC"),
+        json!("OKP"),
+        json!("P-521"),
+        json!("sig"),
+        json!(["verify"]),
+    ];
+    let members = [
+        "kty", "kid", "use", "alg", "crv", "n", "e", "x", "y", "key_ops",
+    ];
+    let base = [
+        rsa_jwk(RSA1, Some("rsa1")),
+        ec_jwk(EC256, A::ES256, "ec1"),
+        ec_jwk(EC521, A::ES512, "ec521"),
+        ed_jwk("ed"),
+    ];
+    let mut rng = Lcg(7);
+    for _ in 0..2000 {
+        let mut jwk = base[rng.next() % base.len()].clone();
+        for _ in 0..1 + rng.next() % 3 {
+            let member = members[rng.next() % members.len()];
+            jwk[member] = values[rng.next() % values.len()].clone();
+        }
+        if let Ok((set, _)) = parse_keys(vec![jwk]) {
+            for alg in A::ALL {
+                let _ = set.select(None, alg);
+                let _ = set.select(Some("rsa1"), alg);
+            }
+        }
+    }
 }
