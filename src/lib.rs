@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod oidc;
 pub mod secret;
 pub mod store;
 pub mod tokens;
