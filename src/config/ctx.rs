@@ -350,9 +350,9 @@ impl Ctx {
     pub fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p.trim());
         if p.is_absolute() {
-            p.to_path_buf()
+            normalize(p)
         } else {
-            self.base_dir.join(p)
+            normalize(&self.base_dir.join(p))
         }
     }
 
@@ -533,6 +533,25 @@ impl Ctx {
         );
         Some(Secret::new(s))
     }
+}
+
+/// Remove `.` and `..` components lexically (`/etc/app/config/../data` → `/etc/app/data`),
+/// so paths in logs and errors read as the operator expects.
+pub(super) fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 /// A scalar as text for messages and parsing.

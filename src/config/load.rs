@@ -85,13 +85,15 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
     let mut ctx = Ctx::new(base_dir.clone(), scan_key_lines(yaml));
     match &doc {
         serde_norway::Value::Mapping(_) | serde_norway::Value::Null => {}
-        _ => return Err(ConfigErrors(vec![ConfigError {
+        _ => {
+            return Err(ConfigErrors(vec![ConfigError {
             path: String::new(),
             message:
                 "the configuration must be a YAML mapping (http, data, token, log, users, realms)"
                     .into(),
             location: Some((1, 1)),
-        }])),
+        }]))
+        }
     }
     let mut leaves: Vec<Leaf> = Vec::new();
     let mut bad_keys = Vec::new();
@@ -188,7 +190,7 @@ fn absolute_dir(dir: &Path) -> std::path::PathBuf {
     } else {
         dir
     };
-    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+    super::ctx::normalize(&std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()))
 }
 
 #[cfg(test)]

@@ -137,25 +137,24 @@ fn realm(
             None
         }
     };
-    let client_auth_jwt_signature_algorithm = match ctx
-        .string(&k("rp.client_auth_jwt_signature_algorithm"))
-    {
-        None => Some(SignatureAlgorithm::HS384),
-        Some(s) => match SignatureAlgorithm::parse(s.trim()) {
-            Some(a) if a.is_hmac() => Some(a),
-            _ => {
-                let key = k("rp.client_auth_jwt_signature_algorithm");
-                ctx.error(
-                    &key,
-                    format!(
+    let client_auth_jwt_signature_algorithm =
+        match ctx.string(&k("rp.client_auth_jwt_signature_algorithm")) {
+            None => Some(SignatureAlgorithm::HS384),
+            Some(s) => match SignatureAlgorithm::parse(s.trim()) {
+                Some(a) if a.is_hmac() => Some(a),
+                _ => {
+                    let key = k("rp.client_auth_jwt_signature_algorithm");
+                    ctx.error(
+                        &key,
+                        format!(
                         "Invalid value [{}] for [{key}]. Allowed values are [HS256, HS384, HS512]",
                         shown(&s)
                     ),
-                );
-                None
-            }
-        },
-    };
+                    );
+                    None
+                }
+            },
+        };
     let pkce = ctx.bool(&k("rp.pkce"), true);
 
     // op.*
