@@ -457,6 +457,10 @@ impl Ctx {
         if let Some(inner) = t.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
             if let Some(name) = inner.strip_prefix("env:") {
                 let name = name.trim();
+                if name.is_empty() || name.contains('=') || name.contains('\0') {
+                    self.error(path, "${env:NAME} needs a variable name");
+                    return None;
+                }
                 return match std::env::var(name) {
                     Ok(val) if !val.is_empty() => Some(Secret::new(val)),
                     Ok(_) => {
@@ -477,6 +481,10 @@ impl Ctx {
                 };
             }
             if let Some(file) = inner.strip_prefix("file:") {
+                if file.trim().is_empty() {
+                    self.error(path, "${file:path} needs a file path");
+                    return None;
+                }
                 let resolved = self.resolve(file);
                 return match std::fs::read(&resolved) {
                     Ok(bytes) => {

@@ -204,6 +204,10 @@ pub(super) fn users(ctx: &mut Ctx) -> BTreeMap<String, UserEntry> {
     let mut out = BTreeMap::new();
     for name in names {
         let base = format!("users.{name}");
+        if ctx.value(&base).is_some() {
+            // `users.<name>: <scalar>`: already reported as "must be a mapping".
+            continue;
+        }
         if let Some(e) = user(ctx, &name, &base) {
             out.insert(name, e);
         }
