@@ -600,6 +600,21 @@ fn unanchored_claim_pattern_warns() {
         d.path(),
     );
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+
+    // A top-level `|` defeats the anchors.
+    let l = ok(
+        &config(
+            &[
+                ("claims.groups", Some("groups")),
+                ("claim_patterns.groups", Some("^(admins)|(staff)$")),
+            ],
+            "",
+        ),
+        d.path(),
+    );
+    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+    assert!(l.warnings[0].starts_with("realms.oidc1.claim_patterns.groups:"));
+    assert!(l.warnings[0].contains("top-level `|`"));
 }
 
 #[test]

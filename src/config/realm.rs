@@ -391,7 +391,15 @@ fn compile_pattern(ctx: &mut Ctx, key: &str, p: &str) -> Option<Regex> {
     }
     let starts = p.starts_with('^') || p.starts_with("\\A");
     let ends = (p.ends_with('$') && !p.ends_with("\\$")) || p.ends_with("\\z");
-    if !(starts && ends) {
+    if starts && ends && has_top_level_alternation(p) {
+        ctx.warn(
+            key,
+            format!(
+                "pattern [{}] has a top-level `|`: ^ binds only to the first branch and $ only to the last, so the pattern is not anchored; write ^(?:a|b)$",
+                shown(p)
+            ),
+        );
+    } else if !(starts && ends) {
         ctx.warn(
             key,
             format!(
@@ -401,6 +409,27 @@ fn compile_pattern(ctx: &mut Ctx, key: &str, p: &str) -> Option<Regex> {
         );
     }
     Some(re)
+}
+
+/// Whether a regex has `|` outside any group or character class.
+fn has_top_level_alternation(p: &str) -> bool {
+    let mut depth = 0usize;
+    let mut in_class = false;
+    let mut chars = p.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            '(' if !in_class => depth += 1,
+            ')' if !in_class => depth = depth.saturating_sub(1),
+            '|' if !in_class && depth == 0 => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn realm_http(ctx: &mut Ctx, base: &str) -> Option<RealmHttpSettings> {
@@ -619,4 +648,17 @@ fn realm_ssl(ctx: &mut Ctx, base: &str) -> Option<RealmSslSettings> {
         supported_protocols: supported_protocols?,
         cipher_suites: cipher_suites?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_top_level_alternation as alt;
+
+    #[test]
+    fn top_level_alternation() {
+        assert!(alt("^(a)@x|(b)@y$"));
+        assert!(!alt("^(?:(a)@x|(b)@y)$"));
+        assert!(!alt("^([a|b])$"));
+        assert!(!alt("^(a)\\|b$"));
+    }
 }
