@@ -124,6 +124,14 @@ impl Ctx {
         self.errors.iter().any(|e| e.path == path)
     }
 
+    /// Whether an error was recorded for `prefix` or a key under it.
+    pub fn has_error_under(&self, prefix: &str) -> bool {
+        let dotted = format!("{prefix}.");
+        self.errors
+            .iter()
+            .any(|e| e.path == prefix || e.path.starts_with(&dotted))
+    }
+
     /// The value at `path`; `None` when absent or null.
     pub fn value(&self, path: &str) -> Option<&Value> {
         self.leaves
@@ -139,6 +147,13 @@ impl Ctx {
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .any(|(k, l)| (*k == prefix || k.starts_with(&dotted)) && l.value != Value::Null)
+    }
+
+    /// Record `message` for a missing key unless an error about this key exists already.
+    pub fn missing(&mut self, path: &str, message: impl Into<String>) {
+        if !self.has_error(path) {
+            self.error(path, message);
+        }
     }
 
     /// "The configuration setting [k] is required" (Elasticsearch's wording), unless an
@@ -533,6 +548,7 @@ impl Ctx {
             return None;
         }
         if t.is_empty() {
+            self.required(path);
             return None;
         }
         self.warn(

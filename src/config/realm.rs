@@ -35,8 +35,13 @@ pub(super) fn realms(ctx: &mut Ctx) -> Vec<RealmConfig> {
     let mut orders: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for name in names {
         let base = format!("realms.{name}");
-        if let Some(r) = realm(ctx, &name, &base, &mut orders) {
-            out.push(r);
+        match realm(ctx, &name, &base, &mut orders) {
+            Some(r) => out.push(r),
+            // Safety net: a realm is never dropped silently.
+            None if !ctx.has_error_under(&base) => {
+                ctx.error(&base, "the realm could not be validated (internal error)")
+            }
+            None => {}
         }
     }
     for (order, names) in &orders {
@@ -210,8 +215,8 @@ fn realm(
         let pattern_key = k(&format!("claim_patterns.{c}"));
         let claim = if c == "principal" {
             let v = ctx.string(&claim_key);
-            if v.is_none() && ctx.value(&claim_key).is_none() {
-                ctx.error(&claim_key, format!("Setting [{claim_key}] is required"));
+            if v.is_none() {
+                ctx.missing(&claim_key, format!("Setting [{claim_key}] is required"));
             }
             v
         } else {
@@ -221,7 +226,7 @@ fn realm(
         let pattern = match pattern {
             None => Some(None),
             Some(p) => {
-                if ctx.value(&claim_key).is_none() {
+                if claim.is_none() {
                     ctx.error(
                         &pattern_key,
                         format!(

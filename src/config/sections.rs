@@ -208,8 +208,15 @@ pub(super) fn users(ctx: &mut Ctx) -> BTreeMap<String, UserEntry> {
             // `users.<name>: <scalar>`: already reported as "must be a mapping".
             continue;
         }
-        if let Some(e) = user(ctx, &name, &base) {
-            out.insert(name, e);
+        match user(ctx, &name, &base) {
+            Some(e) => {
+                out.insert(name, e);
+            }
+            // Safety net: a user is never dropped silently.
+            None if !ctx.has_error_under(&base) => {
+                ctx.error(&base, "the user could not be validated (internal error)")
+            }
+            None => {}
         }
     }
     out
