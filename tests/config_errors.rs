@@ -405,6 +405,25 @@ xpack.security.authc.realms.oidc.oidc1.rp.response_type: code
 }
 
 #[test]
+fn yaml_merge_keys_share_settings_between_realms() {
+    let d = dir();
+    let shared: String = REALM
+        .iter()
+        .filter(|(k, _)| *k != "order")
+        .map(|(k, v)| format!("    {k}: {}\n", yaml_scalar(v)))
+        .collect();
+    let yaml = format!(
+        "{USERS}realms:\n  oidc1: &common\n    order: 1\n{shared}  oidc2:\n    <<: *common\n    order: 2\n    rp.client_id: other\n"
+    );
+    let l = ok(&yaml, d.path());
+    let r = &l.settings.realms;
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[1].name, "oidc2");
+    assert_eq!(r[1].rp.client_id, "other");
+    assert_eq!(r[1].op.issuer, r[0].op.issuer);
+}
+
+#[test]
 fn the_same_key_twice_is_an_error() {
     let d = dir();
     let yaml = config(

@@ -76,7 +76,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
 /// Validate YAML text; relative paths resolve against `base_dir`.
 pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
     let base_dir = absolute_dir(base_dir);
-    let doc: serde_norway::Value = match serde_norway::from_str(yaml) {
+    let mut doc: serde_norway::Value = match serde_norway::from_str(yaml) {
         Ok(v) => v,
         Err(e) => {
             let location = e.location().map(|l| (l.line(), l.column()));
@@ -94,6 +94,14 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             }]));
         }
     };
+    // YAML merge keys (`<<: *common`) let realms share settings.
+    if let Err(e) = doc.apply_merge() {
+        return Err(ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            message: format!("YAML merge key (<<) error: {e}"),
+            location: e.location().map(|l| (l.line(), l.column())),
+        }]));
+    }
     let mut ctx = Ctx::new(base_dir.clone(), scan_key_lines(yaml));
     match &doc {
         serde_norway::Value::Mapping(_) | serde_norway::Value::Null => {}
