@@ -124,6 +124,14 @@ impl Ctx {
         self.errors.iter().any(|e| e.path == path)
     }
 
+    /// Whether an error was recorded for `prefix` or a key under it.
+    pub fn has_error_under(&self, prefix: &str) -> bool {
+        let dotted = format!("{prefix}.");
+        self.errors
+            .iter()
+            .any(|e| e.path == prefix || e.path.starts_with(&dotted))
+    }
+
     /// The value at `path`; `None` when absent or null.
     pub fn value(&self, path: &str) -> Option<&Value> {
         self.leaves
@@ -139,6 +147,13 @@ impl Ctx {
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .any(|(k, l)| (*k == prefix || k.starts_with(&dotted)) && l.value != Value::Null)
+    }
+
+    /// Record `message` for a missing key unless an error about this key exists already.
+    pub fn missing(&mut self, path: &str, message: impl Into<String>) {
+        if !self.has_error(path) {
+            self.error(path, message);
+        }
     }
 
     /// "The configuration setting [k] is required" (Elasticsearch's wording), unless an
@@ -350,9 +365,9 @@ impl Ctx {
     pub fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p.trim());
         if p.is_absolute() {
-            p.to_path_buf()
+            normalize(p)
         } else {
-            self.base_dir.join(p)
+            normalize(&self.base_dir.join(p))
         }
     }
 
@@ -457,6 +472,10 @@ impl Ctx {
         if let Some(inner) = t.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
             if let Some(name) = inner.strip_prefix("env:") {
                 let name = name.trim();
+                if name.is_empty() || name.contains('=') || name.contains('\0') {
+                    self.error(path, "${env:NAME} needs a variable name");
+                    return None;
+                }
                 return match std::env::var(name) {
                     Ok(val) if !val.is_empty() => Some(Secret::new(val)),
                     Ok(_) => {
@@ -477,6 +496,10 @@ impl Ctx {
                 };
             }
             if let Some(file) = inner.strip_prefix("file:") {
+                if file.trim().is_empty() {
+                    self.error(path, "${file:path} needs a file path");
+                    return None;
+                }
                 let resolved = self.resolve(file);
                 return match std::fs::read(&resolved) {
                     Ok(bytes) => {
@@ -525,6 +548,7 @@ impl Ctx {
             return None;
         }
         if t.is_empty() {
+            self.required(path);
             return None;
         }
         self.warn(
@@ -533,6 +557,25 @@ impl Ctx {
         );
         Some(Secret::new(s))
     }
+}
+
+/// Remove `.` and `..` components lexically (`/etc/app/config/../data` → `/etc/app/data`),
+/// so paths in logs and errors read as the operator expects.
+pub(super) fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 /// A scalar as text for messages and parsing.

@@ -204,7 +204,15 @@ fn check_in(
     }
     let msg = match suggest(rel, known) {
         Some(s) => format!("unknown key; did you mean `{prefix}{s}`?"),
-        None => "unknown key".to_string(),
+        None if known.len() <= 8 => format!(
+            "unknown key; known keys here are {}",
+            known
+                .iter()
+                .map(|k| format!("{prefix}{k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => "unknown key (see docs/configuration.md for every key)".to_string(),
     };
     ctx.error_at(path, msg, loc);
 }

@@ -30,7 +30,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)?;
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)?;
+        } else {
+            write!(f, "{}: {}", self.path, self.message)?;
+        }
         if let Some((line, col)) = self.location {
             write!(f, " (line {line}, column {col})")?;
         }
@@ -72,16 +76,32 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
 /// Validate YAML text; relative paths resolve against `base_dir`.
 pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
     let base_dir = absolute_dir(base_dir);
-    let doc: serde_norway::Value = match serde_norway::from_str(yaml) {
+    let mut doc: serde_norway::Value = match serde_norway::from_str(yaml) {
         Ok(v) => v,
         Err(e) => {
+            let location = e.location().map(|l| (l.line(), l.column()));
+            let mut message = e.to_string();
+            // The location is reported separately; avoid saying it twice.
+            if let Some((l, c)) = location {
+                if let Some(stripped) = message.strip_suffix(&format!(" at line {l} column {c}")) {
+                    message = stripped.to_string();
+                }
+            }
             return Err(ConfigErrors(vec![ConfigError {
                 path: String::new(),
-                message: format!("YAML syntax error: {e}"),
-                location: e.location().map(|l| (l.line(), l.column())),
-            }]))
+                message: format!("YAML syntax error: {message}"),
+                location,
+            }]));
         }
     };
+    // YAML merge keys (`<<: *common`) let realms share settings.
+    if let Err(e) = doc.apply_merge() {
+        return Err(ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            message: format!("YAML merge key (<<) error: {e}"),
+            location: e.location().map(|l| (l.line(), l.column())),
+        }]));
+    }
     let mut ctx = Ctx::new(base_dir.clone(), scan_key_lines(yaml));
     match &doc {
         serde_norway::Value::Mapping(_) | serde_norway::Value::Null => {}
@@ -190,7 +210,7 @@ fn absolute_dir(dir: &Path) -> std::path::PathBuf {
     } else {
         dir
     };
-    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+    super::ctx::normalize(&std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()))
 }
 
 #[cfg(test)]

@@ -35,8 +35,13 @@ pub(super) fn realms(ctx: &mut Ctx) -> Vec<RealmConfig> {
     let mut orders: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for name in names {
         let base = format!("realms.{name}");
-        if let Some(r) = realm(ctx, &name, &base, &mut orders) {
-            out.push(r);
+        match realm(ctx, &name, &base, &mut orders) {
+            Some(r) => out.push(r),
+            // Safety net: a realm is never dropped silently.
+            None if !ctx.has_error_under(&base) => {
+                ctx.error(&base, "the realm could not be validated (internal error)")
+            }
+            None => {}
         }
     }
     for (order, names) in &orders {
@@ -210,8 +215,8 @@ fn realm(
         let pattern_key = k(&format!("claim_patterns.{c}"));
         let claim = if c == "principal" {
             let v = ctx.string(&claim_key);
-            if v.is_none() && ctx.value(&claim_key).is_none() {
-                ctx.error(&claim_key, format!("Setting [{claim_key}] is required"));
+            if v.is_none() {
+                ctx.missing(&claim_key, format!("Setting [{claim_key}] is required"));
             }
             v
         } else {
@@ -221,7 +226,7 @@ fn realm(
         let pattern = match pattern {
             None => Some(None),
             Some(p) => {
-                if ctx.value(&claim_key).is_none() {
+                if claim.is_none() {
                     ctx.error(
                         &pattern_key,
                         format!(
@@ -391,7 +396,15 @@ fn compile_pattern(ctx: &mut Ctx, key: &str, p: &str) -> Option<Regex> {
     }
     let starts = p.starts_with('^') || p.starts_with("\\A");
     let ends = (p.ends_with('$') && !p.ends_with("\\$")) || p.ends_with("\\z");
-    if !(starts && ends) {
+    if starts && ends && has_top_level_alternation(p) {
+        ctx.warn(
+            key,
+            format!(
+                "pattern [{}] has a top-level `|`: ^ binds only to the first branch and $ only to the last, so the pattern is not anchored; write ^(?:a|b)$",
+                shown(p)
+            ),
+        );
+    } else if !(starts && ends) {
         ctx.warn(
             key,
             format!(
@@ -401,6 +414,27 @@ fn compile_pattern(ctx: &mut Ctx, key: &str, p: &str) -> Option<Regex> {
         );
     }
     Some(re)
+}
+
+/// Whether a regex has `|` outside any group or character class.
+fn has_top_level_alternation(p: &str) -> bool {
+    let mut depth = 0usize;
+    let mut in_class = false;
+    let mut chars = p.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            '(' if !in_class => depth += 1,
+            ')' if !in_class => depth = depth.saturating_sub(1),
+            '|' if !in_class && depth == 0 => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn realm_http(ctx: &mut Ctx, base: &str) -> Option<RealmHttpSettings> {
@@ -619,4 +653,17 @@ fn realm_ssl(ctx: &mut Ctx, base: &str) -> Option<RealmSslSettings> {
         supported_protocols: supported_protocols?,
         cipher_suites: cipher_suites?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_top_level_alternation as alt;
+
+    #[test]
+    fn top_level_alternation() {
+        assert!(alt("^(a)@x|(b)@y$"));
+        assert!(!alt("^(?:(a)@x|(b)@y)$"));
+        assert!(!alt("^([a|b])$"));
+        assert!(!alt("^(a)\\|b$"));
+    }
 }

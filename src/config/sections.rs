@@ -204,8 +204,19 @@ pub(super) fn users(ctx: &mut Ctx) -> BTreeMap<String, UserEntry> {
     let mut out = BTreeMap::new();
     for name in names {
         let base = format!("users.{name}");
-        if let Some(e) = user(ctx, &name, &base) {
-            out.insert(name, e);
+        if ctx.value(&base).is_some() {
+            // `users.<name>: <scalar>`: already reported as "must be a mapping".
+            continue;
+        }
+        match user(ctx, &name, &base) {
+            Some(e) => {
+                out.insert(name, e);
+            }
+            // Safety net: a user is never dropped silently.
+            None if !ctx.has_error_under(&base) => {
+                ctx.error(&base, "the user could not be validated (internal error)")
+            }
+            None => {}
         }
     }
     out
