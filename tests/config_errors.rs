@@ -718,12 +718,15 @@ fn tls_and_client_certificates_load_from_pem() {
     );
     assert!(ssl.client_certificate.is_some());
 
-    let l = ok(
+    // `none` would switch TLS verification off: refused, with what to do instead.
+    let errs = load_str(
         &config(&[("ssl.verification_mode", Some("none"))], ""),
         d.path(),
-    );
-    assert_eq!(l.warnings.len(), 1);
-    assert!(l.warnings[0].contains("INSECURE"));
+    )
+    .unwrap_err();
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    assert!(errs.0[0].path.ends_with("ssl.verification_mode"));
+    assert!(errs.0[0].message.contains("ssl.certificate_authorities"));
 }
 
 #[test]

@@ -545,13 +545,19 @@ fn realm_ssl(ctx: &mut Ctx, base: &str) -> Option<RealmSslSettings> {
 
     let verification_mode = match ctx.string(&k("verification_mode")).as_deref() {
         None | Some("full") => Some(VerificationMode::Full),
-        Some("certificate") => Some(VerificationMode::Certificate),
-        Some("none") => {
+        Some("certificate") => {
             ctx.warn(
                 &k("verification_mode"),
-                "verification_mode none is INSECURE: the provider's TLS certificate is not checked at all, so anyone on the network path can impersonate it; use full (or certificate) with ssl.certificate_authorities",
+                "verification_mode certificate checks the provider's certificate chain but not its host name; prefer full",
             );
-            Some(VerificationMode::None)
+            Some(VerificationMode::Certificate)
+        }
+        Some("none") => {
+            ctx.error(
+                &k("verification_mode"),
+                "verification_mode none is not supported: it would not check the provider's TLS certificate at all, so anyone on the network path could impersonate it; trust the provider's CA with ssl.certificate_authorities instead",
+            );
+            None
         }
         Some(other) => {
             let key = k("verification_mode");
