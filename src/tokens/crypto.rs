@@ -72,6 +72,45 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
+/// SHA-256 of `label || text`: the form in which a secret (token, state) is stored.
+pub fn labelled_hash(label: &[u8], text: &[u8]) -> Hash32 {
+    Hash32(sha256(&[label, text]))
+}
+
+fn aead_key(label: &[u8], secret: &[u8]) -> LessSafeKey {
+    let k = sha256(&[label, secret]);
+    // A 32-byte key is always valid for AES-256-GCM.
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &k).expect("AES-256 key length"))
+}
+
+/// Encrypt `plain` under a key derived from `secret` with `label` (AES-256-GCM, fresh random
+/// nonce): `nonce || ciphertext || tag`. Only a holder of `secret` can open it.
+pub fn seal_under(label: &[u8], secret: &[u8], plain: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut nonce);
+    let mut buf = plain.to_vec();
+    aead_key(label, secret)
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
+        .expect("AES-GCM sealing of an in-memory buffer");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// Decrypt what [`seal_under`] produced; `None` if it does not open.
+pub fn open_under(label: &[u8], secret: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_LEN {
+        return None;
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buf = ct.to_vec();
+    let plain = aead_key(label, secret)
+        .open_in_place(nonce, Aad::empty(), &mut buf)
+        .ok()?;
+    Some(plain.to_vec())
+}
+
 /// A token in the clear. `Debug` is redacted.
 #[derive(Debug)]
 pub struct TokenSecret {
@@ -110,44 +149,28 @@ impl TokenSecret {
 
     /// The key under which the store knows this token.
     pub fn lookup_hash(&self) -> Hash32 {
-        Hash32(sha256(&[
+        labelled_hash(
             self.kind.lookup_label(),
             self.text.expose_secret().as_bytes(),
-        ]))
+        )
     }
 
-    fn seal_key(&self) -> LessSafeKey {
-        let k = sha256(&[self.kind.seal_label(), self.text.expose_secret().as_bytes()]);
-        // A 32-byte key is always valid for AES-256-GCM.
-        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &k).expect("AES-256 key length"))
-    }
-
-    /// Encrypt `plain` under a key only this token yields: `nonce || ciphertext || tag`.
+    /// Encrypt `plain` under a key only this token yields.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce);
-        let mut buf = plain.to_vec();
-        self.seal_key()
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
-            .expect("AES-GCM sealing of an in-memory buffer");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        out
+        seal_under(
+            self.kind.seal_label(),
+            self.text.expose_secret().as_bytes(),
+            plain,
+        )
     }
 
     /// Decrypt what [`seal`](Self::seal) produced; `None` if it does not open.
     pub fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < NONCE_LEN {
-            return None;
-        }
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut buf = ct.to_vec();
-        let plain = self
-            .seal_key()
-            .open_in_place(nonce, Aad::empty(), &mut buf)
-            .ok()?;
-        Some(plain.to_vec())
+        open_under(
+            self.kind.seal_label(),
+            self.text.expose_secret().as_bytes(),
+            sealed,
+        )
     }
 
     /// The token text, to hand to the client once.

@@ -1,0 +1,650 @@
+//! OpenID Connect realms: prepare, authenticate and logout for each configured realm
+//! (Elasticsearch's `_security/oidc/*`), with single-use server-side flow state.
+
+pub mod flow;
+pub mod keys;
+
+use crate::claims::{self, MappedUser};
+use crate::clock::{Clock, UnixMillis};
+use crate::config::{RealmConfig, ResponseType, Settings};
+use crate::oidc::client::{OpClient, OpError};
+use crate::oidc::id_token::{self, IdTokenError, IdTokenPolicy};
+use crate::secret::{ct_eq, Secret};
+use crate::store::{ClientRef, Invalidation, RealmRef, UserRecord};
+use crate::tokens::crypto::{random_urlsafe, TokenKind};
+use crate::tokens::{IssuedPair, Lifetimes, TokenError, TokenService};
+use flow::{FlowError, FlowSecrets, Flows};
+use keys::RealmKeys;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use url::Url;
+
+/// The realm type Elasticsearch reports for OIDC realms.
+pub const REALM_TYPE: &str = "oidc";
+
+/// One configured realm, ready to serve logins.
+#[derive(Debug)]
+pub struct Realm {
+    pub config: RealmConfig,
+    client: OpClient,
+    keys: RealmKeys,
+}
+
+impl Realm {
+    pub fn new(config: RealmConfig) -> Result<Self, String> {
+        let client = OpClient::new(&config)
+            .map_err(|e| format!("realms.{}: cannot build the HTTP client: {e}", config.name))?;
+        let keys = RealmKeys::new(&config.op.jwkset, &config.name)?;
+        Ok(Self {
+            config,
+            client,
+            keys,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn keys(&self) -> &RealmKeys {
+        &self.keys
+    }
+
+    pub fn client(&self) -> &OpClient {
+        &self.client
+    }
+}
+
+/// Every configured realm, in `order`.
+#[derive(Debug, Default)]
+pub struct Realms {
+    ordered: Vec<Arc<Realm>>,
+    by_name: BTreeMap<String, Arc<Realm>>,
+}
+
+impl Realms {
+    /// Build every realm of `settings` (reads file JWKS); every failure is collected.
+    pub fn build(settings: &Settings) -> Result<Self, Vec<String>> {
+        let mut realms = Realms::default();
+        let mut errors = Vec::new();
+        for cfg in &settings.realms {
+            match Realm::new(cfg.clone()) {
+                Ok(r) => {
+                    let r = Arc::new(r);
+                    realms.by_name.insert(cfg.name.clone(), r.clone());
+                    realms.ordered.push(r);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(realms)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// An enabled realm by name.
+    pub fn get(&self, name: &str) -> Option<&Arc<Realm>> {
+        self.by_name.get(name).filter(|r| r.config.enabled)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Realm>> {
+        self.ordered.iter()
+    }
+}
+
+/// What a login needs besides the realm: the token service, time, and who is calling.
+pub struct LoginContext<'a> {
+    pub tokens: &'a TokenService,
+    pub clock: &'a dyn Clock,
+    pub lifetimes: Lifetimes,
+    pub flows: &'a Flows,
+    /// The facilitator making the call.
+    pub caller: ClientRef,
+    /// Roles from role mapping for a mapped user of a realm.
+    pub roles: &'a (dyn Fn(&MappedUser, &str) -> Vec<String> + Sync),
+}
+
+// ---------------------------------------------------------------------------------------
+// prepare
+
+/// What `prepare` was asked.
+#[derive(Debug, Default)]
+pub struct PrepareParams {
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub login_hint: Option<String>,
+}
+
+/// What `prepare` answers.
+#[derive(Debug, Serialize)]
+pub struct PrepareResponse {
+    pub redirect: String,
+    pub state: String,
+    pub nonce: String,
+    pub realm: String,
+}
+
+/// Why `prepare` failed (client errors; nothing secret in them).
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("the state is already used by a pending login")]
+    StateInUse,
+    #[error("{0}")]
+    Invalid(&'static str),
+    #[error(transparent)]
+    Flow(#[from] FlowError),
+}
+
+/// `POST /_security/oidc/prepare` for `realm`.
+pub async fn prepare(
+    realm: &Realm,
+    params: PrepareParams,
+    ctx: &LoginContext<'_>,
+) -> Result<PrepareResponse, PrepareError> {
+    let cfg = &realm.config;
+    let state = params.state.unwrap_or_else(|| random_urlsafe(32));
+    let nonce = params.nonce.unwrap_or_else(|| random_urlsafe(32));
+    if state.is_empty() || nonce.is_empty() {
+        return Err(PrepareError::Invalid("state and nonce must not be empty"));
+    }
+    let pkce_verifier = (cfg.rp.pkce && cfg.rp.response_type == ResponseType::Code)
+        .then(|| random_urlsafe(32));
+
+    let mut url = cfg.op.authorization_endpoint.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", cfg.rp.response_type.as_str())
+            .append_pair("client_id", &cfg.rp.client_id)
+            .append_pair("redirect_uri", cfg.rp.redirect_uri.as_str())
+            .append_pair("scope", &cfg.rp.requested_scopes.join(" "))
+            .append_pair("state", &state)
+            .append_pair("nonce", &nonce);
+        if let Some(hint) = &params.login_hint {
+            q.append_pair("login_hint", hint);
+        }
+        if let Some(v) = &pkce_verifier {
+            q.append_pair("code_challenge", &flow::pkce_challenge(v))
+                .append_pair("code_challenge_method", "S256");
+        }
+    }
+    let secrets = FlowSecrets {
+        nonce: nonce.clone(),
+        pkce_verifier,
+        caller: ctx.caller.clone(),
+    };
+    match ctx
+        .flows
+        .start(&cfg.name, &state, &secrets, ctx.clock.now_millis())
+        .await
+    {
+        Ok(()) => {}
+        Err(FlowError::InUse) => return Err(PrepareError::StateInUse),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(PrepareResponse {
+        redirect: url.into(),
+        state,
+        nonce,
+        realm: cfg.name.clone(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// authenticate
+
+/// What `authenticate` was given (already checked for presence).
+#[derive(Debug)]
+pub struct AuthenticateParams {
+    pub redirect_uri: String,
+    pub state: Secret<String>,
+    pub nonce: Secret<String>,
+    pub realm: Option<String>,
+}
+
+/// A successful login.
+#[derive(Debug)]
+pub struct LoginOutcome {
+    pub pair: IssuedPair,
+    pub user: UserRecord,
+}
+
+/// Why a login failed. Every variant answers 401 with the same generic body; the `Display`
+/// is the precise cause for the log (it never contains a token, code, nonce or secret).
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("realm [{0}] is not an enabled OpenID Connect realm")]
+    UnknownRealm(String),
+    #[error("the redirect_uri is not an absolute URL")]
+    RedirectUnparseable,
+    #[error("the redirect_uri [{got}] does not match rp.redirect_uri [{expected}] of realm {realm}")]
+    RedirectMismatch {
+        realm: String,
+        expected: String,
+        got: String,
+    },
+    #[error("OpenID Connect Provider response indicates authentication failure: error={error}, description={description}")]
+    OpError { error: String, description: String },
+    #[error("the response did not contain a state parameter")]
+    StateMissing,
+    #[error("the state in the redirect differs from the state in the request")]
+    StateMismatch,
+    #[error("no pending login for this state (unknown, expired or already used)")]
+    FlowUnknown,
+    #[error("the state belongs to a login of realm {flow_realm}, not {realm}")]
+    FlowOtherRealm { flow_realm: String, realm: String },
+    #[error("the state was prepared by caller [{prepared_by}], not [{caller}]")]
+    FlowOtherCaller { prepared_by: String, caller: String },
+    #[error("the nonce in the request differs from the nonce of the pending login")]
+    NonceMismatch,
+    #[error("unexpected response type [{got}], while [{configured}] is configured")]
+    ResponseType { got: String, configured: String },
+    #[error("the redirect carries no {0}")]
+    MissingParam(&'static str),
+    #[error("{0}")]
+    Op(#[from] OpError),
+    #[error("no signing keys are available for realm {0} (JWKS not loaded)")]
+    NoKeys(String),
+    #[error("ID token rejected: {0}")]
+    IdToken(IdTokenError),
+    #[error("userinfo response is for subject [{userinfo}] while the ID token was for subject [{id_token}]")]
+    UserinfoSubject { userinfo: String, id_token: String },
+    #[error("{0}")]
+    Claims(#[from] claims::ClaimsError),
+    #[error("{0}")]
+    Token(#[from] TokenError),
+}
+
+impl LoginError {
+    /// Stable reason code, for logs and the error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoginError::UnknownRealm(_) => "realm_unknown",
+            LoginError::RedirectUnparseable => "redirect_uri_invalid",
+            LoginError::RedirectMismatch { .. } => "redirect_uri_mismatch",
+            LoginError::OpError { .. } => "op_error_response",
+            LoginError::StateMissing => "state_missing",
+            LoginError::StateMismatch => "state_mismatch",
+            LoginError::FlowUnknown => "flow_unknown",
+            LoginError::FlowOtherRealm { .. } => "flow_other_realm",
+            LoginError::FlowOtherCaller { .. } => "flow_other_caller",
+            LoginError::NonceMismatch => "nonce_mismatch",
+            LoginError::ResponseType { .. } => "response_type_mismatch",
+            LoginError::MissingParam(_) => "redirect_param_missing",
+            LoginError::Op(e) => e.code(),
+            LoginError::NoKeys(_) => "jwks_unavailable",
+            LoginError::IdToken(e) => e.code(),
+            LoginError::UserinfoSubject { .. } => "userinfo_subject_mismatch",
+            LoginError::Claims(e) => e.code(),
+            LoginError::Token(_) => "token_issue_failed",
+        }
+    }
+}
+
+/// The data sealed under an OIDC access token for logout.
+#[derive(Debug, Serialize, Deserialize)]
+struct LogoutData {
+    realm: String,
+    id_token: String,
+}
+
+/// Parameters of the OP's redirect, from the query (code flow) or the fragment (implicit).
+fn redirect_params(url: &Url, response_type: ResponseType) -> BTreeMap<String, String> {
+    let raw = match response_type {
+        ResponseType::Code => url.query(),
+        _ => url.fragment(),
+    };
+    // Also accept an OP error in the query for implicit flows (some OPs put it there).
+    let mut params: BTreeMap<String, String> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    if params.is_empty() && response_type != ResponseType::Code {
+        params = url::form_urlencoded::parse(url.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    }
+    params
+}
+
+/// The redirect's base (scheme, host, port, path) equals the configured redirect URI's.
+fn same_base(got: &Url, expected: &Url) -> bool {
+    got.scheme() == expected.scheme()
+        && got.host_str() == expected.host_str()
+        && got.port_or_known_default() == expected.port_or_known_default()
+        && got.path() == expected.path()
+}
+
+/// `POST /_security/oidc/authenticate`.
+pub async fn authenticate(
+    realms: &Realms,
+    params: AuthenticateParams,
+    ctx: &LoginContext<'_>,
+) -> Result<LoginOutcome, LoginError> {
+    // 1. The redirect, parsed: a realm's flow is found through its state.
+    let redirect = Url::parse(&params.redirect_uri).map_err(|_| LoginError::RedirectUnparseable)?;
+    let raw_query: BTreeMap<String, String> =
+        url::form_urlencoded::parse(redirect.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .chain(
+                url::form_urlencoded::parse(redirect.fragment().unwrap_or("").as_bytes())
+                    .into_owned(),
+            )
+            .collect();
+
+    // 2. The state in the redirect equals the state in the request, and names a pending flow,
+    //    which is consumed now: whatever happens next, it cannot be used again.
+    let Some(redirect_state) = raw_query.get("state") else {
+        if let Some(error) = raw_query.get("error") {
+            return Err(LoginError::OpError {
+                error: error.clone(),
+                description: raw_query.get("error_description").cloned().unwrap_or_default(),
+            });
+        }
+        return Err(LoginError::StateMissing);
+    };
+    if !ct_eq(
+        redirect_state.as_bytes(),
+        params.state.expose_secret().as_bytes(),
+    ) {
+        return Err(LoginError::StateMismatch);
+    }
+    let now = ctx.clock.now_millis();
+    let (flow_realm, secrets) = ctx
+        .flows
+        .take(params.state.expose_secret(), now)
+        .await
+        .map_err(|e| match e {
+            FlowError::Unknown => LoginError::FlowUnknown,
+            FlowError::Store(s) => LoginError::Token(TokenError::Store(s)),
+            FlowError::InUse | FlowError::Corrupt => LoginError::FlowUnknown,
+        })?;
+    if let Some(asked) = &params.realm {
+        if *asked != flow_realm {
+            return Err(LoginError::FlowOtherRealm {
+                flow_realm,
+                realm: asked.clone(),
+            });
+        }
+    }
+    let realm = realms
+        .get(&flow_realm)
+        .ok_or_else(|| LoginError::UnknownRealm(flow_realm.clone()))?
+        .clone();
+    let cfg = &realm.config;
+    if secrets.caller != ctx.caller {
+        return Err(LoginError::FlowOtherCaller {
+            prepared_by: secrets.caller.username.clone(),
+            caller: ctx.caller.username.clone(),
+        });
+    }
+    if !ct_eq(
+        secrets.nonce.as_bytes(),
+        params.nonce.expose_secret().as_bytes(),
+    ) {
+        return Err(LoginError::NonceMismatch);
+    }
+    if !same_base(&redirect, &cfg.rp.redirect_uri) {
+        return Err(LoginError::RedirectMismatch {
+            realm: cfg.name.clone(),
+            expected: cfg.rp.redirect_uri.to_string(),
+            got: format!(
+                "{}://{}{}",
+                redirect.scheme(),
+                redirect.host_str().unwrap_or(""),
+                redirect.path()
+            ),
+        });
+    }
+    let p = redirect_params(&redirect, cfg.rp.response_type);
+    // 3. An error response from the OP.
+    if let Some(error) = p.get("error") {
+        return Err(LoginError::OpError {
+            error: error.clone(),
+            description: p.get("error_description").cloned().unwrap_or_default(),
+        });
+    }
+    // 4. The response type the redirect implies must be the configured one.
+    let implied = if p.contains_key("code") {
+        ResponseType::Code
+    } else if p.contains_key("access_token") {
+        ResponseType::IdTokenToken
+    } else if p.contains_key("id_token") {
+        ResponseType::IdToken
+    } else {
+        return Err(LoginError::MissingParam("code or id_token"));
+    };
+    if implied != cfg.rp.response_type {
+        return Err(LoginError::ResponseType {
+            got: implied.as_str().to_string(),
+            configured: cfg.rp.response_type.as_str().to_string(),
+        });
+    }
+
+    // 5. The ID token (and OP access token): from the token endpoint or the fragment.
+    let (id_token, op_access_token, code) = match cfg.rp.response_type {
+        ResponseType::Code => {
+            let code = p.get("code").cloned().unwrap_or_default();
+            let resp = realm
+                .client
+                .exchange_code(
+                    cfg,
+                    &code,
+                    secrets.pkce_verifier.as_deref(),
+                    ctx.clock.now_secs(),
+                )
+                .await?;
+            (resp.id_token, resp.access_token, Some(code))
+        }
+        ResponseType::IdToken => (
+            p.get("id_token").cloned().unwrap_or_default(),
+            None,
+            None,
+        ),
+        ResponseType::IdTokenToken => {
+            if let Some(t) = p.get("token_type") {
+                if !t.eq_ignore_ascii_case("bearer") {
+                    return Err(LoginError::MissingParam("token_type Bearer"));
+                }
+            }
+            (
+                p.get("id_token").cloned().unwrap_or_default(),
+                p.get("access_token").cloned().map(Secret::new),
+                None,
+            )
+        }
+    };
+
+    // 6. Validate the ID token (OpenID Connect Core 3.1.3.7, in `oidc::id_token`).
+    let policy = IdTokenPolicy::for_realm(cfg).with_nonce(secrets.nonce.clone());
+    let claims = validate_with_refetch(&realm, &id_token, &policy, ctx).await?;
+    // at_hash is required for `id_token token`, checked when present otherwise; c_hash too.
+    if let Some(at) = &op_access_token {
+        id_token::check_at_hash(
+            &claims,
+            at.expose_secret(),
+            cfg.rp.response_type == ResponseType::IdTokenToken,
+        )
+        .map_err(LoginError::IdToken)?;
+    }
+    if let Some(code) = &code {
+        id_token::check_c_hash(&claims, code, false).map_err(LoginError::IdToken)?;
+    }
+
+    // 7. UserInfo, merged into the claims.
+    let mut all_claims = claims.claims().clone();
+    if let (Some(endpoint), Some(at)) = (&cfg.op.userinfo_endpoint, &op_access_token) {
+        let info = realm.client.userinfo(endpoint, at.expose_secret()).await?;
+        let info_sub = info.get("sub").and_then(|v| v.as_str()).unwrap_or("");
+        if info_sub != claims.sub() {
+            return Err(LoginError::UserinfoSubject {
+                userinfo: info_sub.to_string(),
+                id_token: claims.sub().to_string(),
+            });
+        }
+        all_claims = claims::merge_userinfo(&all_claims, info)?;
+    }
+
+    // 8. The user, its roles, and a token pair bound to the realm and the facilitator.
+    let mapped = claims::map_claims(&all_claims, &cfg.claims, cfg.populate_user_metadata)?;
+    let mut roles = (ctx.roles)(&mapped, &cfg.name);
+    roles.sort();
+    roles.dedup();
+    let realm_ref = RealmRef {
+        name: cfg.name.clone(),
+        kind: REALM_TYPE.to_string(),
+    };
+    let user = UserRecord {
+        username: mapped.principal.clone(),
+        roles,
+        full_name: mapped.name.clone(),
+        email: mapped.mail.clone(),
+        metadata: mapped.metadata.clone(),
+        realm: realm_ref,
+    };
+    let logout = serde_json::to_vec(&LogoutData {
+        realm: cfg.name.clone(),
+        id_token,
+    })
+    .map_err(|_| LoginError::Token(TokenError::Seal("logout data")))?;
+    let pair = ctx
+        .tokens
+        .issue(
+            user.clone(),
+            ctx.caller.clone(),
+            ctx.lifetimes,
+            true,
+            Some(&logout),
+        )
+        .await?;
+    tracing::info!(
+        target: "audit",
+        event = "oidc_login",
+        realm = %cfg.name,
+        username = %user.username,
+        roles = ?user.roles,
+        facilitator = %ctx.caller.username,
+        "login succeeded"
+    );
+    Ok(LoginOutcome { pair, user })
+}
+
+/// Validate, and when the key is unknown or the signature fails, fetch an URL JWKS again
+/// (rate-limited) and validate once more.
+async fn validate_with_refetch(
+    realm: &Realm,
+    raw: &str,
+    policy: &IdTokenPolicy,
+    ctx: &LoginContext<'_>,
+) -> Result<id_token::IdTokenClaims, LoginError> {
+    let now = ctx.clock.now_millis();
+    let keys = realm.keys.current(&realm.client, realm.name(), now).await;
+    let first = match &keys {
+        Some(k) => id_token::validate(raw, policy, k, ctx.clock.now_secs()),
+        None => Err(IdTokenError::NoUsableKey),
+    };
+    match first {
+        Ok(c) => Ok(c),
+        Err(e) if e.may_need_new_keys() => {
+            if realm.keys.refetch(&realm.client, realm.name(), now).await {
+                if let Some(k) = realm.keys.current(&realm.client, realm.name(), now).await {
+                    return id_token::validate(raw, policy, &k, ctx.clock.now_secs())
+                        .map_err(LoginError::IdToken);
+                }
+            }
+            if keys.is_none() {
+                return Err(LoginError::NoKeys(realm.name().to_string()));
+            }
+            Err(LoginError::IdToken(e))
+        }
+        Err(e) => Err(LoginError::IdToken(e)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// logout
+
+/// Why a logout failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutError {
+    #[error("the access token is unknown, expired or invalidated")]
+    TokenInvalid,
+    #[error("Access token is not valid for an OpenID Connect realm")]
+    NotOidc,
+    #[error("{0}")]
+    Token(#[from] TokenError),
+}
+
+/// `POST /_security/oidc/logout`: invalidate the tokens, and build the OP's end-session URL.
+pub async fn logout(
+    realms: &Realms,
+    access_token: &str,
+    refresh_token: Option<&str>,
+    tokens: &TokenService,
+) -> Result<Option<String>, LogoutError> {
+    // 1. The refresh token first; errors abort.
+    if let Some(r) = refresh_token {
+        tokens.invalidate_token(TokenKind::Refresh, r).await?;
+    }
+    // 2. The access token must be valid and of an OIDC realm.
+    let doc = tokens
+        .authenticate(access_token)
+        .await
+        .map_err(|e| match e {
+            TokenError::Bearer(_) => LogoutError::TokenInvalid,
+            other => LogoutError::Token(other),
+        })?;
+    if doc.user.realm.kind != REALM_TYPE {
+        return Err(LogoutError::NotOidc);
+    }
+    let data = tokens
+        .open_sealed(access_token, &doc)
+        .and_then(|b| serde_json::from_slice::<LogoutData>(&b).ok());
+    // 3. Invalidate the access token.
+    tokens
+        .invalidate(Invalidation::Access(doc.access_hash))
+        .await?;
+    tracing::info!(
+        target: "audit",
+        event = "oidc_logout",
+        realm = %doc.user.realm.name,
+        username = %doc.user.username,
+        "logout"
+    );
+    // 4. The end-session redirect, when the realm has an endsession endpoint.
+    let Some(data) = data else { return Ok(None) };
+    let Some(realm) = realms.get(&data.realm) else {
+        return Ok(None);
+    };
+    let Some(end) = &realm.config.op.endsession_endpoint else {
+        return Ok(None);
+    };
+    let mut url = end.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("id_token_hint", &data.id_token);
+        if let Some(post) = &realm.config.rp.post_logout_redirect_uri {
+            q.append_pair("post_logout_redirect_uri", post.as_str());
+        }
+        q.append_pair("state", &random_urlsafe(32));
+    }
+    Ok(Some(url.into()))
+}
+
+/// The realm whose `op.issuer` equals `iss` exactly (third-party-initiated login).
+pub fn realm_for_issuer<'a>(realms: &'a Realms, iss: &str) -> Result<&'a Arc<Realm>, usize> {
+    let found: Vec<&Arc<Realm>> = realms
+        .iter()
+        .filter(|r| r.config.enabled && r.config.op.issuer == iss)
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        other => Err(other.len()),
+    }
+}
+
+/// Time helper for callers.
+pub fn now(clock: &dyn Clock) -> UnixMillis {
+    clock.now_millis()
+}
