@@ -340,8 +340,10 @@ fn hash_value(bytes: &[u8]) -> Result<Hash32, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("hash value of {} bytes", bytes.len())))
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Unavailable(format!("cannot encode: {e}")))
+/// Encoding happens between writes, so (though it cannot fail for these types) a failure
+/// aborts the batch rather than leave a task half-applied.
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, OpError> {
+    serde_json::to_vec(value).map_err(|e| OpError::Txn(format!("cannot encode a record: {e}")))
 }
 
 fn decode_doc(key: &Hash32, bytes: &[u8]) -> Result<TokenDoc, StoreError> {
@@ -630,29 +632,51 @@ impl<'t> Tables<'t> {
         let end = expiry_key(now, &[0xff; 32]);
         let expired = expired_keys(&self.expiry, &end, limit)?;
         for key in &expired {
-            let access = trailing_hash(key)?;
-            // A record that does not decode is removed all the same (its other index entries
-            // then dangle, which every reader tolerates).
-            let doc = match self.tokens.remove(&access.0[..])? {
-                Some(v) => decode_doc(&access, v.value()).ok(),
-                None => None,
-            };
             self.expiry.remove(key.as_slice())?;
-            if let Some(doc) = doc {
-                if let Some(r) = doc.refresh_hash {
-                    if get_refresh(&self.refresh, &r).ok().flatten() == Some(access) {
-                        self.refresh.remove(&r.0[..])?;
+            // A key too short to hold a hash leads nowhere: dropping it is all there is to do.
+            let Ok(access) = trailing_hash(key) else {
+                continue;
+            };
+            let doc = self
+                .tokens
+                .get(&access.0[..])?
+                .map(|v| decode_doc(&access, v.value()));
+            match doc {
+                None => {}
+                // A stale index entry: the doc under this hash is not expired.
+                Some(Ok(doc)) if doc.expires_at() > now => {}
+                Some(Ok(doc)) => {
+                    self.tokens.remove(&access.0[..])?;
+                    if let Some(r) = doc.refresh_hash {
+                        if get_refresh(&self.refresh, &r).ok().flatten() == Some(access) {
+                            self.refresh.remove(&r.0[..])?;
+                        }
                     }
+                    self.owner.remove(owner_key(&doc).as_slice())?;
+                    self.family.remove(&family_key(&doc.family, &access)[..])?;
                 }
-                self.owner.remove(owner_key(&doc).as_slice())?;
-                self.family.remove(&family_key(&doc.family, &access)[..])?;
+                // A record that does not decode goes all the same; its other index entries
+                // then dangle, which every reader tolerates.
+                Some(Err(_)) => {
+                    self.tokens.remove(&access.0[..])?;
+                }
             }
         }
         let flows = expired_keys(&self.flow_expiry, &end, limit - expired.len())?;
         for key in &flows {
-            let state = trailing_hash(key)?;
-            self.flows.remove(&state.0[..])?;
             self.flow_expiry.remove(key.as_slice())?;
+            let Ok(state) = trailing_hash(key) else {
+                continue;
+            };
+            // Gone, unless the flow under this state is live (a stale index entry); a flow
+            // that does not decode goes too.
+            let remove = match self.flows.get(&state.0[..])? {
+                Some(v) => !decode_flow(&state, v.value()).is_ok_and(|f| f.expires_at > now),
+                None => false,
+            };
+            if remove {
+                self.flows.remove(&state.0[..])?;
+            }
         }
         Ok(expired.len() + flows.len())
     }
