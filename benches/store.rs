@@ -10,7 +10,7 @@
 //! tmpfs, or the durable numbers mean nothing).
 
 use oidc_realm::store::conformance::{family, hash, token};
-use oidc_realm::store::{RedbStore, Store};
+use oidc_realm::store::{codec, RedbStore, Store, TokenDoc};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,10 +23,7 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let doc_bytes = serde_json::to_vec(&token(1, true, family(1), "oidc1", "alice"))
-        .expect("json")
-        .len();
-    println!("token record: {doc_bytes} bytes of JSON");
+    codecs();
 
     rt.block_on(async {
         for (tasks, total) in [(1usize, 2_000u32), (16, 20_000), (64, 50_000)] {
@@ -65,6 +62,32 @@ fn main() {
             }
         }
     });
+}
+
+/// Size and encode+decode cost of a token record, JSON vs the stored binary form.
+fn codecs() {
+    let doc = token(1, true, family(1), "oidc1", "alice");
+    let rounds = 200_000u32;
+    let json = serde_json::to_vec(&doc).expect("json");
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let bytes = serde_json::to_vec(std::hint::black_box(&doc)).expect("json");
+        let back: TokenDoc = serde_json::from_slice(&bytes).expect("json");
+        std::hint::black_box(back);
+    }
+    let json_ns = start.elapsed().as_nanos() / u128::from(rounds);
+    let binary = codec::encode_token(&doc);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let bytes = codec::encode_token(std::hint::black_box(&doc));
+        std::hint::black_box(codec::decode_token(&bytes).expect("decode"));
+    }
+    let binary_ns = start.elapsed().as_nanos() / u128::from(rounds);
+    println!(
+        "token record: JSON {} bytes, {json_ns} ns encode+decode; binary {} bytes, {binary_ns} ns",
+        json.len(),
+        binary.len()
+    );
 }
 
 /// Insert pairs `first..first + total`, spread over `tasks` concurrent tasks.

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub mod codec;
 pub mod conformance;
 pub mod memory;
 pub mod redb;

@@ -8,12 +8,12 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `meta` | `"schema_version"` | [`SCHEMA_VERSION`] |
-//! | `tokens` | access hash | the [`TokenDoc`] as JSON |
+//! | `tokens` | access hash | the [`TokenDoc`], in the binary form of [`codec`] |
 //! | `token_refresh` | refresh hash | access hash |
 //! | `token_owner` | `len realm ++ realm ++ len username ++ username ++ access hash` | `()` |
 //! | `token_family` | `family ++ access hash` | `()` |
 //! | `token_expiry` | `expires_at ++ access hash` | `()` |
-//! | `flows` | state hash | the [`FlowRecord`] as JSON |
+//! | `flows` | state hash | the [`FlowRecord`], in the binary form of [`codec`] |
 //! | `flow_expiry` | `expires_at ++ state hash` | `()` |
 //!
 //! (`len` is a big-endian `u32`, so any byte may appear in a name.) The owner index is keyed
@@ -34,6 +34,7 @@
 //! Reads (`get_by_access`, `get_by_refresh`) open a read transaction on the caller's thread:
 //! they never wait for the writer.
 
+use super::codec;
 use super::memory::{invalidate_doc, owner_matches};
 use super::*;
 use ::redb::{
@@ -340,14 +341,8 @@ fn hash_value(bytes: &[u8]) -> Result<Hash32, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("hash value of {} bytes", bytes.len())))
 }
 
-/// Encoding happens between writes, so (though it cannot fail for these types) a failure
-/// aborts the batch rather than leave a task half-applied.
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, OpError> {
-    serde_json::to_vec(value).map_err(|e| OpError::Txn(format!("cannot encode a record: {e}")))
-}
-
 fn decode_doc(key: &Hash32, bytes: &[u8]) -> Result<TokenDoc, StoreError> {
-    let doc: TokenDoc = serde_json::from_slice(bytes)
+    let doc = codec::decode_token(bytes)
         .map_err(|e| StoreError::Corrupt(format!("token record {key:?}: {e}")))?;
     if doc.access_hash != *key {
         return Err(StoreError::Corrupt(format!(
@@ -359,8 +354,7 @@ fn decode_doc(key: &Hash32, bytes: &[u8]) -> Result<TokenDoc, StoreError> {
 }
 
 fn decode_flow(key: &Hash32, bytes: &[u8]) -> Result<FlowRecord, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("flow record {key:?}: {e}")))
+    codec::decode_flow(bytes).map_err(|e| StoreError::Corrupt(format!("flow record {key:?}: {e}")))
 }
 
 fn get_doc(
@@ -451,7 +445,7 @@ impl<'t> Tables<'t> {
 
     /// Write a doc that passed [`Self::check_new`], with its index entries.
     fn put_new(&mut self, doc: &TokenDoc) -> Result<(), OpError> {
-        let value = encode(doc)?;
+        let value = codec::encode_token(doc);
         let a = &doc.access_hash;
         self.tokens.insert(&a.0[..], value.as_slice())?;
         if let Some(r) = doc.refresh_hash {
@@ -466,7 +460,7 @@ impl<'t> Tables<'t> {
 
     /// Rewrite an existing doc (its indexed fields are unchanged).
     fn put_existing(&mut self, doc: &TokenDoc) -> Result<(), OpError> {
-        let value = encode(doc)?;
+        let value = codec::encode_token(doc);
         self.tokens
             .insert(&doc.access_hash.0[..], value.as_slice())?;
         Ok(())
@@ -606,7 +600,7 @@ impl<'t> Tables<'t> {
         if self.flows.get(&state.0[..])?.is_some() {
             return Err(StoreError::Conflict.into());
         }
-        let value = encode(&flow)?;
+        let value = codec::encode_flow(&flow);
         self.flows.insert(&state.0[..], value.as_slice())?;
         self.flow_expiry
             .insert(&expiry_key(flow.expires_at, &state.0)[..], ())?;
