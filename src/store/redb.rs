@@ -486,6 +486,9 @@ impl<'t> Tables<'t> {
         if doc.refreshed.is_some() {
             return Ok(RefreshOutcome::AlreadyRefreshed(Box::new(doc)));
         }
+        if doc.refresh_invalidated {
+            return Ok(RefreshOutcome::NotFound);
+        }
         self.check_new(&new_doc)?;
         doc.refreshed = Some(refreshed);
         self.put_new(&new_doc)?;
