@@ -785,7 +785,12 @@ fn writer_loop(db: &Database, tasks: &mpsc::Receiver<Box<dyn Task>>) {
             }
         }
         let durable = batch.iter().any(|t| t.durable()) || non_durable_run >= MAX_NON_DURABLE_RUN;
-        let failure = run_batch(db, &mut batch, durable).err();
+        // A panic in a task (a bug) fails its batch, not every write to come.
+        let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_batch(db, &mut batch, durable)
+        }))
+        .unwrap_or_else(|_| Err("store write batch panicked".into()))
+        .err();
         if let Some(why) = &failure {
             tracing::error!(tasks = batch.len(), "store write batch failed: {why}");
         }
@@ -809,10 +814,12 @@ fn writer_loop(db: &Database, tasks: &mpsc::Receiver<Box<dyn Task>>) {
 /// Run every task of `batch` in one transaction and commit it.
 fn run_batch(db: &Database, batch: &mut [Box<dyn Task>], durable: bool) -> Result<(), String> {
     let mut txn = db.begin_write().map_err(|e| e.to_string())?;
-    if !durable {
-        txn.set_durability(Durability::None)
-            .map_err(|e| e.to_string())?;
-    }
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })
+    .map_err(|e| e.to_string())?;
     let ran = (|| {
         let mut tables = Tables::open(&txn).map_err(|e| match e {
             OpError::Op(e) => e.to_string(),
@@ -912,6 +919,24 @@ mod tests {
         let s = successor(b"\0\0\0\x03abc").unwrap();
         assert!(b"\0\0\0\x03abc\0\0\0\x01u".as_slice() < s.as_slice());
         assert!(b"\0\0\0\x03abd".as_slice() >= s.as_slice());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_fails_its_batch_not_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("s.redb")).unwrap();
+        let boom = store
+            .submit(true, |_: &mut Tables<'_>| -> Result<(), OpError> {
+                panic!("a bug in a task")
+            })
+            .await;
+        assert!(matches!(boom, Err(StoreError::Unavailable(_))), "{boom:?}");
+        let doc = conformance::token(1, true, conformance::family(1), "oidc1", "alice");
+        store.insert_token(doc.clone()).await.unwrap();
+        assert_eq!(
+            store.get_by_access(&doc.access_hash).await.unwrap(),
+            Some(doc)
+        );
     }
 
     #[test]
