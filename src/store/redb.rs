@@ -28,8 +28,11 @@
 //! commits with `Durability::Immediate` (or without durability if the batch touches flows only),
 //! and only then answers each caller. A task that fails on its own (a `Conflict`, a corrupt
 //! record) does so before writing anything, so the other tasks of its batch still commit; a
-//! storage failure aborts the batch and every task of it gets `Unavailable`. `refresh` and
-//! `take_flow` are atomic because nothing else writes in between.
+//! storage failure (or a panic) aborts the batch and every task of it gets `Unavailable`.
+//! `refresh` and `take_flow` are atomic because nothing else writes in between. Flow-only
+//! commits are made durable by the next durable commit, by at most [`MAX_NON_DURABLE_RUN`]
+//! of them in a row, and by closing the store. Closing (or dropping) the store lets the writer
+//! finish every queued task before it stops.
 //!
 //! Reads (`get_by_access`, `get_by_refresh`) open a read transaction on the caller's thread:
 //! they never wait for the writer.
