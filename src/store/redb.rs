@@ -30,7 +30,7 @@
 //! record) does so before writing anything, so the other tasks of its batch still commit; a
 //! storage failure (or a panic) aborts the batch and every task of it gets `Unavailable`.
 //! `refresh` and `take_flow` are atomic because nothing else writes in between. Flow-only
-//! commits are made durable by the next durable commit, by at most [`MAX_NON_DURABLE_RUN`]
+//! commits are made durable by the next durable commit, by at most `MAX_NON_DURABLE_RUN` (1024)
 //! of them in a row, and by closing the store. Closing (or dropping) the store lets the writer
 //! finish every queued task before it stops.
 //!
