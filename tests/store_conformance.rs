@@ -1,6 +1,7 @@
 //! Every `Store` backend against the shared conformance suite, plus what only the redb backend
 //! has to show: a file that outlives the process.
 
+use oidc_realm::store::codec;
 use oidc_realm::store::conformance::{self, flow, hash, token, NOW};
 use oidc_realm::store::{
     FlowRecord, Invalidation, MemoryStore, RedbStore, RefreshOutcome, Refreshed, Store, StoreError,
@@ -244,7 +245,7 @@ async fn redb_corrupt_records_are_errors_not_panics() {
                 .insert(&hash(b'a', 0).0[..], &b"{not json"[..])
                 .unwrap();
             // Valid JSON, but for another key.
-            let other = serde_json::to_vec(&token(7, true, family, "oidc1", "alice")).unwrap();
+            let other = codec::encode_token(&token(7, true, family, "oidc1", "alice"));
             tokens
                 .insert(&hash(b'a', 1).0[..], other.as_slice())
                 .unwrap();
@@ -324,4 +325,94 @@ async fn redb_close_finishes_queued_writes_then_refuses() {
     for n in 0..50u32 {
         assert!(store.get_by_access(&hash(b'a', n)).await.unwrap().is_some());
     }
+}
+
+const CRASH_CHILD: &str = "OIDC_REALM_STORE_CRASH_CHILD";
+
+/// Not a test on its own: run by `redb_survives_abort_mid_write` in a child process, which it
+/// kills while writes are in flight. Without the variable it does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_crash_child() {
+    let Some(path) = std::env::var_os(CRASH_CHILD) else {
+        return;
+    };
+    let store = Arc::new(RedbStore::open(Path::new(&path)).unwrap());
+    for t in 0..32u32 {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut n = t;
+            loop {
+                let doc = token(n, true, conformance::family(n / 8), "oidc1", "crash");
+                store.insert_token(doc).await.unwrap();
+                // One line per acknowledged insert; stdout is line-buffered, so it is out
+                // before the next insert starts.
+                println!("acked {n}");
+                n += 32;
+            }
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    std::process::abort();
+}
+
+#[tokio::test]
+async fn redb_survives_abort_mid_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "redb_crash_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_CHILD, &path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the child was meant to abort");
+    let acked: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("acked ")?.parse().ok())
+        .collect();
+    assert!(
+        acked.len() > 50,
+        "only {} inserts before the abort",
+        acked.len()
+    );
+
+    // redb recovers the uncleanly closed file on open.
+    let store = RedbStore::open(&path).unwrap();
+    for &n in &acked {
+        let doc = store.get_by_access(&hash(b'a', n)).await.unwrap();
+        assert!(doc.is_some(), "acknowledged insert {n} lost");
+        assert_eq!(store.get_by_refresh(&hash(b'r', n)).await.unwrap(), doc);
+    }
+    // Whatever else made it in is whole: every index agrees with the docs.
+    let c = store
+        .invalidate(Invalidation::Owner {
+            realm: Some("oidc1".into()),
+            username: Some("crash".into()),
+        })
+        .await
+        .unwrap();
+    let stored = c.access_hashes.len();
+    assert!(stored >= acked.len());
+    for h in &c.access_hashes {
+        let doc = store.get_by_access(h).await.unwrap().unwrap();
+        assert_eq!(
+            store
+                .get_by_refresh(&doc.refresh_hash.unwrap())
+                .await
+                .unwrap(),
+            Some(doc)
+        );
+    }
+    assert_eq!(c.invalidated, 2 * stored as u64);
+    assert_eq!(
+        store
+            .sweep_expired(NOW + 48 * 3_600_000, usize::MAX)
+            .await
+            .unwrap(),
+        stored
+    );
 }

@@ -33,6 +33,8 @@ where
     refresh_applied_then_already_refreshed(make().await).await;
     refresh_not_found_and_conflict(make().await).await;
     concurrent_refreshes(make().await).await;
+    refresh_after_invalidation(make().await).await;
+    refresh_racing_invalidation(make().await).await;
     invalidate_access(make().await).await;
     invalidate_refresh(make().await).await;
     invalidate_family(make().await).await;
@@ -414,6 +416,121 @@ pub async fn concurrent_refreshes(store: Arc<dyn Store>) {
             .await
             .unwrap();
         assert_eq!(stored.is_some(), n == w, "new pair {n}");
+    }
+}
+
+/// A pair whose refresh token was invalidated before any refresh cannot be refreshed
+/// (`NotFound`, nothing stored); one refreshed first still answers `AlreadyRefreshed`, flags
+/// and all; an invalidated access token alone does not stop a refresh.
+pub async fn refresh_after_invalidation(store: Arc<dyn Store>) {
+    let logged_out = token(1, true, family(1), "oidc1", "alice");
+    store.insert_token(logged_out.clone()).await.unwrap();
+    store
+        .invalidate(Invalidation::Refresh(hash(b'r', 1)))
+        .await
+        .unwrap();
+    let new = token(2, true, family(1), "oidc1", "alice");
+    assert_eq!(
+        store
+            .refresh(&hash(b'r', 1), refreshed(1), new.clone())
+            .await
+            .unwrap(),
+        RefreshOutcome::NotFound
+    );
+    assert_eq!(store.get_by_access(&new.access_hash).await.unwrap(), None);
+    assert_eq!(get(&store, logged_out.access_hash).await.refreshed, None);
+
+    let old = token(3, true, family(3), "oidc1", "bob");
+    store.insert_token(old.clone()).await.unwrap();
+    let next = token(4, true, family(3), "oidc1", "bob");
+    assert_eq!(
+        store
+            .refresh(&hash(b'r', 3), refreshed(3), next)
+            .await
+            .unwrap(),
+        RefreshOutcome::Applied
+    );
+    store
+        .invalidate(Invalidation::Family(family(3)))
+        .await
+        .unwrap();
+    match store
+        .refresh(
+            &hash(b'r', 3),
+            refreshed(4),
+            token(5, true, family(3), "oidc1", "bob"),
+        )
+        .await
+        .unwrap()
+    {
+        RefreshOutcome::AlreadyRefreshed(doc) => {
+            assert!(doc.refresh_invalidated && doc.access_invalidated);
+            assert_eq!(doc.refreshed, Some(refreshed(3)));
+        }
+        other => panic!("expected AlreadyRefreshed, got {other:?}"),
+    }
+
+    let access_gone = token(6, true, family(6), "oidc1", "carol");
+    store.insert_token(access_gone).await.unwrap();
+    store
+        .invalidate(Invalidation::Access(hash(b'a', 6)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .refresh(
+                &hash(b'r', 6),
+                refreshed(6),
+                token(7, true, family(6), "oidc1", "carol")
+            )
+            .await
+            .unwrap(),
+        RefreshOutcome::Applied
+    );
+}
+
+/// A refresh racing a family invalidation: either the refresh comes first (and the new pair,
+/// same family, is invalidated too) or the invalidation does (and nothing is stored). Never a
+/// valid pair after the invalidation returned.
+pub async fn refresh_racing_invalidation(store: Arc<dyn Store>) {
+    for round in 0..16u32 {
+        let (old_n, new_n) = (round * 2, round * 2 + 1);
+        let fam = family(1000 + round);
+        store
+            .insert_token(token(old_n, true, fam, "oidc1", "alice"))
+            .await
+            .unwrap();
+        let refresher = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .refresh(
+                        &hash(b'r', old_n),
+                        refreshed(1),
+                        token(new_n, true, fam, "oidc1", "alice"),
+                    )
+                    .await
+            })
+        };
+        let invalidator = {
+            let store = store.clone();
+            tokio::spawn(async move { store.invalidate(Invalidation::Family(fam)).await })
+        };
+        let outcome = refresher.await.expect("task").unwrap();
+        invalidator.await.expect("task").unwrap();
+        match outcome {
+            RefreshOutcome::Applied => {
+                let new = get(&store, hash(b'a', new_n)).await;
+                assert!(
+                    new.access_invalidated && new.refresh_invalidated,
+                    "round {round}"
+                );
+            }
+            RefreshOutcome::NotFound => {
+                assert_eq!(store.get_by_access(&hash(b'a', new_n)).await.unwrap(), None);
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
     }
 }
 

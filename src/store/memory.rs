@@ -113,6 +113,9 @@ impl Store for MemoryStore {
         if doc.refreshed.is_some() {
             return Ok(RefreshOutcome::AlreadyRefreshed(Box::new(doc.clone())));
         }
+        if doc.refresh_invalidated {
+            return Ok(RefreshOutcome::NotFound);
+        }
         insert_doc(&mut inner, new_doc)?;
         if let Some(doc) = inner.docs.get_mut(&access) {
             doc.refreshed = Some(refreshed);

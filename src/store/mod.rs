@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub mod codec;
 pub mod conformance;
 pub mod memory;
 pub mod redb;
@@ -130,7 +131,8 @@ pub enum RefreshOutcome {
     Applied,
     /// Someone refreshed it first; here is the pair as it is now (nothing was written).
     AlreadyRefreshed(Box<TokenDoc>),
-    /// No pair holds this refresh token.
+    /// No pair holds this refresh token, or its refresh token was invalidated before it was
+    /// ever refreshed (nothing was written).
     NotFound,
 }
 
@@ -185,7 +187,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Atomically: if the pair holding refresh token `hash` has not been refreshed, record
     /// `refreshed` on it and store `new_doc` (durably), returning `Applied`; if it has, return it
-    /// unchanged as `AlreadyRefreshed` and store nothing.
+    /// unchanged as `AlreadyRefreshed` and store nothing. A pair whose refresh token is
+    /// invalidated and that has not been refreshed gives `NotFound` and nothing is stored: the
+    /// caller's own validity check happens before this call, so without this rule a refresh
+    /// racing a logout or a family invalidation could still mint a valid pair. (An already
+    /// refreshed pair comes back as `AlreadyRefreshed` whatever its flags: the caller sees them.)
     async fn refresh(
         &self,
         hash: &Hash32,

@@ -8,12 +8,12 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `meta` | `"schema_version"` | [`SCHEMA_VERSION`] |
-//! | `tokens` | access hash | the [`TokenDoc`] as JSON |
+//! | `tokens` | access hash | the [`TokenDoc`], in the binary form of [`codec`] |
 //! | `token_refresh` | refresh hash | access hash |
 //! | `token_owner` | `len realm ++ realm ++ len username ++ username ++ access hash` | `()` |
 //! | `token_family` | `family ++ access hash` | `()` |
 //! | `token_expiry` | `expires_at ++ access hash` | `()` |
-//! | `flows` | state hash | the [`FlowRecord`] as JSON |
+//! | `flows` | state hash | the [`FlowRecord`], in the binary form of [`codec`] |
 //! | `flow_expiry` | `expires_at ++ state hash` | `()` |
 //!
 //! (`len` is a big-endian `u32`, so any byte may appear in a name.) The owner index is keyed
@@ -28,12 +28,16 @@
 //! commits with `Durability::Immediate` (or without durability if the batch touches flows only),
 //! and only then answers each caller. A task that fails on its own (a `Conflict`, a corrupt
 //! record) does so before writing anything, so the other tasks of its batch still commit; a
-//! storage failure aborts the batch and every task of it gets `Unavailable`. `refresh` and
-//! `take_flow` are atomic because nothing else writes in between.
+//! storage failure (or a panic) aborts the batch and every task of it gets `Unavailable`.
+//! `refresh` and `take_flow` are atomic because nothing else writes in between. Flow-only
+//! commits are made durable by the next durable commit, by at most `MAX_NON_DURABLE_RUN` (1024)
+//! of them in a row, and by closing the store. Closing (or dropping) the store lets the writer
+//! finish every queued task before it stops.
 //!
 //! Reads (`get_by_access`, `get_by_refresh`) open a read transaction on the caller's thread:
 //! they never wait for the writer.
 
+use super::codec;
 use super::memory::{invalidate_doc, owner_matches};
 use super::*;
 use ::redb::{
@@ -340,12 +344,8 @@ fn hash_value(bytes: &[u8]) -> Result<Hash32, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("hash value of {} bytes", bytes.len())))
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Unavailable(format!("cannot encode: {e}")))
-}
-
 fn decode_doc(key: &Hash32, bytes: &[u8]) -> Result<TokenDoc, StoreError> {
-    let doc: TokenDoc = serde_json::from_slice(bytes)
+    let doc = codec::decode_token(bytes)
         .map_err(|e| StoreError::Corrupt(format!("token record {key:?}: {e}")))?;
     if doc.access_hash != *key {
         return Err(StoreError::Corrupt(format!(
@@ -357,8 +357,7 @@ fn decode_doc(key: &Hash32, bytes: &[u8]) -> Result<TokenDoc, StoreError> {
 }
 
 fn decode_flow(key: &Hash32, bytes: &[u8]) -> Result<FlowRecord, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("flow record {key:?}: {e}")))
+    codec::decode_flow(bytes).map_err(|e| StoreError::Corrupt(format!("flow record {key:?}: {e}")))
 }
 
 fn get_doc(
@@ -449,7 +448,7 @@ impl<'t> Tables<'t> {
 
     /// Write a doc that passed [`Self::check_new`], with its index entries.
     fn put_new(&mut self, doc: &TokenDoc) -> Result<(), OpError> {
-        let value = encode(doc)?;
+        let value = codec::encode_token(doc);
         let a = &doc.access_hash;
         self.tokens.insert(&a.0[..], value.as_slice())?;
         if let Some(r) = doc.refresh_hash {
@@ -464,7 +463,7 @@ impl<'t> Tables<'t> {
 
     /// Rewrite an existing doc (its indexed fields are unchanged).
     fn put_existing(&mut self, doc: &TokenDoc) -> Result<(), OpError> {
-        let value = encode(doc)?;
+        let value = codec::encode_token(doc);
         self.tokens
             .insert(&doc.access_hash.0[..], value.as_slice())?;
         Ok(())
@@ -489,6 +488,9 @@ impl<'t> Tables<'t> {
         };
         if doc.refreshed.is_some() {
             return Ok(RefreshOutcome::AlreadyRefreshed(Box::new(doc)));
+        }
+        if doc.refresh_invalidated {
+            return Ok(RefreshOutcome::NotFound);
         }
         self.check_new(&new_doc)?;
         doc.refreshed = Some(refreshed);
@@ -604,7 +606,7 @@ impl<'t> Tables<'t> {
         if self.flows.get(&state.0[..])?.is_some() {
             return Err(StoreError::Conflict.into());
         }
-        let value = encode(&flow)?;
+        let value = codec::encode_flow(&flow);
         self.flows.insert(&state.0[..], value.as_slice())?;
         self.flow_expiry
             .insert(&expiry_key(flow.expires_at, &state.0)[..], ())?;
@@ -630,29 +632,51 @@ impl<'t> Tables<'t> {
         let end = expiry_key(now, &[0xff; 32]);
         let expired = expired_keys(&self.expiry, &end, limit)?;
         for key in &expired {
-            let access = trailing_hash(key)?;
-            // A record that does not decode is removed all the same (its other index entries
-            // then dangle, which every reader tolerates).
-            let doc = match self.tokens.remove(&access.0[..])? {
-                Some(v) => decode_doc(&access, v.value()).ok(),
-                None => None,
-            };
             self.expiry.remove(key.as_slice())?;
-            if let Some(doc) = doc {
-                if let Some(r) = doc.refresh_hash {
-                    if get_refresh(&self.refresh, &r).ok().flatten() == Some(access) {
-                        self.refresh.remove(&r.0[..])?;
+            // A key too short to hold a hash leads nowhere: dropping it is all there is to do.
+            let Ok(access) = trailing_hash(key) else {
+                continue;
+            };
+            let doc = self
+                .tokens
+                .get(&access.0[..])?
+                .map(|v| decode_doc(&access, v.value()));
+            match doc {
+                None => {}
+                // A stale index entry: the doc under this hash is not expired.
+                Some(Ok(doc)) if doc.expires_at() > now => {}
+                Some(Ok(doc)) => {
+                    self.tokens.remove(&access.0[..])?;
+                    if let Some(r) = doc.refresh_hash {
+                        if get_refresh(&self.refresh, &r).ok().flatten() == Some(access) {
+                            self.refresh.remove(&r.0[..])?;
+                        }
                     }
+                    self.owner.remove(owner_key(&doc).as_slice())?;
+                    self.family.remove(&family_key(&doc.family, &access)[..])?;
                 }
-                self.owner.remove(owner_key(&doc).as_slice())?;
-                self.family.remove(&family_key(&doc.family, &access)[..])?;
+                // A record that does not decode goes all the same; its other index entries
+                // then dangle, which every reader tolerates.
+                Some(Err(_)) => {
+                    self.tokens.remove(&access.0[..])?;
+                }
             }
         }
         let flows = expired_keys(&self.flow_expiry, &end, limit - expired.len())?;
         for key in &flows {
-            let state = trailing_hash(key)?;
-            self.flows.remove(&state.0[..])?;
             self.flow_expiry.remove(key.as_slice())?;
+            let Ok(state) = trailing_hash(key) else {
+                continue;
+            };
+            // Gone, unless the flow under this state is live (a stale index entry); a flow
+            // that does not decode goes too.
+            let remove = match self.flows.get(&state.0[..])? {
+                Some(v) => !decode_flow(&state, v.value()).is_ok_and(|f| f.expires_at > now),
+                None => false,
+            };
+            if remove {
+                self.flows.remove(&state.0[..])?;
+            }
         }
         Ok(expired.len() + flows.len())
     }
@@ -764,7 +788,12 @@ fn writer_loop(db: &Database, tasks: &mpsc::Receiver<Box<dyn Task>>) {
             }
         }
         let durable = batch.iter().any(|t| t.durable()) || non_durable_run >= MAX_NON_DURABLE_RUN;
-        let failure = run_batch(db, &mut batch, durable).err();
+        // A panic in a task (a bug) fails its batch, not every write to come.
+        let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_batch(db, &mut batch, durable)
+        }))
+        .unwrap_or_else(|_| Err("store write batch panicked".into()))
+        .err();
         if let Some(why) = &failure {
             tracing::error!(tasks = batch.len(), "store write batch failed: {why}");
         }
@@ -788,10 +817,12 @@ fn writer_loop(db: &Database, tasks: &mpsc::Receiver<Box<dyn Task>>) {
 /// Run every task of `batch` in one transaction and commit it.
 fn run_batch(db: &Database, batch: &mut [Box<dyn Task>], durable: bool) -> Result<(), String> {
     let mut txn = db.begin_write().map_err(|e| e.to_string())?;
-    if !durable {
-        txn.set_durability(Durability::None)
-            .map_err(|e| e.to_string())?;
-    }
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })
+    .map_err(|e| e.to_string())?;
     let ran = (|| {
         let mut tables = Tables::open(&txn).map_err(|e| match e {
             OpError::Op(e) => e.to_string(),
@@ -891,6 +922,24 @@ mod tests {
         let s = successor(b"\0\0\0\x03abc").unwrap();
         assert!(b"\0\0\0\x03abc\0\0\0\x01u".as_slice() < s.as_slice());
         assert!(b"\0\0\0\x03abd".as_slice() >= s.as_slice());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_fails_its_batch_not_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("s.redb")).unwrap();
+        let boom = store
+            .submit(true, |_: &mut Tables<'_>| -> Result<(), OpError> {
+                panic!("a bug in a task")
+            })
+            .await;
+        assert!(matches!(boom, Err(StoreError::Unavailable(_))), "{boom:?}");
+        let doc = conformance::token(1, true, conformance::family(1), "oidc1", "alice");
+        store.insert_token(doc.clone()).await.unwrap();
+        assert_eq!(
+            store.get_by_access(&doc.access_hash).await.unwrap(),
+            Some(doc)
+        );
     }
 
     #[test]

@@ -1,0 +1,148 @@
+//! Throughput of the redb store: durable `insert_token` with 1, 16 and 64 concurrent tasks
+//! (group commit at work), and `get_by_access` on 100k (with `--large`: also 1M) stored pairs.
+//!
+//! ```text
+//! cargo bench --bench store                 # 100k
+//! cargo bench --bench store -- --large      # 100k and 1M
+//! ```
+//!
+//! The files live in a temporary directory under `$TMPDIR` (make sure it is on a real disk, not
+//! tmpfs, or the durable numbers mean nothing).
+
+use oidc_realm::store::conformance::{family, hash, token};
+use oidc_realm::store::{codec, RedbStore, Store, TokenDoc};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let large = std::env::args().any(|a| a == "--large");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    codecs();
+
+    rt.block_on(async {
+        for (tasks, total) in [(1usize, 2_000u32), (16, 20_000), (64, 50_000)] {
+            let path = dir.path().join(format!("insert-{tasks}.redb"));
+            let store = Arc::new(RedbStore::open(&path).expect("open"));
+            let took = insert(&store, tasks, 0, total).await;
+            drop(store);
+            println!(
+                "insert_token, durable, {tasks:>2} tasks: {:>8.0} inserts/s ({total} in {:.2?}), file {}",
+                f64::from(total) / took.as_secs_f64(),
+                took,
+                size(&path)
+            );
+        }
+
+        let mut sizes = vec![100_000u32];
+        if large {
+            sizes.push(1_000_000);
+        }
+        for n in sizes {
+            let path = dir.path().join(format!("read-{n}.redb"));
+            let store = Arc::new(RedbStore::open(&path).expect("open"));
+            let took = insert(&store, 64, 0, n).await;
+            println!(
+                "fill {n}: {:.0} inserts/s (64 tasks), file {}",
+                f64::from(n) / took.as_secs_f64(),
+                size(&path)
+            );
+            for tasks in [1usize, 2] {
+                let gets = 1_000_000u32;
+                let took = read(&store, tasks, n, gets).await;
+                println!(
+                    "get_by_access on {n}, {tasks} task(s): {:>9.0} gets/s",
+                    f64::from(gets) / took.as_secs_f64()
+                );
+            }
+        }
+    });
+}
+
+/// Size and encode+decode cost of a token record, JSON vs the stored binary form.
+fn codecs() {
+    let doc = token(1, true, family(1), "oidc1", "alice");
+    let rounds = 200_000u32;
+    let json = serde_json::to_vec(&doc).expect("json");
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let bytes = serde_json::to_vec(std::hint::black_box(&doc)).expect("json");
+        let back: TokenDoc = serde_json::from_slice(&bytes).expect("json");
+        std::hint::black_box(back);
+    }
+    let json_ns = start.elapsed().as_nanos() / u128::from(rounds);
+    let binary = codec::encode_token(&doc);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let bytes = codec::encode_token(std::hint::black_box(&doc));
+        std::hint::black_box(codec::decode_token(&bytes).expect("decode"));
+    }
+    let binary_ns = start.elapsed().as_nanos() / u128::from(rounds);
+    println!(
+        "token record: JSON {} bytes, {json_ns} ns encode+decode; binary {} bytes, {binary_ns} ns",
+        json.len(),
+        binary.len()
+    );
+}
+
+/// Insert pairs `first..first + total`, spread over `tasks` concurrent tasks.
+async fn insert(store: &Arc<RedbStore>, tasks: usize, first: u32, total: u32) -> Duration {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks as u32)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut n = first + t;
+                while n < first + total {
+                    let user = format!("user{}", n % 1000);
+                    let doc = token(n, true, family(n / 4), "oidc1", &user);
+                    store.insert_token(doc).await.expect("insert");
+                    n += tasks as u32;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.expect("task");
+    }
+    start.elapsed()
+}
+
+/// `total` lookups of random stored access hashes, spread over `tasks` tasks.
+async fn read(store: &Arc<RedbStore>, tasks: usize, stored: u32, total: u32) -> Duration {
+    let start = Instant::now();
+    let per_task = total / tasks as u32;
+    let handles: Vec<_> = (0..tasks as u64)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                // xorshift: cheap, reproducible, spread over the whole key range.
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (t + 1);
+                for _ in 0..per_task {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let n = (x % u64::from(stored)) as u32;
+                    let doc = store.get_by_access(&hash(b'a', n)).await.expect("get");
+                    assert!(doc.is_some(), "pair {n} missing");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.expect("task");
+    }
+    start.elapsed()
+}
+
+fn size(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(m) => format!("{:.1} MiB", m.len() as f64 / (1024.0 * 1024.0)),
+        Err(e) => format!("? ({e})"),
+    }
+}

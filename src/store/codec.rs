@@ -1,0 +1,363 @@
+//! A compact binary form of [`TokenDoc`] and [`FlowRecord`] for backends that store bytes.
+//!
+//! JSON spells each 32-byte hash as an array of 32 numbers; this form stores the bytes. A token
+//! record shrinks from about 670 to about 280 bytes and decodes several times faster, which
+//! is what a bearer-token check pays on a cache miss. The user's `metadata` (arbitrary JSON)
+//! is kept as JSON inside.
+//!
+//! Layout: a format byte ([`TOKEN_V1`], [`FLOW_V1`]), then the fields in declaration order:
+//! fixed-size ids raw, times as big-endian `i64`, strings and byte strings as a big-endian `u32`
+//! length and the bytes, optional fields behind presence bits. Anything that does not parse
+//! exactly (wrong format byte, short, trailing bytes, bad UTF-8) is an error, never a panic.
+
+use super::*;
+
+/// Format byte of a token record.
+pub const TOKEN_V1: u8 = 0xd1;
+/// Format byte of a flow record.
+pub const FLOW_V1: u8 = 0xf1;
+
+const HAS_REFRESH: u8 = 1;
+const HAS_REFRESH_EXPIRY: u8 = 1 << 1;
+const ACCESS_INVALIDATED: u8 = 1 << 2;
+const REFRESH_INVALIDATED: u8 = 1 << 3;
+const HAS_REFRESHED: u8 = 1 << 4;
+const HAS_SEALED: u8 = 1 << 5;
+const HAS_FULL_NAME: u8 = 1 << 6;
+const HAS_EMAIL: u8 = 1 << 7;
+
+/// Why bytes did not decode.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DecodeError(pub &'static str);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// The binary form of `doc`.
+pub fn encode_token(doc: &TokenDoc) -> Vec<u8> {
+    let u = &doc.user;
+    let mut flags = 0;
+    for (present, bit) in [
+        (doc.refresh_hash.is_some(), HAS_REFRESH),
+        (doc.refresh_expires_at.is_some(), HAS_REFRESH_EXPIRY),
+        (doc.access_invalidated, ACCESS_INVALIDATED),
+        (doc.refresh_invalidated, REFRESH_INVALIDATED),
+        (doc.refreshed.is_some(), HAS_REFRESHED),
+        (doc.sealed.is_some(), HAS_SEALED),
+        (u.full_name.is_some(), HAS_FULL_NAME),
+        (u.email.is_some(), HAS_EMAIL),
+    ] {
+        if present {
+            flags |= bit;
+        }
+    }
+    let mut out = Vec::with_capacity(256);
+    out.push(TOKEN_V1);
+    out.push(flags);
+    out.extend_from_slice(&doc.access_hash.0);
+    if let Some(r) = &doc.refresh_hash {
+        out.extend_from_slice(&r.0);
+    }
+    out.extend_from_slice(&doc.family.0);
+    out.extend_from_slice(&doc.created_at.to_be_bytes());
+    out.extend_from_slice(&doc.access_expires_at.to_be_bytes());
+    if let Some(t) = doc.refresh_expires_at {
+        out.extend_from_slice(&t.to_be_bytes());
+    }
+    if let Some(r) = &doc.refreshed {
+        out.extend_from_slice(&r.at.to_be_bytes());
+        put_bytes(&mut out, &r.superseding);
+    }
+    if let Some(s) = &doc.sealed {
+        put_bytes(&mut out, s);
+    }
+    put_bytes(&mut out, u.username.as_bytes());
+    out.extend_from_slice(&(u.roles.len() as u32).to_be_bytes());
+    for role in &u.roles {
+        put_bytes(&mut out, role.as_bytes());
+    }
+    if let Some(n) = &u.full_name {
+        put_bytes(&mut out, n.as_bytes());
+    }
+    if let Some(e) = &u.email {
+        put_bytes(&mut out, e.as_bytes());
+    }
+    if u.metadata.is_empty() {
+        put_bytes(&mut out, b"");
+    } else {
+        // Serializing a map of JSON values cannot fail.
+        put_bytes(
+            &mut out,
+            &serde_json::to_vec(&u.metadata).unwrap_or_else(|_| b"{}".to_vec()),
+        );
+    }
+    put_bytes(&mut out, u.realm.name.as_bytes());
+    put_bytes(&mut out, u.realm.kind.as_bytes());
+    put_bytes(&mut out, doc.client.username.as_bytes());
+    put_bytes(&mut out, doc.client.realm.as_bytes());
+    out
+}
+
+/// A token record from its binary form.
+pub fn decode_token(bytes: &[u8]) -> Result<TokenDoc, DecodeError> {
+    let mut r = Reader(bytes);
+    if r.u8()? != TOKEN_V1 {
+        return Err(DecodeError("not a token record"));
+    }
+    let flags = r.u8()?;
+    let has = |bit: u8| flags & bit != 0;
+    let access_hash = Hash32(r.array()?);
+    let refresh_hash = if has(HAS_REFRESH) {
+        Some(Hash32(r.array()?))
+    } else {
+        None
+    };
+    let family = Id16(r.array()?);
+    let created_at = r.i64()?;
+    let access_expires_at = r.i64()?;
+    let refresh_expires_at = r.opt(has(HAS_REFRESH_EXPIRY), Reader::i64)?;
+    let refreshed = r.opt(has(HAS_REFRESHED), |r| {
+        Ok(Refreshed {
+            at: r.i64()?,
+            superseding: r.bytes()?.to_vec(),
+        })
+    })?;
+    let sealed = r.opt(has(HAS_SEALED), |r| Ok(r.bytes()?.to_vec()))?;
+    let username = r.string()?;
+    let count = r.u32()? as usize;
+    // Each role takes at least its 4-byte length: a count beyond that is corrupt, not a
+    // reason to allocate.
+    if count > r.0.len() / 4 {
+        return Err(DecodeError("role count exceeds the record"));
+    }
+    let mut roles = Vec::with_capacity(count);
+    for _ in 0..count {
+        roles.push(r.string()?);
+    }
+    let full_name = r.opt(has(HAS_FULL_NAME), Reader::string)?;
+    let email = r.opt(has(HAS_EMAIL), Reader::string)?;
+    let metadata = match r.bytes()? {
+        [] => serde_json::Map::new(),
+        json => serde_json::from_slice(json).map_err(|_| DecodeError("metadata is not JSON"))?,
+    };
+    let realm = RealmRef {
+        name: r.string()?,
+        kind: r.string()?,
+    };
+    let client = ClientRef {
+        username: r.string()?,
+        realm: r.string()?,
+    };
+    if !r.0.is_empty() {
+        return Err(DecodeError("trailing bytes"));
+    }
+    Ok(TokenDoc {
+        access_hash,
+        refresh_hash,
+        family,
+        user: UserRecord {
+            username,
+            roles,
+            full_name,
+            email,
+            metadata,
+            realm,
+        },
+        client,
+        created_at,
+        access_expires_at,
+        refresh_expires_at,
+        access_invalidated: has(ACCESS_INVALIDATED),
+        refresh_invalidated: has(REFRESH_INVALIDATED),
+        refreshed,
+        sealed,
+    })
+}
+
+/// The binary form of `flow`.
+pub fn encode_flow(flow: &FlowRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 8 + 8 + flow.realm.len() + flow.sealed.len());
+    out.push(FLOW_V1);
+    out.extend_from_slice(&flow.expires_at.to_be_bytes());
+    put_bytes(&mut out, flow.realm.as_bytes());
+    put_bytes(&mut out, &flow.sealed);
+    out
+}
+
+/// A flow record from its binary form.
+pub fn decode_flow(bytes: &[u8]) -> Result<FlowRecord, DecodeError> {
+    let mut r = Reader(bytes);
+    if r.u8()? != FLOW_V1 {
+        return Err(DecodeError("not a flow record"));
+    }
+    let expires_at = r.i64()?;
+    let realm = r.string()?;
+    let sealed = r.bytes()?.to_vec();
+    if !r.0.is_empty() {
+        return Err(DecodeError("trailing bytes"));
+    }
+    Ok(FlowRecord {
+        realm,
+        expires_at,
+        sealed,
+    })
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError("record too short"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_be_bytes(self.array()?))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        std::str::from_utf8(self.bytes()?)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError("string is not UTF-8"))
+    }
+
+    fn opt<T>(
+        &mut self,
+        present: bool,
+        read: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        if present {
+            read(self).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::{family, flow, token};
+
+    fn variants() -> Vec<TokenDoc> {
+        let full = token(1, true, family(1), "oidc1", "alice");
+        let mut bare = token(2, false, family(2), "", "");
+        bare.user.roles.clear();
+        bare.user.full_name = None;
+        bare.user.metadata.clear();
+        bare.sealed = None;
+        bare.created_at = i64::MIN;
+        bare.access_expires_at = -1;
+        let mut busy = full.clone();
+        busy.access_invalidated = true;
+        busy.refresh_invalidated = true;
+        busy.user.email = Some("a@example.com".into());
+        busy.refreshed = Some(Refreshed {
+            at: i64::MAX,
+            superseding: vec![0; 300],
+        });
+        busy.user.username = "ü\0ser".into();
+        vec![full, bare, busy]
+    }
+
+    #[test]
+    fn tokens_round_trip_and_are_smaller_than_json() {
+        for doc in variants() {
+            let bytes = encode_token(&doc);
+            assert_eq!(decode_token(&bytes), Ok(doc.clone()));
+            let json = serde_json::to_vec(&doc).unwrap();
+            assert!(
+                bytes.len() < json.len() / 2 + 64,
+                "{} vs {}",
+                bytes.len(),
+                json.len()
+            );
+        }
+    }
+
+    #[test]
+    fn flows_round_trip() {
+        let f = flow("oidc1", -7);
+        assert_eq!(decode_flow(&encode_flow(&f)), Ok(f));
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_an_error() {
+        for doc in variants() {
+            let bytes = encode_token(&doc);
+            for n in 0..bytes.len() {
+                assert!(decode_token(&bytes[..n]).is_err(), "prefix of {n} bytes");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(decode_token(&longer), Err(DecodeError("trailing bytes")));
+        }
+        let f = encode_flow(&flow("oidc1", 1));
+        for n in 0..f.len() {
+            assert!(decode_flow(&f[..n]).is_err());
+        }
+        assert!(decode_token(&f).is_err());
+        assert!(decode_flow(&encode_token(&variants()[0])).is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..600 {
+            let mut bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            if let Some(b) = bytes.first_mut() {
+                *b = TOKEN_V1;
+            }
+            let _ = decode_token(&bytes);
+            let _ = decode_flow(&bytes);
+        }
+        // A huge role count is refused before anything is allocated for it. `bare` has no
+        // optional fields before the roles: tag, flags, access, family, two times, username "".
+        let mut bytes = encode_token(&variants()[1]);
+        let at = 1 + 1 + 32 + 16 + 8 + 8 + 4;
+        assert_eq!(bytes[at..at + 4], [0, 0, 0, 0]);
+        bytes[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            decode_token(&bytes),
+            Err(DecodeError("role count exceeds the record"))
+        );
+    }
+}
