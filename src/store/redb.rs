@@ -97,13 +97,18 @@ impl RedbStore {
             })?;
         }
         let shown = path.display().to_string();
+        // redb runs its recovery pass on a file it has just created too; only an existing
+        // file that was not closed cleanly is worth a warning.
+        let existed = path.exists();
         let db = Database::builder()
             .set_repair_callback(move |session| {
-                tracing::warn!(
-                    file = %shown,
-                    progress = session.progress(),
-                    "store file was not closed cleanly; recovering"
-                );
+                if existed {
+                    tracing::warn!(
+                        file = %shown,
+                        progress = session.progress(),
+                        "store file was not closed cleanly; recovering"
+                    );
+                }
             })
             .create(path)
             .map_err(|e| open_error(path, e))?;
