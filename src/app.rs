@@ -2,7 +2,10 @@
 
 use crate::auth::{self, Authentication, AuthenticationType, BasicVerifier};
 use crate::clock::SharedClock;
+use crate::claims::MappedUser;
 use crate::config::Settings;
+use crate::realm::flow::Flows;
+use crate::realm::Realms;
 use crate::error::{ApiError, CORRELATION_HEADER, CORRELATION_ID};
 use crate::store::Store;
 use crate::tokens::{BearerError, Lifetimes, TokenError, TokenService};
@@ -19,12 +22,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tracing::Instrument;
 
-/// One loaded configuration; swapped whole on reload.
+/// One loaded configuration, with the realms built from it; swapped whole on reload.
 #[derive(Debug)]
 pub struct Runtime {
     /// Increases by one on every successful (re)load.
     pub generation: u64,
     pub settings: Arc<Settings>,
+    pub realms: Arc<Realms>,
     pub warnings: Vec<String>,
 }
 
@@ -34,26 +38,48 @@ pub struct AppState {
     runtime: ArcSwap<Runtime>,
     pub tokens: TokenService,
     pub clock: SharedClock,
+    flows: Flows,
     basic: BasicVerifier,
 }
 
 impl AppState {
+    /// Build the state: realms (file JWKS are read now) and the services over `store`.
+    /// Every realm that cannot be built is reported.
+    pub fn try_new(
+        settings: Settings,
+        warnings: Vec<String>,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+    ) -> Result<Arc<Self>, Vec<String>> {
+        let realms = Realms::build(&settings)?;
+        Ok(Arc::new(Self {
+            runtime: ArcSwap::from_pointee(Runtime {
+                generation: 1,
+                settings: Arc::new(settings),
+                realms: Arc::new(realms),
+                warnings,
+            }),
+            tokens: TokenService::new(store.clone(), clock.clone()),
+            clock,
+            flows: Flows::new(store),
+            basic: BasicVerifier::new(),
+        }))
+    }
+
+    /// [`try_new`](Self::try_new) for tests and tools with settings known to be good.
+    ///
+    /// # Panics
+    /// If a realm cannot be built.
     pub fn new(
         settings: Settings,
         warnings: Vec<String>,
         store: Arc<dyn Store>,
         clock: SharedClock,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            runtime: ArcSwap::from_pointee(Runtime {
-                generation: 1,
-                settings: Arc::new(settings),
-                warnings,
-            }),
-            tokens: TokenService::new(store, clock.clone()),
-            clock,
-            basic: BasicVerifier::new(),
-        })
+        match Self::try_new(settings, warnings, store, clock) {
+            Ok(s) => s,
+            Err(errors) => panic!("realms could not be built: {}", errors.join("; ")),
+        }
     }
 
     /// The configuration as it is now. Hold the `Arc` for the whole request so it sees one
@@ -62,15 +88,29 @@ impl AppState {
         self.runtime.load_full()
     }
 
-    /// Replace the configuration (used by reload).
-    pub fn swap_settings(&self, settings: Settings, warnings: Vec<String>) -> u64 {
+    /// Replace the configuration and its realms (used by reload). On error the running
+    /// configuration stays.
+    pub fn swap_settings(&self, settings: Settings, warnings: Vec<String>) -> Result<u64, Vec<String>> {
+        let realms = Realms::build(&settings)?;
         let generation = self.runtime.load().generation + 1;
         self.runtime.store(Arc::new(Runtime {
             generation,
             settings: Arc::new(settings),
+            realms: Arc::new(realms),
             warnings,
         }));
-        generation
+        Ok(generation)
+    }
+
+    /// Pending logins.
+    pub fn flows(&self) -> &Flows {
+        &self.flows
+    }
+
+    /// The roles role mapping gives a user of a realm. (Role mapping is its own issue; until
+    /// it lands, none.)
+    pub fn roles_for(&self, _user: &MappedUser, _realm: &str) -> Vec<String> {
+        Vec::new()
     }
 
     /// Token lifetimes from the current configuration.

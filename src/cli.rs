@@ -54,6 +54,18 @@ fn check_config(path: &Path) -> i32 {
             for w in &loaded.warnings {
                 println!("warning: {w}");
             }
+            // The realms as `serve` would build them: JWKS files parsed, HTTP clients built.
+            if let Err(errors) = crate::realm::Realms::build(&loaded.settings) {
+                for e in &errors {
+                    println!("{e}");
+                }
+                eprintln!(
+                    "{}: {} problem(s); nothing was started",
+                    path.display(),
+                    errors.len()
+                );
+                return 1;
+            }
             println!("{}", summary(&loaded.settings));
             0
         }
@@ -160,12 +172,13 @@ async fn serve_async(loaded: config::Loaded) -> Result<(), String> {
     let bind = settings.http.bind;
     let tls = settings.http.tls.clone();
     tracing::info!("{}", summary(&settings));
-    let state = AppState::new(
+    let state = AppState::try_new(
         settings,
         loaded.warnings,
         Arc::new(store),
         Arc::new(SystemClock),
-    );
+    )
+    .map_err(|errors| errors.join("\n"))?;
     let sweeper = app::spawn_sweeper(state.clone(), SWEEP_INTERVAL);
     let factory_state = state.clone();
     let server =

@@ -142,6 +142,16 @@ impl ApiError {
         )
     }
 
+    /// 400 `security_exception` (e.g. a realm that prepare cannot find).
+    pub fn security_400(code: &'static str, reason: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "security_exception",
+            code,
+            reason.into(),
+        )
+    }
+
     /// 401 for a missing or failed Basic/Bearer authentication of the caller.
     pub fn unauthenticated(code: &'static str, reason: impl Into<String>) -> Self {
         let mut e = Self::new(

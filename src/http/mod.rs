@@ -1,6 +1,7 @@
 //! HTTP handlers: extract, call one function, map the result. No protocol or storage logic.
 
 mod body;
+mod oidc;
 mod security;
 mod token;
 
@@ -25,6 +26,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/_security/_authenticate")
             .route(web::get().to(security::authenticate))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_security/oidc/prepare")
+            .route(web::post().to(oidc::prepare))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_security/oidc/authenticate")
+            .route(web::post().to(oidc::authenticate))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_security/oidc/logout")
+            .route(web::post().to(oidc::logout))
             .default_service(web::to(wrong_method)),
     )
     .service(

@@ -228,6 +228,18 @@ impl IdTokenError {
         }
     }
 
+    /// Whether a fresh copy of the provider's JWKS could make this token valid (an unknown
+    /// `kid`, no key for the algorithm, or a signature that fails with the key we hold).
+    pub fn may_need_new_keys(&self) -> bool {
+        matches!(
+            self,
+            Self::KidNotFound { .. }
+                | Self::NoKeyForAlg { .. }
+                | Self::KeyAlgMismatch { .. }
+                | Self::BadSignature
+        )
+    }
+
     fn malformed(reason: impl Into<String>) -> Self {
         Self::Malformed {
             reason: reason.into(),

@@ -539,24 +539,19 @@ async fn validate_with_refetch(
     ctx: &LoginContext<'_>,
 ) -> Result<id_token::IdTokenClaims, LoginError> {
     let now = ctx.clock.now_millis();
-    let keys = realm.keys.current(&realm.client, realm.name(), now).await;
-    let first = match &keys {
-        Some(k) => id_token::validate(raw, policy, k, ctx.clock.now_secs()),
-        None => Err(IdTokenError::NoUsableKey),
+    let now_secs = ctx.clock.now_secs();
+    let Some(keys) = realm.keys.current(&realm.client, realm.name(), now).await else {
+        return Err(LoginError::NoKeys(realm.name().to_string()));
     };
-    match first {
+    match id_token::validate(raw, policy, &keys, now_secs) {
         Ok(c) => Ok(c),
-        Err(e) if e.may_need_new_keys() => {
-            if realm.keys.refetch(&realm.client, realm.name(), now).await {
-                if let Some(k) = realm.keys.current(&realm.client, realm.name(), now).await {
-                    return id_token::validate(raw, policy, &k, ctx.clock.now_secs())
-                        .map_err(LoginError::IdToken);
-                }
-            }
-            if keys.is_none() {
-                return Err(LoginError::NoKeys(realm.name().to_string()));
-            }
-            Err(LoginError::IdToken(e))
+        Err(e) if e.may_need_new_keys() && realm.keys.refetch(&realm.client, realm.name(), now).await => {
+            let keys = realm
+                .keys
+                .current(&realm.client, realm.name(), now)
+                .await
+                .ok_or_else(|| LoginError::NoKeys(realm.name().to_string()))?;
+            id_token::validate(raw, policy, &keys, now_secs).map_err(LoginError::IdToken)
         }
         Err(e) => Err(LoginError::IdToken(e)),
     }

@@ -1,0 +1,217 @@
+//! `POST /_security/oidc/prepare`, `/authenticate` and `/logout` (spec §2).
+
+use super::{EsJson, Parser};
+use crate::app::{bearer_error, token_error, AppState, Caller};
+use crate::auth::{user_json, Action, AuthenticationType};
+use crate::error::ApiError;
+use crate::realm::{
+    self, AuthenticateParams, LoginContext, LoginError, LogoutError, PrepareError, PrepareParams,
+};
+use crate::secret::Secret;
+use crate::tokens::{BearerError, TokenError};
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+const AUTHN_FAILED: &str =
+    "unable to authenticate user [<OIDC Token>] for action [cluster:admin/xpack/security/oidc/authenticate]";
+
+/// Body of `prepare`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareRequest {
+    realm: Option<String>,
+    iss: Option<String>,
+    login_hint: Option<String>,
+    state: Option<String>,
+    nonce: Option<String>,
+}
+
+impl Parser for PrepareRequest {
+    const NAME: &'static str = "oidc_prepare_authentication";
+}
+
+/// Body of `authenticate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthenticateRequest {
+    redirect_uri: Option<String>,
+    state: Option<Secret<String>>,
+    nonce: Option<Secret<String>>,
+    realm: Option<String>,
+}
+
+impl Parser for AuthenticateRequest {
+    const NAME: &'static str = "oidc_authn";
+}
+
+/// Body of `logout`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    token: Option<Secret<String>>,
+    refresh_token: Option<Secret<String>>,
+}
+
+impl Parser for LogoutRequest {
+    const NAME: &'static str = "oidc_logout";
+}
+
+fn realm_lookup_error(reason: String) -> ApiError {
+    // Elasticsearch answers 500 here; a missing realm is the caller's mistake, so 400
+    // (a documented deviation).
+    ApiError::security_400("realm_not_found", reason)
+}
+
+/// `POST /_security/oidc/prepare`.
+pub async fn prepare(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: EsJson<PrepareRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = caller.require(Action::OidcPrepare)?;
+    let req = body.0;
+    let realms = state.runtime().realms.clone();
+    let realm = match (&req.realm, &req.iss) {
+        (None, None) => {
+            return Err(ApiError::validation(&["one of [realm, issuer] must be provided"]))
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(&[
+                "only one of [realm, issuer] can be provided in the same request",
+            ]))
+        }
+        (Some(name), None) => realms.get(name).cloned().ok_or_else(|| {
+            realm_lookup_error(format!("Cannot find OpenID Connect realm with name [{name}]"))
+        })?,
+        (None, Some(iss)) => match realm::realm_for_issuer(&realms, iss) {
+            Ok(r) => r.clone(),
+            Err(0) => {
+                return Err(realm_lookup_error(format!(
+                    "Cannot find OpenID Connect realm with issuer [{iss}]"
+                )))
+            }
+            Err(_) => {
+                return Err(realm_lookup_error(format!(
+                    "Found multiple OpenID Connect realm with issuer [{iss}]"
+                )))
+            }
+        },
+    };
+    let no_roles = |_: &crate::claims::MappedUser, _: &str| Vec::new();
+    let ctx = LoginContext {
+        tokens: &state.tokens,
+        clock: state.clock.as_ref(),
+        lifetimes: state.lifetimes(),
+        flows: state.flows(),
+        caller: caller.client_ref(),
+        roles: &no_roles,
+    };
+    let params = PrepareParams {
+        state: req.state,
+        nonce: req.nonce,
+        login_hint: req.login_hint,
+    };
+    let resp = realm::prepare(&realm, params, &ctx)
+        .await
+        .map_err(|e| match e {
+            PrepareError::StateInUse => ApiError::illegal_argument(
+                "state_in_use",
+                "the state is already used by a pending login; let prepare generate one",
+            ),
+            PrepareError::Invalid(m) => ApiError::validation(&[m]),
+            PrepareError::Flow(f) => ApiError::internal(f.to_string()),
+        })?;
+    Ok(HttpResponse::Ok().json(resp))
+}
+
+/// `POST /_security/oidc/authenticate`.
+pub async fn authenticate(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: EsJson<AuthenticateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = caller.require(Action::OidcAuthenticate)?;
+    let req = body.0;
+    let mut missing = Vec::new();
+    if req.state.as_ref().is_none_or(|s| s.expose_secret().is_empty()) {
+        missing.push("state parameter is missing");
+    }
+    if req.nonce.as_ref().is_none_or(|s| s.expose_secret().is_empty()) {
+        missing.push("nonce parameter is missing");
+    }
+    if req.redirect_uri.as_deref().is_none_or(str::is_empty) {
+        missing.push("redirect_uri parameter is missing");
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::validation(&missing));
+    }
+    let rt = state.runtime();
+    let roles = |user: &crate::claims::MappedUser, realm: &str| state.roles_for(user, realm);
+    let ctx = LoginContext {
+        tokens: &state.tokens,
+        clock: state.clock.as_ref(),
+        lifetimes: state.lifetimes(),
+        flows: state.flows(),
+        caller: caller.client_ref(),
+        roles: &roles,
+    };
+    let params = AuthenticateParams {
+        redirect_uri: req.redirect_uri.unwrap_or_default(),
+        state: req.state.unwrap_or_default(),
+        nonce: req.nonce.unwrap_or_default(),
+        realm: req.realm,
+    };
+    let outcome = realm::authenticate(&rt.realms, params, &ctx)
+        .await
+        .map_err(login_error)?;
+    let expires_in = ctx.lifetimes.access.as_secs();
+    let mut body = super::token::token_response(
+        &outcome.pair,
+        expires_in,
+        user_json(&outcome.user, AuthenticationType::Realm),
+    );
+    body["username"] = json!(outcome.user.username);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// A failed login: 401 with Elasticsearch's generic body; the cause goes to the log.
+fn login_error(e: LoginError) -> ApiError {
+    match e {
+        LoginError::Token(TokenError::Store(s)) => s.into(),
+        other => {
+            tracing::warn!(target: "audit", event = "oidc_login_failed", code = other.code(), "login failed: {other}");
+            ApiError::unauthenticated(other.code(), AUTHN_FAILED).with_detail(other.to_string())
+        }
+    }
+}
+
+/// `POST /_security/oidc/logout`.
+pub async fn logout(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: EsJson<LogoutRequest>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Action::OidcLogout)?;
+    let req = body.0;
+    let Some(token) = req.token.filter(|t| !t.expose_secret().is_empty()) else {
+        return Err(ApiError::validation(&["token is missing"]));
+    };
+    let rt = state.runtime();
+    let refresh = req
+        .refresh_token
+        .as_ref()
+        .map(|r| r.expose_secret().as_str())
+        .filter(|r| !r.is_empty());
+    let redirect = realm::logout(&rt.realms, token.expose_secret(), refresh, &state.tokens)
+        .await
+        .map_err(|e| match e {
+            LogoutError::TokenInvalid => bearer_error(BearerError::Expired),
+            LogoutError::NotOidc => ApiError::illegal_argument(
+                "token_not_oidc",
+                "Access token is not valid for an OpenID Connect realm",
+            ),
+            LogoutError::Token(t) => token_error(t),
+        })?;
+    Ok(HttpResponse::Ok().json(json!({ "redirect": redirect })))
+}
