@@ -243,8 +243,8 @@ async fn token_with_basic_auth_and_pkce_returns_a_valid_id_token_once() {
     let op = FakeOp::start().await;
     let code = login_code(&op, true).await;
 
-    // Wrong verifier, missing verifier: refused, and the code is burnt either way? No: the
-    // fake OP burns a code on any exchange that passes client auth (like most OPs).
+    // Wrong or missing verifier: refused (a code is burnt by any exchange that passes client
+    // authentication, so each attempt logs in again).
     let (s, body) = post_token(
         &op,
         &code_form(&code, Some("wrong-verifier")),
@@ -949,4 +949,81 @@ async fn realm_yaml_loads() {
         "{:?}",
         loaded.warnings
     );
+}
+
+#[actix_web::test]
+async fn pkce_can_be_required_and_a_verifier_needs_a_challenge() {
+    let op = FakeOp::start().await;
+    // A verifier without a challenge.
+    let code = login_code(&op, false).await;
+    let (s, _) = post_token(&op, &code_form(&code, Some(VERIFIER)), Some(&basic())).await;
+    assert_eq!(s, 400);
+    // No PKCE at all: fine by default (ES sends none), refused when required.
+    let code = login_code(&op, false).await;
+    assert_eq!(
+        post_token(&op, &code_form(&code, None), Some(&basic()))
+            .await
+            .0,
+        200
+    );
+    op.set(|k| k.require_pkce = true);
+    let code = login_code(&op, false).await;
+    assert_eq!(
+        post_token(&op, &code_form(&code, None), Some(&basic()))
+            .await
+            .0,
+        400
+    );
+    // Wrong redirect_uri at the exchange.
+    let code = login_code(&op, true).await;
+    let mut form = code_form(&code, Some(VERIFIER));
+    form[2].1 = "https://kibana.example.org/other";
+    assert_eq!(post_token(&op, &form, Some(&basic())).await.0, 400);
+}
+
+#[actix_web::test]
+async fn raw_token_signature_and_jwks_redirect_knobs() {
+    let op = FakeOp::start().await;
+    // A literal ID token through the code flow.
+    op.set(|k| k.id_token = Some("a.b.c.d.e".into()));
+    let code = login_code(&op, false).await;
+    let (s, body) = post_token(&op, &code_form(&code, None), Some(&basic())).await;
+    assert_eq!((s, body["id_token"].as_str()), (200, Some("a.b.c.d.e")));
+    assert_refused(
+        check(&op, "a.b.c.d.e", &policy(&op)),
+        "encrypted_token",
+        "JWE",
+    );
+
+    // ES256 "psychic signature": 64 zero bytes.
+    op.reset_knobs();
+    op.set(|k| {
+        k.signer = Signer::Key(KeyChoice::Ec256);
+        k.signature = Some(base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            [0u8; 64],
+        ));
+    });
+    let mut p = policy(&op);
+    p.algorithms = vec![A::ES256];
+    let t = op.mint_id_token(json!({"nonce": NONCE}));
+    assert_refused(check(&op, &t, &p), "bad_signature", "zero ECDSA signature");
+    op.set(|k| k.signature = Some(String::new()));
+    let t = op.mint_id_token(json!({"nonce": NONCE}));
+    assert!(t.ends_with('.'));
+    assert_refused(check(&op, &t, &p), "malformed", "empty signature");
+
+    // exp as a string, via the claims knob.
+    op.reset_knobs();
+    op.set(|k| {
+        k.claims.insert("exp".into(), json!("1790000600"));
+    });
+    let t = op.mint_id_token(json!({"nonce": NONCE}));
+    assert_refused(check(&op, &t, &policy(&op)), "invalid_claim", "string exp");
+
+    // JWKS redirect.
+    op.set(|k| k.jwks_redirect = Some("http://169.254.169.254/latest".into()));
+    let r = http_client().get(op.url("/jwks")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 302);
+    assert_eq!(r.headers()["location"], "http://169.254.169.254/latest");
 }

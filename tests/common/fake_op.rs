@@ -506,6 +506,12 @@ pub struct Knobs {
     pub header: Map<String, Value>,
     /// Flip a bit in the signature.
     pub corrupt_signature: bool,
+    /// The literal signature part (base64url text, or anything: `""`, 64 zero bytes
+    /// encoded, a DER blob...), replacing the real signature.
+    pub signature: Option<String>,
+    /// Every "minted" token is this exact string (malformed-token corpus, JWE, `[]` payload):
+    /// `/token`, implicit `/authorize`, [`FakeOp::mint_id_token`] and userinfo JWTs.
+    pub id_token: Option<String>,
 
     // --- endpoints ---
     pub token_reply: TokenReply,
@@ -519,6 +525,8 @@ pub struct Knobs {
     pub jwks_body: Option<String>,
     pub jwks_status: u16,
     pub jwks_delay: Option<Duration>,
+    /// Answer `/jwks` with `302 Location: <this>`.
+    pub jwks_redirect: Option<String>,
     /// Members merged into the discovery document (`null` removes).
     pub discovery_extra: Map<String, Value>,
 }
@@ -550,6 +558,8 @@ impl Default for Knobs {
             kid: Kid::Auto,
             header: Map::new(),
             corrupt_signature: false,
+            signature: None,
+            id_token: None,
             token_reply: TokenReply::Normal,
             token_extra: Map::new(),
             token_delay: None,
@@ -558,6 +568,7 @@ impl Default for Knobs {
             jwks_body: None,
             jwks_status: 200,
             jwks_delay: None,
+            jwks_redirect: None,
             discovery_extra: Map::new(),
         }
     }
@@ -694,6 +705,9 @@ impl Shared {
     /// Mint an ID token under the current knobs.
     fn mint(&self, ctx: MintCtx<'_>, overrides: &Map<String, Value>) -> String {
         let k = self.knobs();
+        if let Some(t) = k.id_token {
+            return t;
+        }
         let now = self.now();
         let (signing_kid, signing_key, jwks) = {
             let ks = self.keys.lock().unwrap();
@@ -820,7 +834,8 @@ impl Shared {
                 *b ^= 0x01;
             }
         }
-        format!("{input}.{}", B64.encode(sig))
+        let sig = k.signature.clone().unwrap_or_else(|| B64.encode(sig));
+        format!("{input}.{sig}")
     }
 }
 
@@ -1190,6 +1205,11 @@ async fn jwks(st: &Shared) -> HttpResponse {
     let k = st.knobs();
     if let Some(d) = k.jwks_delay {
         actix_web::rt::time::sleep(d).await;
+    }
+    if let Some(target) = &k.jwks_redirect {
+        return HttpResponse::Found()
+            .insert_header(("Location", target.as_str()))
+            .finish();
     }
     let body = k.jwks_body.clone().unwrap_or_else(|| st.jwks_json());
     raw(k.jwks_status, "application/json", body)
