@@ -488,6 +488,13 @@ async fn implicit_flows_put_the_id_token_in_the_fragment() {
         assert_eq!(check_at_hash(&claims, &at, true).unwrap_err().code(), code);
     }
 
+    // The same shape without /authorize.
+    let t = op.mint_id_token(json!({"nonce": NONCE}));
+    let loc = fragment_redirect(&[("id_token", &t), ("state", STATE)]);
+    let ps = params(&loc, true);
+    assert_eq!(param(&ps, "id_token").as_deref(), Some(t.as_str()));
+    assert_eq!(param(&ps, "state").as_deref(), Some(STATE));
+
     // The implicit error redirect goes in the fragment.
     op.set(|k| k.authorize_error = Some(("login_required".into(), "no session".into())));
     let loc = op

@@ -26,6 +26,30 @@
 //! [`DEFAULT_NOW`] (= the `TestApp` clock's start). Share the server's clock with
 //! [`FakeOp::use_clock`] or move it with [`FakeOp::set_now`].
 //!
+//! Knob cheat-sheet (user-needs §2 row → knob; `op.set(|k| ...)`):
+//!
+//! | Row | Knobs |
+//! |---|---|
+//! | 1 `alg: none` | `k.unsigned("none")` / `"None"` / `"NONE"` |
+//! | 2 RS/HS confusion | `k.signer = Signer::PublicKeyPem` / `PublicKeyModulus` / `ClientSecret` |
+//! | 3 mixed families | `k.signer = Signer::Key(KeyChoice::Ec256); k.kid = Kid::Value("rsa1".into())` |
+//! | 4 header key material, kid | `k.embed_attacker_jwk()`, `k.jku(&tripwire.url("/"))`, `k.x5u(..)`, `k.kid = Kid::Value(..)` |
+//! | 5 kid storm | `k.kid = Kid::Value(random)`; `op.jwks_fetches()` |
+//! | 6 JWKS fetch | `k.jwks_body`, `k.jwks_status`, `k.jwks_delay`, `k.jwks_redirect`, `k.discovery_extra` |
+//! | 7 bad signatures | `k.corrupt_signature`, `k.signature = Some(literal)` |
+//! | 8 nonce | `k.nonce = Param::Drop` / `Param::Replace(..)` |
+//! | 9 state | `k.state = Param::Drop` / `Param::Replace(..)` |
+//! | 13 identifiers | `k.user.{sub,email,name,groups,extra}` |
+//! | 14 iss/aud/azp | `k.iss`, `k.aud` (string or array), `k.azp` |
+//! | 15 time | `k.exp_offset` (`None` drops `exp`), `k.iat_offset`, `k.nbf_offset`, `k.claims["exp"]` |
+//! | 19/20 odd tokens | `k.header` (`zip`, `typ`...), `k.duplicate_sub`, `k.id_token = Some(literal)` |
+//! | at/c hash | `k.at_hash`, `k.c_hash` = `HashClaim::{Correct, Wrong, Absent}` |
+//! | token endpoint | `k.token_reply = TokenReply::{invalid_grant(..), ServerError, NonJson, NoIdToken, TokenType("mac")}`, `k.token_extra`, `k.token_delay` |
+//! | userinfo | `k.userinfo_reply = UserinfoReply::{SubMismatch, Jwt, ServerError}`, `k.userinfo_claims` |
+//! | OP error | `k.authorize_error = Some(("access_denied".into(), "..".into()))` |
+//! | client | `k.client_auth = ClientAuth::{Basic, Post, Jwt}`, `k.client_secret`, `k.require_pkce` |
+//! | keys | `op.rotate_to(kid, KeyChoice::Rsa2, keep_old)`, `op.set_jwks(..)` |
+//!
 //! Client registration defaults: [`CLIENT_ID`], [`CLIENT_SECRET`] (contains characters that
 //! RFC 6749 §2.3.1 form-encoding changes, so `client_secret_basic` done wrong is refused),
 //! [`REDIRECT_URI`], `client_secret_basic`.
@@ -1105,6 +1129,16 @@ impl FakeOp {
     pub async fn stop(self) {
         self.handle.stop(false).await;
     }
+}
+
+/// The redirect an implicit-flow OP would send: [`REDIRECT_URI`]`#` + the form-encoded
+/// `params` (e.g. `[("id_token", &op.mint_id_token(..)), ("state", &state)]`). For tests
+/// that skip `/authorize`.
+pub fn fragment_redirect(params: &[(&str, &str)]) -> String {
+    let frag = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    format!("{REDIRECT_URI}#{frag}")
 }
 
 /// A reqwest client for plain-http loopback tests: no redirects, no proxy, short timeout.
