@@ -602,6 +602,7 @@ async fn every_evil_knob_makes_a_token_validate_refuses() {
     let op = FakeOp::start().await;
     let trip = Tripwire::start();
     let trip_url = trip.url("/keys");
+    let slashed = format!("{}/", op.issuer());
     type Knob = Box<dyn Fn(&mut Knobs)>;
     let cases: Vec<(&str, Knob, &str)> = vec![
         (
@@ -650,7 +651,7 @@ async fn every_evil_knob_makes_a_token_validate_refuses() {
         ),
         (
             "iss trailing slash",
-            Box::new(|k| k.iss = Some(format!("{}/", k.iss.clone().unwrap_or_default()))),
+            Box::new(move |k| k.iss = Some(slashed.clone())),
             "iss_mismatch",
         ),
         (
