@@ -1,6 +1,8 @@
 //! Test harness: the real `configure()` over a chosen store, with a manual clock.
 #![allow(dead_code)]
 
+pub mod fake_op;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test;
