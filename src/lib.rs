@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod claims;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -7,6 +7,7 @@
 //! Nothing here fetches anything: header parameters that name key material (`jku`, `x5u`,
 //! `jwk`) make a token invalid, and `x5c` is ignored.
 
+pub mod client;
 pub mod id_token;
 mod json;
 pub mod jwks;
