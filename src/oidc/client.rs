@@ -100,8 +100,9 @@ pub enum OpError {
     UnsupportedTokenType(Option<String>),
     /// The token response has an `access_token` or `token_type` that is not a string.
     MalformedTokenResponse(&'static str),
-    /// A `client_secret_jwt` assertion could not be built.
-    ClientAssertion(String),
+    /// The client authentication (Basic header or `client_secret_jwt` assertion) could not
+    /// be built (detail names the reason, never the secret).
+    ClientAuth(String),
     /// UserInfo answered with a non-200 status; `error`/`description` from `WWW-Authenticate`.
     UserInfoStatus {
         status: u16,
@@ -135,7 +136,7 @@ impl OpError {
             OpError::NoIdToken => "no_id_token",
             OpError::UnsupportedTokenType(_) => "unsupported_token_type",
             OpError::MalformedTokenResponse(_) => "malformed_token_response",
-            OpError::ClientAssertion(_) => "client_assertion_failed",
+            OpError::ClientAuth(_) => "client_auth_failed",
             OpError::UserInfoStatus { .. } => "userinfo_status",
             OpError::UserInfoJwtUnsupported => "userinfo_jwt_unsupported",
             OpError::UserInfoContentType(_) => "userinfo_content_type",
@@ -199,8 +200,8 @@ impl fmt::Display for OpError {
             OpError::MalformedTokenResponse(field) => {
                 write!(f, "the token response's [{field}] is not a string")
             }
-            OpError::ClientAssertion(detail) => {
-                write!(f, "could not build the client_secret_jwt assertion: {detail}")
+            OpError::ClientAuth(detail) => {
+                write!(f, "could not build the client authentication: {detail}")
             }
             OpError::UserInfoStatus {
                 status,
@@ -303,7 +304,7 @@ impl OpClient {
             ClientAuthMethod::ClientSecretBasic => {
                 request = request.header(
                     reqwest::header::AUTHORIZATION,
-                    basic_authorization(client_id, secret),
+                    basic_authorization(client_id, secret)?,
                 );
             }
             ClientAuthMethod::ClientSecretPost => {
@@ -357,12 +358,21 @@ impl OpClient {
         let status = response.status().as_u16();
         check_redirect(status, Endpoint::UserInfo)?;
         if status != 200 {
-            let (error, description) = response
+            let (mut error, mut description) = response
                 .headers()
                 .get(reqwest::header::WWW_AUTHENTICATE)
                 .and_then(|v| v.to_str().ok())
                 .map(parse_www_authenticate)
                 .unwrap_or_default();
+            if error.is_none() {
+                // Some OPs put the OAuth error in a JSON body instead (best effort).
+                if let Ok(bytes) = read_capped(response, Endpoint::UserInfo).await {
+                    if let Some((e, d)) = oauth_error_body(&bytes) {
+                        error = Some(e);
+                        description = d;
+                    }
+                }
+            }
             return Err(OpError::UserInfoStatus {
                 status,
                 error,
@@ -419,15 +429,22 @@ impl OpClient {
 // Requests and responses
 
 /// `Authorization: Basic` per RFC 6749 §2.3.1: id and secret are form-urlencoded first.
-fn basic_authorization(client_id: &str, secret: &str) -> String {
+/// The header value is marked sensitive (kept out of HTTP debug logs).
+fn basic_authorization(
+    client_id: &str,
+    secret: &str,
+) -> Result<reqwest::header::HeaderValue, OpError> {
     let mut raw = zeroize::Zeroizing::new(String::new());
     raw.extend(url::form_urlencoded::byte_serialize(client_id.as_bytes()));
     raw.push(':');
     raw.extend(url::form_urlencoded::byte_serialize(secret.as_bytes()));
-    format!(
+    let mut value = reqwest::header::HeaderValue::try_from(format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())
-    )
+    ))
+    .map_err(|_| OpError::ClientAuth("the Basic header is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 #[derive(serde::Serialize)]
@@ -453,15 +470,16 @@ fn client_assertion(
         SignatureAlgorithm::HS384 => jsonwebtoken::Algorithm::HS384,
         SignatureAlgorithm::HS512 => jsonwebtoken::Algorithm::HS512,
         other => {
-            return Err(OpError::ClientAssertion(format!(
-                "rp.client_auth_jwt_signature_algorithm [{}] is not an HMAC algorithm",
+            return Err(OpError::ClientAuth(format!(
+                "client_secret_jwt: rp.client_auth_jwt_signature_algorithm [{}] is not an HMAC algorithm",
                 other.as_str()
             )))
         }
     };
     let mut jti = [0u8; 32];
-    getrandom::fill(&mut jti)
-        .map_err(|e| OpError::ClientAssertion(format!("no randomness for jti: {e}")))?;
+    getrandom::fill(&mut jti).map_err(|e| {
+        OpError::ClientAuth(format!("client_secret_jwt: no randomness for jti: {e}"))
+    })?;
     let claims = AssertionClaims {
         iss: client_id,
         sub: client_id,
@@ -477,30 +495,39 @@ fn client_assertion(
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
-    .map_err(|e| OpError::ClientAssertion(format!("signing failed: {:?}", e.kind())))
+    .map_err(|e| OpError::ClientAuth(format!("client_secret_jwt: signing failed: {:?}", e.kind())))
+}
+
+/// `error` and `error_description` of an OAuth error JSON body (RFC 6749 §5.2), cleaned.
+fn oauth_error_body(bytes: &[u8]) -> Option<(String, Option<String>)> {
+    let Ok(Value::Object(obj)) = super::json::parse_strict(bytes, MAX_RESPONSE_JSON_DEPTH) else {
+        return None;
+    };
+    let Some(Value::String(error)) = obj.get("error") else {
+        return None;
+    };
+    let description = match obj.get("error_description") {
+        Some(Value::String(d)) => Some(clean(d)),
+        _ => None,
+    };
+    Some((clean(error), description))
 }
 
 fn parse_token_response(status: u16, bytes: &[u8]) -> Result<TokenEndpointResponse, OpError> {
-    let json = super::json::parse_strict(bytes, MAX_RESPONSE_JSON_DEPTH).ok();
     if status != 200 {
         // RFC 6749 §5.2: 400 (or 401 for invalid_client) with an OAuth error object.
         if matches!(status, 400 | 401) {
-            if let Some(Value::Object(obj)) = &json {
-                if let Some(Value::String(error)) = obj.get("error") {
-                    let description = match obj.get("error_description") {
-                        Some(Value::String(d)) => Some(clean(d)),
-                        _ => None,
-                    };
-                    return Err(OpError::TokenEndpointRejected {
-                        status,
-                        error: clean(error),
-                        description,
-                    });
-                }
+            if let Some((error, description)) = oauth_error_body(bytes) {
+                return Err(OpError::TokenEndpointRejected {
+                    status,
+                    error,
+                    description,
+                });
             }
         }
         return Err(OpError::TokenEndpointStatus(status));
     }
+    let json = super::json::parse_strict(bytes, MAX_RESPONSE_JSON_DEPTH).ok();
     let Some(Value::Object(mut obj)) = json else {
         return Err(OpError::TokenResponseNotJson);
     };

@@ -417,7 +417,7 @@ async fn client_secret_jwt_jti_is_fresh_and_alg_follows_config() {
 fn client_assertion_refuses_non_hmac_algorithms() {
     let url = Url::parse("https://op.example.org/token").unwrap();
     let e = client_assertion("c", "s", &url, SignatureAlgorithm::RS256, NOW).unwrap_err();
-    assert_eq!(e.code(), "client_assertion_failed");
+    assert_eq!(e.code(), "client_auth_failed");
 }
 
 #[actix_web::test]
@@ -888,6 +888,10 @@ async fn userinfo_401_carries_the_www_authenticate_error() {
     let op = fake(&[
         ("/userinfo", denied),
         ("/plain", raw(503, "text/plain", "")),
+        (
+            "/json",
+            json(403, serde_json::json!({"error": "insufficient_scope"})),
+        ),
     ])
     .await;
     let realm = realm_with(None, ClientAuthMethod::ClientSecretBasic);
@@ -912,6 +916,14 @@ async fn userinfo_401_carries_the_www_authenticate_error() {
         OpError::UserInfoStatus {
             status: 503,
             error: None,
+            description: None
+        }
+    );
+    assert_eq!(
+        client.userinfo(&op.url("/json"), "at").await.unwrap_err(),
+        OpError::UserInfoStatus {
+            status: 403,
+            error: Some("insufficient_scope".into()),
             description: None
         }
     );
@@ -1344,7 +1356,7 @@ fn error_codes_are_stable_and_display_is_clean() {
         OpError::NoIdToken,
         OpError::UnsupportedTokenType(None),
         OpError::MalformedTokenResponse("access_token"),
-        OpError::ClientAssertion("x".into()),
+        OpError::ClientAuth("x".into()),
         OpError::UserInfoStatus {
             status: 401,
             error: None,
