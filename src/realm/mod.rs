@@ -150,8 +150,8 @@ pub async fn prepare(
     if state.is_empty() || nonce.is_empty() {
         return Err(PrepareError::Invalid("state and nonce must not be empty"));
     }
-    let pkce_verifier = (cfg.rp.pkce && cfg.rp.response_type == ResponseType::Code)
-        .then(|| random_urlsafe(32));
+    let pkce_verifier =
+        (cfg.rp.pkce && cfg.rp.response_type == ResponseType::Code).then(|| random_urlsafe(32));
 
     let mut url = cfg.op.authorization_endpoint.clone();
     {
@@ -219,7 +219,9 @@ pub enum LoginError {
     UnknownRealm(String),
     #[error("the redirect_uri is not an absolute URL")]
     RedirectUnparseable,
-    #[error("the redirect_uri [{got}] does not match rp.redirect_uri [{expected}] of realm {realm}")]
+    #[error(
+        "the redirect_uri [{got}] does not match rp.redirect_uri [{expected}] of realm {realm}"
+    )]
     RedirectMismatch {
         realm: String,
         expected: String,
@@ -297,9 +299,10 @@ fn redirect_params(url: &Url, response_type: ResponseType) -> BTreeMap<String, S
         _ => url.fragment(),
     };
     // Also accept an OP error in the query for implicit flows (some OPs put it there).
-    let mut params: BTreeMap<String, String> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
+    let mut params: BTreeMap<String, String> =
+        url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
     if params.is_empty() && response_type != ResponseType::Code {
         params = url::form_urlencoded::parse(url.query().unwrap_or("").as_bytes())
             .into_owned()
@@ -339,7 +342,10 @@ pub async fn authenticate(
         if let Some(error) = raw_query.get("error") {
             return Err(LoginError::OpError {
                 error: error.clone(),
-                description: raw_query.get("error_description").cloned().unwrap_or_default(),
+                description: raw_query
+                    .get("error_description")
+                    .cloned()
+                    .unwrap_or_default(),
             });
         }
         return Err(LoginError::StateMissing);
@@ -437,11 +443,7 @@ pub async fn authenticate(
                 .await?;
             (resp.id_token, resp.access_token, Some(code))
         }
-        ResponseType::IdToken => (
-            p.get("id_token").cloned().unwrap_or_default(),
-            None,
-            None,
-        ),
+        ResponseType::IdToken => (p.get("id_token").cloned().unwrap_or_default(), None, None),
         ResponseType::IdTokenToken => {
             if let Some(t) = p.get("token_type") {
                 if !t.eq_ignore_ascii_case("bearer") {
@@ -545,7 +547,10 @@ async fn validate_with_refetch(
     };
     match id_token::validate(raw, policy, &keys, now_secs) {
         Ok(c) => Ok(c),
-        Err(e) if e.may_need_new_keys() && realm.keys.refetch(&realm.client, realm.name(), now).await => {
+        Err(e)
+            if e.may_need_new_keys()
+                && realm.keys.refetch(&realm.client, realm.name(), now).await =>
+        {
             let keys = realm
                 .keys
                 .current(&realm.client, realm.name(), now)
