@@ -183,7 +183,7 @@ impl TokenService {
             access_invalidated: false,
             refresh_invalidated: false,
             refreshed: None,
-            sealed: sealed_data.map(|d| access.seal(d)),
+            sealed: sealed_data.map(|d| seal_both(&access, refresh.as_ref(), d)),
         };
         let pair = IssuedPair {
             access_token: access.into_string(),
@@ -242,13 +242,20 @@ impl TokenService {
         if let Some(refreshed) = &doc.refreshed {
             return self.superseding(&doc, refreshed, &secret, now).await;
         }
+        // Data sealed at login (OIDC logout data) moves to the new pair: the refresh token
+        // opens its copy.
+        let carried = doc
+            .sealed
+            .as_deref()
+            .and_then(split_sealed)
+            .and_then(|(_, under_refresh)| secret.open(under_refresh));
         let (pair, new_doc) = self.mint(
             doc.user.clone(),
             doc.client.clone(),
             lifetimes,
             true,
             doc.family,
-            None,
+            carried.as_deref(),
         );
         let sealed_pair = serde_json::to_vec(&pair).map_err(|_| TokenError::Seal("encode"))?;
         let refreshed = Refreshed {
@@ -352,10 +359,12 @@ impl TokenService {
         Ok(Some(self.invalidate(what).await?))
     }
 
-    /// Open the data sealed under an access token at issue time.
+    /// Open the data sealed under an access token at issue time (and carried over by
+    /// refreshes).
     pub fn open_sealed(&self, access_token: &str, doc: &TokenDoc) -> Option<Vec<u8>> {
         let secret = TokenSecret::parse(TokenKind::Access, access_token)?;
-        secret.open(doc.sealed.as_deref()?)
+        let (under_access, _) = split_sealed(doc.sealed.as_deref()?)?;
+        secret.open(under_access)
     }
 
     /// Delete expired records in bounded batches until none are left; returns how many.
@@ -371,6 +380,25 @@ impl TokenService {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// Seal `data` under the access token and, when there is one, under the refresh token too, in
+/// one field: `len(under_access) as u32 BE || under_access || under_refresh`.
+fn seal_both(access: &TokenSecret, refresh: Option<&TokenSecret>, data: &[u8]) -> Vec<u8> {
+    let a = access.seal(data);
+    let mut out = (a.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&a);
+    if let Some(r) = refresh {
+        out.extend_from_slice(&r.seal(data));
+    }
+    out
+}
+
+/// The two parts written by [`seal_both`].
+fn split_sealed(sealed: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = sealed.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    (rest.len() >= len).then(|| rest.split_at(len))
 }
 
 fn bearer(e: BearerError) -> TokenError {
