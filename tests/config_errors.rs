@@ -127,7 +127,7 @@ fn example_config_loads_without_errors() {
         "{:?}",
         l.warnings
     );
-    assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
+    assert_eq!(l.warnings.len(), 4, "{:?}", l.warnings);
 }
 
 #[test]

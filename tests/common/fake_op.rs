@@ -899,8 +899,14 @@ impl FakeOp {
     /// Start an OP with default knobs; JWKS = rsa1, ec256, ec384, ec521 (kids = names),
     /// signing with rsa1 (RS256).
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// [`FakeOp::start`] on a given loopback address (the development OP of
+    /// `examples/dev_op.rs` uses `127.0.0.1:9380`).
+    pub async fn start_on(addr: &str) -> Self {
         let knobs = Arc::new(Mutex::new(Knobs::default()));
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake OP");
+        let listener = TcpListener::bind(addr).expect("bind fake OP");
         let addr = listener.local_addr().unwrap();
         let clock: SharedClock = ManualClock::at(DEFAULT_NOW * 1000);
         let shared = Arc::new(Shared {
