@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod oidc;
+pub mod roles;
 pub mod secret;
 pub mod store;
 pub mod tokens;
