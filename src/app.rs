@@ -35,6 +35,8 @@ pub struct AppState {
     pub tokens: TokenService,
     pub clock: SharedClock,
     basic: BasicVerifier,
+    /// Role mappings: the configuration's and the API's (see `roles::live`).
+    pub role_mappings: crate::roles::live::LiveMappings,
 }
 
 impl AppState {
@@ -44,7 +46,9 @@ impl AppState {
         store: Arc<dyn Store>,
         clock: SharedClock,
     ) -> Arc<Self> {
+        let role_mappings = crate::roles::live::LiveMappings::new(settings.role_mappings.clone());
         Arc::new(Self {
+            role_mappings,
             runtime: ArcSwap::from_pointee(Runtime {
                 generation: 1,
                 settings: Arc::new(settings),
@@ -65,12 +69,25 @@ impl AppState {
     /// Replace the configuration (used by reload).
     pub fn swap_settings(&self, settings: Settings, warnings: Vec<String>) -> u64 {
         let generation = self.runtime.load().generation + 1;
+        self.role_mappings.set_file(settings.role_mappings.clone());
         self.runtime.store(Arc::new(Runtime {
             generation,
             settings: Arc::new(settings),
             warnings,
         }));
         generation
+    }
+
+    /// The roles a realm user gets from the role mappings (sorted, de-duplicated). Never
+    /// touches the store: the mappings are loaded at startup ([`Self::load_role_mappings`]).
+    pub fn roles_for(&self, user: &crate::roles::UserModel) -> Vec<String> {
+        self.role_mappings.roles_for(user)
+    }
+
+    /// Load the stored role mappings (startup; after another node changed them). Returns
+    /// messages about stored mappings that were skipped because they no longer compile.
+    pub async fn load_role_mappings(&self) -> Result<Vec<String>, crate::store::StoreError> {
+        self.role_mappings.reload(&**self.tokens.store()).await
     }
 
     /// Token lifetimes from the current configuration.

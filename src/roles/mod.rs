@@ -10,7 +10,9 @@
 //! - [`rules`]: the rule language and its parser.
 //! - [`matcher`]: rule values, wildcards, Lucene regular expressions, DNs.
 //! - [`template`]: the Mustache subset of role templates.
+//! - [`live`]: the snapshot the application holds, and API writes.
 
+pub mod live;
 pub mod matcher;
 pub mod rules;
 pub mod template;
@@ -222,7 +224,8 @@ impl RoleMapping {
                     }
                     templates = Some(out);
                 }
-                "rules" => rules_json = Some(v),
+                // Parsed where it stands, as Elasticsearch's object parser does.
+                "rules" => rules_json = Some((v, rules::parse(v, &path)?)),
                 "metadata" => match v {
                     Value::Object(m) => metadata = m.clone(),
                     _ => {
@@ -243,13 +246,12 @@ impl RoleMapping {
         if roles.is_none() && templates.is_none() {
             return Err(parse_error(name, prefix, "missing field [roles]"));
         }
-        let Some(rules_json) = rules_json else {
+        let Some((rules_json, rules)) = rules_json else {
             return Err(parse_error(name, prefix, "missing field [rules]"));
         };
         let Some(enabled) = enabled else {
             return Err(parse_error(name, prefix, "missing field [enabled]"));
         };
-        let rules = rules::parse(rules_json, &join(prefix, "rules"))?;
         let roles = roles.unwrap_or_default();
         let templates = templates.unwrap_or_default();
         // Then its request validation, every problem at once.

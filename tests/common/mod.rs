@@ -94,6 +94,7 @@ pub fn settings() -> Settings {
         },
         users,
         realms: Vec::new(),
+        role_mappings: Vec::new(),
     }
 }
 
