@@ -51,6 +51,9 @@ pub enum RuleValue {
         matcher: Pattern,
         /// `*,<dn>` with no other `*`: the DN whose descendants match (for `dn`/`groups`).
         subtree: Option<Dn>,
+        /// Whether lower-/upper-cased user values can match (see `Pattern::case_forms`).
+        try_lower: bool,
+        try_upper: bool,
     },
 }
 
@@ -65,6 +68,20 @@ pub enum Pattern {
 }
 
 impl Pattern {
+    /// Whether a lower-cased (`.0`) or upper-cased (`.1`) value can match at all: a literal
+    /// with an upper-case letter never matches a lower-cased value, and vice versa. Lets the
+    /// DN predicate skip forms that cannot match.
+    fn case_forms(&self) -> (bool, bool) {
+        match self {
+            // ASCII only: then case mapping provably cannot bring the letter back.
+            Pattern::Prefix(p) | Pattern::Suffix(p) | Pattern::Contains(p) if p.is_ascii() => (
+                !p.chars().any(char::is_uppercase),
+                !p.chars().any(char::is_lowercase),
+            ),
+            _ => (true, true),
+        }
+    }
+
     #[inline]
     pub fn is_match(&self, s: &str) -> bool {
         match self {
@@ -95,6 +112,8 @@ impl RuleValue {
                 text: s.to_string(),
                 matcher: Pattern::Regex(re),
                 subtree: None,
+                try_lower: true,
+                try_upper: true,
             });
         }
         if s.contains('*') {
@@ -102,10 +121,14 @@ impl RuleValue {
                 .strip_prefix("*,")
                 .filter(|rest| !rest.contains('*'))
                 .and_then(Dn::parse);
+            let matcher = compile_wildcard(s)?;
+            let (try_lower, try_upper) = matcher.case_forms();
             return Ok(RuleValue::Pattern {
                 text: s.to_string(),
-                matcher: compile_wildcard(s)?,
+                matcher,
                 subtree,
+                try_lower,
+                try_upper,
             });
         }
         Ok(RuleValue::Exact {
@@ -146,12 +169,20 @@ impl RuleValue {
     pub fn matches_dn(&self, u: &DnValue) -> bool {
         match self {
             RuleValue::Pattern {
-                matcher, subtree, ..
+                matcher,
+                subtree,
+                try_lower,
+                try_upper,
+                ..
             } => {
+                // The forms Elasticsearch tries, in its order, skipping repeats and forms
+                // that cannot match.
                 matcher.is_match(&u.text)
-                    || u.normalized.as_deref().is_some_and(|n| matcher.is_match(n))
-                    || matcher.is_match(&u.lower)
-                    || matcher.is_match(&u.upper)
+                    || u.normalized.as_deref().is_some_and(|n| {
+                        n != u.text && (n != u.lower || !try_lower) && matcher.is_match(n)
+                    })
+                    || (*try_lower && u.lower_differs && matcher.is_match(&u.lower))
+                    || (*try_upper && u.upper_differs && matcher.is_match(&u.upper))
                     || match (&u.dn, subtree) {
                         (Some(dn), Some(sub)) => dn.is_descendant_of(sub),
                         _ => false,
@@ -533,15 +564,21 @@ pub struct DnValue {
     pub upper: String,
     pub dn: Option<Dn>,
     pub normalized: Option<String>,
+    lower_differs: bool,
+    upper_differs: bool,
 }
 
 impl DnValue {
     pub fn new(s: &str) -> DnValue {
         let dn = Dn::parse(s);
+        let lower = s.to_lowercase();
+        let upper = s.to_uppercase();
         DnValue {
+            lower_differs: lower != s,
+            upper_differs: upper != s,
             text: s.to_string(),
-            lower: s.to_lowercase(),
-            upper: s.to_uppercase(),
+            lower,
+            upper,
             normalized: dn.as_ref().map(Dn::normalized),
             dn,
         }
@@ -700,6 +737,11 @@ mod tests {
         assert!(v("finance-team").matches_dn(&group));
         assert!(v("FINANCE-TEAM").matches_dn(&group));
         assert!(v("finance-*").matches_dn(&group));
+        assert!(v("Finance-*").matches_dn(&group));
+        assert!(!v("fINANCE-*").matches_dn(&group));
+        assert!(v("*-TEAM").matches_dn(&group));
+        assert!(v("*-team").matches_dn(&group));
+        assert!(v("/FINANCE-T.*/").matches_dn(&group));
         assert!(!v("finance").matches_dn(&group));
     }
 }
