@@ -133,19 +133,32 @@ fn main() {
             full_name: Some("User".into()),
             email: Some("user@staff.example.com".into()),
             metadata: serde_json::Map::new(),
-            realm: RealmRef { name: "oidc1".into(), kind: "oidc".into() },
+            realm: RealmRef {
+                name: "oidc1".into(),
+                kind: "oidc".into(),
+            },
         };
-        let client = ClientRef { username: "facilitator".into(), realm: "default_file".into() };
+        let client = ClientRef {
+            username: "facilitator".into(),
+            realm: "default_file".into(),
+        };
         let count = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
         let deadline = started + Duration::from_secs(3);
         let mut tasks = Vec::new();
         for _ in 0..64 {
-            let (tokens, user, client, count) = (tokens.clone(), user.clone(), client.clone(), count.clone());
+            let (tokens, user, client, count) =
+                (tokens.clone(), user.clone(), client.clone(), count.clone());
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < deadline {
                     tokens
-                        .issue(user.clone(), client.clone(), lifetimes, true, Some(b"id token for logout"))
+                        .issue(
+                            user.clone(),
+                            client.clone(),
+                            lifetimes,
+                            true,
+                            Some(b"id token for logout"),
+                        )
                         .await
                         .expect("issue");
                     count.fetch_add(1, Ordering::Relaxed);
@@ -165,17 +178,23 @@ fn main() {
         .port();
     let loaded = oidc_realm::config::load_str(&config(port), dir.path()).expect("config");
     let store = Arc::new(RedbStore::open(&dir.path().join("login.redb")).expect("store"));
-    let state = AppState::new(loaded.settings, loaded.warnings, store, Arc::new(SystemClock));
+    let state = AppState::new(
+        loaded.settings,
+        loaded.warnings,
+        store,
+        Arc::new(SystemClock),
+    );
     let server_state = state.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let server = HttpServer::new(move || App::new().configure(configure(server_state.clone())))
-                .workers(cores)
-                .disable_signals()
-                .bind(("127.0.0.1", port))
-                .expect("bind")
-                .run();
+            let server =
+                HttpServer::new(move || App::new().configure(configure(server_state.clone())))
+                    .workers(cores)
+                    .disable_signals()
+                    .bind(("127.0.0.1", port))
+                    .expect("bind")
+                    .run();
             tx.send(server.handle()).expect("handle");
             server.await.expect("server");
         });
@@ -187,7 +206,8 @@ fn main() {
     eprintln!("signing {budget} ID tokens up front (the provider's work, not measured)...");
     let signed: Vec<(String, String)> = (0..budget)
         .map(|n| {
-            let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("nonce-{n:032}"));
+            let nonce =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("nonce-{n:032}"));
             (nonce.clone(), id_token(&key, n, &nonce, now))
         })
         .collect();
@@ -242,8 +262,13 @@ fn main() {
 
     let login_rate = logins as f64 / took.as_secs_f64();
     let lower = verify_rate.min(issue_rate);
-    println!("RS256 verifications/s on {cores} cores (jsonwebtoken, aws-lc-rs): {verify_rate:>9.0}");
+    println!(
+        "RS256 verifications/s on {cores} cores (jsonwebtoken, aws-lc-rs): {verify_rate:>9.0}"
+    );
     println!("durable token issues/s (token service on redb, 64 tasks):      {issue_rate:>9.0}");
     println!("logins/s (prepare + authenticate, implicit RS256, {CONCURRENCY} clients): {login_rate:>9.0}   ({logins} ok, {failures} failed, {took:.1?})");
-    println!("logins / lower limit = {:.2}  (target >= 0.50)", login_rate / lower);
+    println!(
+        "logins / lower limit = {:.2}  (target >= 0.50)",
+        login_rate / lower
+    );
 }

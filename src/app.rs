@@ -1,7 +1,6 @@
 //! Application state and the one route table, used by the binary and by every test.
 
 use crate::auth::{self, Authentication, AuthenticationType, BasicVerifier};
-use crate::claims::MappedUser;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::error::{ApiError, CORRELATION_HEADER, CORRELATION_ID};
@@ -40,6 +39,8 @@ pub struct AppState {
     pub clock: SharedClock,
     flows: Flows,
     basic: BasicVerifier,
+    /// Role mappings: the configuration's and the API's (see `roles::live`).
+    pub role_mappings: crate::roles::live::LiveMappings,
 }
 
 impl AppState {
@@ -52,7 +53,9 @@ impl AppState {
         clock: SharedClock,
     ) -> Result<Arc<Self>, Vec<String>> {
         let realms = Realms::build(&settings)?;
+        let role_mappings = crate::roles::live::LiveMappings::new(settings.role_mappings.clone());
         Ok(Arc::new(Self {
+            role_mappings,
             runtime: ArcSwap::from_pointee(Runtime {
                 generation: 1,
                 settings: Arc::new(settings),
@@ -97,6 +100,7 @@ impl AppState {
     ) -> Result<u64, Vec<String>> {
         let realms = Realms::build(&settings)?;
         let generation = self.runtime.load().generation + 1;
+        self.role_mappings.set_file(settings.role_mappings.clone());
         self.runtime.store(Arc::new(Runtime {
             generation,
             settings: Arc::new(settings),
@@ -111,10 +115,16 @@ impl AppState {
         &self.flows
     }
 
-    /// The roles role mapping gives a user of a realm. (Role mapping is its own issue; until
-    /// it lands, none.)
-    pub fn roles_for(&self, _user: &MappedUser, _realm: &str) -> Vec<String> {
-        Vec::new()
+    /// The roles a realm user gets from the role mappings (sorted, de-duplicated). Never
+    /// touches the store: the mappings are loaded at startup ([`Self::load_role_mappings`]).
+    pub fn roles_for(&self, user: &crate::roles::UserModel) -> Vec<String> {
+        self.role_mappings.roles_for(user)
+    }
+
+    /// Load the stored role mappings (startup; after another node changed them). Returns
+    /// messages about stored mappings that were skipped because they no longer compile.
+    pub async fn load_role_mappings(&self) -> Result<Vec<String>, crate::store::StoreError> {
+        self.role_mappings.reload(&**self.tokens.store()).await
     }
 
     /// Token lifetimes from the current configuration.

@@ -179,6 +179,14 @@ async fn serve_async(loaded: config::Loaded) -> Result<(), String> {
         Arc::new(SystemClock),
     )
     .map_err(|errors| errors.join("\n"))?;
+    // Role mappings stored through the API, compiled before the first login.
+    let skipped = state
+        .load_role_mappings()
+        .await
+        .map_err(|e| format!("cannot load role mappings from the store: {e}"))?;
+    for msg in &skipped {
+        tracing::error!("{msg}");
+    }
     let sweeper = app::spawn_sweeper(state.clone(), SWEEP_INTERVAL);
     let factory_state = state.clone();
     let server =

@@ -132,6 +132,17 @@ impl ApiError {
         )
     }
 
+    /// 400 `parse_exception` (Elasticsearch's `ElasticsearchParseException`), e.g. an invalid
+    /// role mapping: `failed to parse role-mapping [<name>]. missing field [enabled]`.
+    pub fn parse_exception(code: &'static str, reason: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "parse_exception",
+            code,
+            reason.into(),
+        )
+    }
+
     /// 400 `illegal_argument_exception`.
     pub fn illegal_argument(code: &'static str, reason: impl Into<String>) -> Self {
         Self::new(

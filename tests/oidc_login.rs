@@ -891,3 +891,39 @@ async fn op_key_rotation_is_picked_up_from_the_jwks_url() {
     }
     assert_eq!(e.op.jwks_fetches(), fetches + 1);
 }
+
+#[actix_web::test]
+async fn a_finance_team_group_claim_yields_the_finance_data_role() {
+    let e = env("code", &[]).await;
+    let (s, b) = e
+        .call(
+            TestRequest::put()
+                .uri("/_security/role_mapping/finance")
+                .insert_header(basic(ADMIN))
+                .set_json(json!({
+                    "enabled": true,
+                    "roles": ["finance_data"],
+                    "rules": {"all": [
+                        {"field": {"realm.name": "oidc1"}},
+                        {"field": {"groups": "finance-team"}}
+                    ]}
+                })),
+        )
+        .await;
+    assert_eq!((s, b), (200, json!({"role_mapping": {"created": true}})));
+    let (s, b) = e.login().await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["authentication"]["roles"], json!(["finance_data"]));
+    let (_, me) = e
+        .call(
+            TestRequest::get()
+                .uri("/_security/_authenticate")
+                .insert_header(bearer(b["access_token"].as_str().unwrap())),
+        )
+        .await;
+    assert_eq!(me["roles"], json!(["finance_data"]));
+    // Another group: no role.
+    e.op.set(|k| k.user.groups = Some(json!(["engineering"])));
+    let (_, b) = e.login().await;
+    assert_eq!(b["authentication"]["roles"], json!([]));
+}

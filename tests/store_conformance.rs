@@ -416,3 +416,34 @@ async fn redb_survives_abort_mid_write() {
         stored
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_role_mappings_survive_reopen_and_old_files_gain_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir);
+    {
+        let store = RedbStore::open(&path).unwrap();
+        assert!(store.put_role_mapping("a", b"{}".to_vec()).await.unwrap());
+        assert!(store.put_role_mapping("b", b"[1]".to_vec()).await.unwrap());
+        assert!(store.delete_role_mapping("a").await.unwrap());
+    }
+    {
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(
+            store.get_role_mappings().await.unwrap(),
+            vec![("b".to_string(), b"[1]".to_vec())]
+        );
+    }
+    // A file written before role mappings existed (same schema version, no table) opens and
+    // gets an empty table.
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        const RM: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("role_mappings");
+        assert!(txn.delete_table(RM).unwrap());
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&path).unwrap();
+    assert!(store.get_role_mappings().await.unwrap().is_empty());
+    assert!(store.put_role_mapping("c", b"{}".to_vec()).await.unwrap());
+}

@@ -6,7 +6,7 @@
 
 use super::ctx::Ctx;
 use super::flatten::{flatten, scan_key_lines, Leaf};
-use super::{keys, realm, sections, Settings};
+use super::{keys, realm, role_mappings as rm, sections, Settings};
 use std::fmt;
 use std::path::Path;
 
@@ -103,6 +103,8 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
         }]));
     }
     let mut ctx = Ctx::new(base_dir.clone(), scan_key_lines(yaml));
+    // Role mappings are free-form (their rules are not settings): kept out of flattening.
+    let raw_mappings = rm::take(&mut doc);
     match &doc {
         serde_norway::Value::Mapping(_) | serde_norway::Value::Null => {}
         _ => {
@@ -147,6 +149,7 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
     let log = sections::log(&mut ctx);
     let users = sections::users(&mut ctx);
     let realms = realm::realms(&mut ctx);
+    let role_mappings = rm::role_mappings(&mut ctx, raw_mappings);
     if users.is_empty() && !ctx.any_under("users") {
         ctx.warn(
             "users",
@@ -198,6 +201,7 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             log,
             users,
             realms,
+            role_mappings,
         },
         warnings,
     })

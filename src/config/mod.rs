@@ -13,6 +13,7 @@ mod flatten;
 mod keys;
 mod load;
 mod realm;
+mod role_mappings;
 mod sections;
 pub use load::{load, load_str, ConfigError, ConfigErrors, Loaded};
 

@@ -21,6 +21,9 @@ pub struct Settings {
     pub users: BTreeMap<String, UserEntry>,
     /// OIDC realms, sorted by `order`.
     pub realms: Vec<RealmConfig>,
+    /// Role mappings from `role_mappings` and `role_mapping_files`, compiled (read-only
+    /// through the API).
+    pub role_mappings: Vec<std::sync::Arc<crate::roles::RoleMapping>>,
 }
 
 /// `http.*`: the listener.

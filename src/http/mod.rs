@@ -2,6 +2,7 @@
 
 mod body;
 mod oidc;
+mod role_mapping;
 mod security;
 mod token;
 
@@ -47,6 +48,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/_security/oauth2/token")
             .route(web::post().to(token::create))
             .route(web::delete().to(token::invalidate))
+            .default_service(web::to(wrong_method)),
+    );
+    role_mapping_routes(cfg);
+}
+
+/// Role mappings (spec §5.1).
+fn role_mapping_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/_security/role_mapping")
+            .route(web::get().to(role_mapping::get_all))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_security/role_mapping/{name}")
+            .route(web::get().to(role_mapping::get))
+            .route(web::put().to(role_mapping::put))
+            .route(web::post().to(role_mapping::put))
+            .route(web::delete().to(role_mapping::delete))
             .default_service(web::to(wrong_method)),
     );
 }

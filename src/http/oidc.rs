@@ -159,7 +159,15 @@ pub async fn authenticate(
         return Err(ApiError::validation(&missing));
     }
     let rt = state.runtime();
-    let roles = |user: &crate::claims::MappedUser, realm: &str| state.roles_for(user, realm);
+    let roles = |user: &crate::claims::MappedUser, realm: &str| {
+        state.roles_for(&crate::roles::UserModel {
+            username: user.principal.clone(),
+            dn: user.dn.clone(),
+            groups: user.groups.clone(),
+            metadata: user.metadata.clone(),
+            realm_name: realm.to_string(),
+        })
+    };
     let ctx = LoginContext {
         tokens: &state.tokens,
         clock: state.clock.as_ref(),

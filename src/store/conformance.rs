@@ -43,6 +43,8 @@ where
     concurrent_flow_takes(make().await).await;
     sweep_removes_only_expired(make().await).await;
     sweep_then_reuse_keys(make().await).await;
+    role_mappings_put_get_delete(make().await).await;
+    concurrent_role_mapping_puts(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -909,4 +911,70 @@ pub async fn sweep_then_reuse_keys(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(c, InvalidationCounts::default());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Role mappings
+
+/// Put creates then replaces, get lists in name order, delete reports whether it existed;
+/// tokens and role mappings do not interfere.
+pub async fn role_mappings_put_get_delete(store: Arc<dyn Store>) {
+    assert!(store.get_role_mappings().await.unwrap().is_empty());
+    let body = |n: u32| {
+        format!(r#"{{"enabled":true,"roles":["r{n}"],"rules":{{"field":{{"username":"*"}}}}}}"#)
+            .into_bytes()
+    };
+    assert!(store.put_role_mapping("b", body(1)).await.unwrap());
+    assert!(store.put_role_mapping("a.x", body(2)).await.unwrap());
+    assert!(store.put_role_mapping("ü ñ", body(3)).await.unwrap());
+    assert!(!store.put_role_mapping("b", body(4)).await.unwrap());
+    store
+        .insert_token(token(1, true, family(1), "oidc1", "u"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_role_mappings().await.unwrap(),
+        vec![
+            ("a.x".to_string(), body(2)),
+            ("b".to_string(), body(4)),
+            ("ü ñ".to_string(), body(3)),
+        ]
+    );
+    assert!(store.delete_role_mapping("b").await.unwrap());
+    assert!(!store.delete_role_mapping("b").await.unwrap());
+    assert!(!store.delete_role_mapping("never").await.unwrap());
+    let names: Vec<String> = store
+        .get_role_mappings()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["a.x", "ü ñ"]);
+    assert!(store.get_by_access(&hash(b'a', 1)).await.unwrap().is_some());
+    // Re-creating after a delete counts as created.
+    assert!(store.put_role_mapping("b", body(5)).await.unwrap());
+}
+
+/// Concurrent puts of distinct names all land; of the same name, exactly one creates.
+pub async fn concurrent_role_mapping_puts(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for n in 0..64u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = format!("m{}", n % 32);
+            store
+                .put_role_mapping(&name, n.to_string().into_bytes())
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 32);
+    assert_eq!(store.get_role_mappings().await.unwrap().len(), 32);
 }

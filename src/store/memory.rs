@@ -9,6 +9,7 @@ struct Inner {
     docs: HashMap<Hash32, TokenDoc>,
     by_refresh: HashMap<Hash32, Hash32>,
     flows: HashMap<Hash32, FlowRecord>,
+    role_mappings: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 /// See the module documentation.
@@ -206,5 +207,26 @@ impl Store for MemoryStore {
             inner.flows.remove(k);
         }
         Ok(expired.len() + flows.len())
+    }
+
+    async fn put_role_mapping(&self, name: &str, json: Vec<u8>) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .role_mappings
+            .insert(name.to_string(), json)
+            .is_none())
+    }
+
+    async fn get_role_mappings(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .role_mappings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn delete_role_mapping(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().role_mappings.remove(name).is_some())
     }
 }

@@ -216,4 +216,34 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Delete up to `limit` pairs and flows that expired at or before `now`; returns how many.
     async fn sweep_expired(&self, now: UnixMillis, limit: usize) -> Result<usize, StoreError>;
+
+    // --- Role mappings -------------------------------------------------------------------
+    //
+    // Stored as the API's JSON body (bytes), keyed by name; callers validate and compile
+    // before writing and on every load. The defaults refuse, so a backend that lacks them
+    // fails the conformance suite rather than the build.
+
+    /// Store (durably) the mapping `name`, replacing any previous one: `true` if it was
+    /// created, `false` if replaced.
+    async fn put_role_mapping(&self, name: &str, json: Vec<u8>) -> Result<bool, StoreError> {
+        let _ = (name, json);
+        Err(StoreError::Unavailable(
+            "this store backend does not keep role mappings".into(),
+        ))
+    }
+
+    /// Every stored mapping as `(name, json)`, in name order.
+    async fn get_role_mappings(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Err(StoreError::Unavailable(
+            "this store backend does not keep role mappings".into(),
+        ))
+    }
+
+    /// Delete (durably) the mapping `name`; whether it existed.
+    async fn delete_role_mapping(&self, name: &str) -> Result<bool, StoreError> {
+        let _ = name;
+        Err(StoreError::Unavailable(
+            "this store backend does not keep role mappings".into(),
+        ))
+    }
 }

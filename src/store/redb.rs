@@ -15,6 +15,7 @@
 //! | `token_expiry` | `expires_at ++ access hash` | `()` |
 //! | `flows` | state hash | the [`FlowRecord`], in the binary form of [`codec`] |
 //! | `flow_expiry` | `expires_at ++ state hash` | `()` |
+//! | `role_mappings` | mapping name (UTF-8) | the mapping's API JSON body |
 //!
 //! (`len` is a big-endian `u32`, so any byte may appear in a name.) The owner index is keyed
 //! realm first: `(realm, username)` and `realm` are prefix scans, `username` alone is a skip
@@ -59,6 +60,9 @@ const TOKEN_FAMILY: TableDefinition<Bytes, ()> = TableDefinition::new("token_fam
 const TOKEN_EXPIRY: TableDefinition<Bytes, ()> = TableDefinition::new("token_expiry");
 const FLOWS: TableDefinition<Bytes, Bytes> = TableDefinition::new("flows");
 const FLOW_EXPIRY: TableDefinition<Bytes, ()> = TableDefinition::new("flow_expiry");
+/// Added after schema version 1 without a version bump: a new table only, created (empty) by
+/// [`Tables::open`] when an older file is opened.
+const ROLE_MAPPINGS: TableDefinition<&str, Bytes> = TableDefinition::new("role_mappings");
 
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -420,6 +424,7 @@ struct Tables<'t> {
     expiry: Table<'t, Bytes, ()>,
     flows: Table<'t, Bytes, Bytes>,
     flow_expiry: Table<'t, Bytes, ()>,
+    role_mappings: Table<'t, &'static str, Bytes>,
 }
 
 impl<'t> Tables<'t> {
@@ -436,6 +441,7 @@ impl<'t> Tables<'t> {
             expiry: txn.open_table(TOKEN_EXPIRY).map_err(open)?,
             flows: txn.open_table(FLOWS).map_err(open)?,
             flow_expiry: txn.open_table(FLOW_EXPIRY).map_err(open)?,
+            role_mappings: txn.open_table(ROLE_MAPPINGS).map_err(open)?,
         })
     }
 
@@ -904,6 +910,40 @@ impl Store for RedbStore {
     async fn sweep_expired(&self, now: UnixMillis, limit: usize) -> Result<usize, StoreError> {
         self.submit(true, move |t| t.sweep_expired(now, limit))
             .await
+    }
+
+    async fn put_role_mapping(&self, name: &str, json: Vec<u8>) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.submit(true, move |t| {
+            let previous = t
+                .role_mappings
+                .insert(name.as_str(), json.as_slice())?
+                .is_some();
+            Ok(!previous)
+        })
+        .await
+    }
+
+    async fn get_role_mappings(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(|txn| {
+            let table = txn
+                .open_table(ROLE_MAPPINGS)
+                .map_err(|e| OpError::Op(table_error(e)))?;
+            let mut out = Vec::new();
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                out.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    async fn delete_role_mapping(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.submit(true, move |t| {
+            Ok(t.role_mappings.remove(name.as_str())?.is_some())
+        })
+        .await
     }
 }
 

@@ -96,6 +96,7 @@ pub fn settings() -> Settings {
         },
         users,
         realms: Vec::new(),
+        role_mappings: Vec::new(),
     }
 }
 

@@ -1,0 +1,243 @@
+//! `PUT`/`POST`/`GET`/`DELETE /_security/role_mapping[/{name}]` (spec §5.1), with
+//! Elasticsearch's bodies, messages and status codes. Mappings from the configuration are
+//! shown (with `"source": "file"`) but cannot be written or deleted here.
+
+use super::{EsJson, Parser};
+use crate::app::{AppState, Caller};
+use crate::auth::Action;
+use crate::error::ApiError;
+use crate::roles::live::WriteError;
+use crate::roles::{MappingError, RoleMapper};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{json, Map, Value};
+use std::fmt;
+
+/// A role-mapping body: any JSON object, read strictly (duplicate keys refused at any depth);
+/// its fields are checked by `RoleMapping::parse`.
+#[derive(Debug)]
+pub struct MappingBody(pub Value);
+
+impl Parser for MappingBody {
+    const NAME: &'static str = "role-mapping";
+}
+
+impl<'de> Deserialize<'de> for MappingBody {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictValue).map(MappingBody)
+    }
+}
+
+/// Builds a `serde_json::Value`, refusing duplicate object keys (which `Value` would
+/// silently collapse).
+struct StrictValue;
+
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(MappingBody(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                return Err(de::Error::custom(format!("duplicate field `{k}`")));
+            }
+            let MappingBody(v) = map.next_value()?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// Query parameters: `refresh` (accepted and ignored: every write is visible on return) and
+/// Elasticsearch's output switches `pretty`, `human`, `error_trace` (ignored); others are
+/// refused as Elasticsearch does.
+fn check_params(req: &HttpRequest, allow_refresh: bool) -> Result<(), ApiError> {
+    let query = req.query_string();
+    if query.is_empty() {
+        return Ok(());
+    }
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "refresh" if allow_refresh => {
+                if !matches!(v.as_ref(), "" | "true" | "false" | "wait_for") {
+                    return Err(ApiError::illegal_argument(
+                        "invalid_parameter",
+                        format!("Unknown value for refresh: [{v}]."),
+                    ));
+                }
+            }
+            "pretty" | "human" | "error_trace" => {}
+            other => {
+                return Err(ApiError::illegal_argument(
+                    "invalid_parameter",
+                    format!(
+                        "request [{}] contains unrecognized parameter: [{other}]",
+                        req.path()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_only(name: &str) -> ApiError {
+    ApiError::illegal_argument(
+        "role_mapping_read_only",
+        format!(
+            "role mapping [{name}] is defined in the configuration (role_mappings or role_mapping_files) and is read-only through the API; change it there and reload the configuration"
+        ),
+    )
+}
+
+fn write_error(e: WriteError) -> ApiError {
+    match e {
+        WriteError::FileMapping(name) => read_only(&name),
+        WriteError::Invalid(MappingError::Validation(messages)) => ApiError::validation(&messages),
+        WriteError::Invalid(e @ MappingError::Parse { .. }) => {
+            ApiError::parse_exception("role_mapping_invalid", e.to_string())
+        }
+        WriteError::Store(e) => e.into(),
+    }
+}
+
+/// `PUT`/`POST /_security/role_mapping/{name}`.
+pub async fn put(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+    body: EsJson<MappingBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Action::RoleMappingPut)?;
+    check_params(&req, true)?;
+    let name = name.into_inner();
+    let store = state.tokens.store().clone();
+    let created = state
+        .role_mappings
+        .put(&*store, &name, &body.0 .0)
+        .await
+        .map_err(write_error)?;
+    tracing::info!(mapping = %name, created, "role mapping written");
+    Ok(HttpResponse::Ok().json(json!({"role_mapping": {"created": created}})))
+}
+
+/// `DELETE /_security/role_mapping/{name}`.
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Action::RoleMappingDelete)?;
+    check_params(&req, true)?;
+    let name = name.into_inner();
+    let store = state.tokens.store().clone();
+    let found = state
+        .role_mappings
+        .delete(&*store, &name)
+        .await
+        .map_err(write_error)?;
+    if found {
+        tracing::info!(mapping = %name, "role mapping deleted");
+        Ok(HttpResponse::Ok().json(json!({"found": true})))
+    } else {
+        Ok(HttpResponse::NotFound().json(json!({"found": false})))
+    }
+}
+
+/// `GET /_security/role_mapping`.
+pub async fn get_all(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Action::RoleMappingGet)?;
+    check_params(&req, false)?;
+    let mapper = snapshot(&state).await?;
+    let mut out = Map::new();
+    for (m, source) in mapper.all() {
+        out.insert(m.name.clone(), shown(m, source));
+    }
+    Ok(HttpResponse::Ok().json(Value::Object(out)))
+}
+
+/// `GET /_security/role_mapping/{name}[,{name}...]`: those found; 404 `{}` if none is.
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    names: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Action::RoleMappingGet)?;
+    check_params(&req, false)?;
+    let mapper = snapshot(&state).await?;
+    let mut out = Map::new();
+    let names: Vec<&str> = names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() || names.contains(&"*") || names.contains(&"_all") {
+        for (m, source) in mapper.all() {
+            out.insert(m.name.clone(), shown(m, source));
+        }
+        return Ok(HttpResponse::Ok().json(Value::Object(out)));
+    }
+    for name in names {
+        if let Some((m, source)) = mapper.get(name) {
+            out.insert(m.name.clone(), shown(m, source));
+        }
+    }
+    if out.is_empty() {
+        return Ok(HttpResponse::NotFound().json(json!({})));
+    }
+    Ok(HttpResponse::Ok().json(Value::Object(out)))
+}
+
+async fn snapshot(state: &AppState) -> Result<std::sync::Arc<RoleMapper>, ApiError> {
+    let store = state.tokens.store().clone();
+    state.role_mappings.ensure_loaded(&*store).await?;
+    Ok(state.role_mappings.snapshot())
+}
+
+/// Elasticsearch's form plus `"source": "file" | "api"`.
+fn shown(m: &crate::roles::RoleMapping, source: crate::roles::Source) -> Value {
+    let mut v = m.to_es_json();
+    v["source"] = json!(source.as_str());
+    v
+}
