@@ -8,14 +8,58 @@ use std::sync::Mutex;
 struct Inner {
     docs: HashMap<Hash32, TokenDoc>,
     by_refresh: HashMap<Hash32, Hash32>,
-    flows: HashMap<Hash32, FlowRecord>,
     role_mappings: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+/// Pending login flows in memory: single-use, expiring. Used by [`MemoryStore`] and by the
+/// embedded redb backend, whose flows need not survive a restart (a user whose login was in
+/// flight logs in again) and are kept out of the database for speed.
+#[derive(Debug, Default)]
+pub(crate) struct FlowTable {
+    flows: Mutex<HashMap<Hash32, FlowRecord>>,
+}
+
+impl FlowTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Hash32, FlowRecord>> {
+        self.flows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn insert(&self, state_hash: &Hash32, flow: FlowRecord) -> Result<(), StoreError> {
+        let mut flows = self.lock();
+        if flows.contains_key(state_hash) {
+            return Err(StoreError::Conflict);
+        }
+        flows.insert(*state_hash, flow);
+        Ok(())
+    }
+
+    pub(crate) fn take(&self, state_hash: &Hash32, now: UnixMillis) -> Option<FlowRecord> {
+        self.lock()
+            .remove(state_hash)
+            .filter(|f| f.expires_at > now)
+    }
+
+    /// Remove up to `limit` expired flows; returns how many.
+    pub(crate) fn sweep(&self, now: UnixMillis, limit: usize) -> usize {
+        let mut flows = self.lock();
+        let expired: Vec<Hash32> = flows
+            .iter()
+            .filter(|(_, f)| f.expires_at <= now)
+            .map(|(k, _)| *k)
+            .take(limit)
+            .collect();
+        for k in &expired {
+            flows.remove(k);
+        }
+        expired.len()
+    }
 }
 
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    flows: FlowTable,
 }
 
 impl MemoryStore {
@@ -159,12 +203,7 @@ impl Store for MemoryStore {
     }
 
     async fn insert_flow(&self, state_hash: &Hash32, flow: FlowRecord) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        if inner.flows.contains_key(state_hash) {
-            return Err(StoreError::Conflict);
-        }
-        inner.flows.insert(*state_hash, flow);
-        Ok(())
+        self.flows.insert(state_hash, flow)
     }
 
     async fn take_flow(
@@ -172,11 +211,7 @@ impl Store for MemoryStore {
         state_hash: &Hash32,
         now: UnixMillis,
     ) -> Result<Option<FlowRecord>, StoreError> {
-        Ok(self
-            .lock()
-            .flows
-            .remove(state_hash)
-            .filter(|f| f.expires_at > now))
+        Ok(self.flows.take(state_hash, now))
     }
 
     async fn sweep_expired(&self, now: UnixMillis, limit: usize) -> Result<usize, StoreError> {
@@ -195,18 +230,8 @@ impl Store for MemoryStore {
                 }
             }
         }
-        let left = limit - expired.len();
-        let flows: Vec<Hash32> = inner
-            .flows
-            .iter()
-            .filter(|(_, f)| f.expires_at <= now)
-            .map(|(k, _)| *k)
-            .take(left)
-            .collect();
-        for k in &flows {
-            inner.flows.remove(k);
-        }
-        Ok(expired.len() + flows.len())
+        let flows = self.flows.sweep(now, limit - expired.len());
+        Ok(expired.len() + flows)
     }
 
     async fn put_role_mapping(&self, name: &str, json: Vec<u8>) -> Result<bool, StoreError> {

@@ -13,8 +13,6 @@
 //! | `token_owner` | `len realm ++ realm ++ len username ++ username ++ access hash` | `()` |
 //! | `token_family` | `family ++ access hash` | `()` |
 //! | `token_expiry` | `expires_at ++ access hash` | `()` |
-//! | `flows` | state hash | the [`FlowRecord`], in the binary form of [`codec`] |
-//! | `flow_expiry` | `expires_at ++ state hash` | `()` |
 //! | `role_mappings` | mapping name (UTF-8) | the mapping's API JSON body |
 //!
 //! (`len` is a big-endian `u32`, so any byte may appear in a name.) The owner index is keyed
@@ -26,20 +24,26 @@
 //!
 //! Every write runs on one writer thread, fed by a channel. It takes the first waiting task,
 //! drains up to [`MAX_BATCH`] more, runs them in order inside one write transaction and
-//! commits with `Durability::Immediate` (or without durability if the batch touches flows only),
+//! commits with `Durability::Immediate` (or without durability if no task of the batch asks for it),
 //! and only then answers each caller. A task that fails on its own (a `Conflict`, a corrupt
 //! record) does so before writing anything, so the other tasks of its batch still commit; a
 //! storage failure (or a panic) aborts the batch and every task of it gets `Unavailable`.
-//! `refresh` and `take_flow` are atomic because nothing else writes in between. Flow-only
+//! `refresh` is atomic because nothing else writes in between. Non-durable
 //! commits are made durable by the next durable commit, by at most `MAX_NON_DURABLE_RUN` (1024)
 //! of them in a row, and by closing the store. Closing (or dropping) the store lets the writer
 //! finish every queued task before it stops.
 //!
 //! Reads (`get_by_access`, `get_by_refresh`) open a read transaction on the caller's thread:
 //! they never wait for the writer.
+//!
+//! # Flows
+//!
+//! Pending logins are not written to the file: they live in memory (single-use, swept when
+//! expired). A restart loses them, which the contract allows (the user logs in again), and a
+//! login then costs one durable commit (its tokens) instead of three commits.
 
 use super::codec;
-use super::memory::{invalidate_doc, owner_matches};
+use super::memory::{invalidate_doc, owner_matches, FlowTable};
 use super::*;
 use ::redb::{
     Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, StorageError, Table,
@@ -58,8 +62,6 @@ const TOKEN_REFRESH: TableDefinition<Bytes, Bytes> = TableDefinition::new("token
 const TOKEN_OWNER: TableDefinition<Bytes, ()> = TableDefinition::new("token_owner");
 const TOKEN_FAMILY: TableDefinition<Bytes, ()> = TableDefinition::new("token_family");
 const TOKEN_EXPIRY: TableDefinition<Bytes, ()> = TableDefinition::new("token_expiry");
-const FLOWS: TableDefinition<Bytes, Bytes> = TableDefinition::new("flows");
-const FLOW_EXPIRY: TableDefinition<Bytes, ()> = TableDefinition::new("flow_expiry");
 /// Added after schema version 1 without a version bump: a new table only, created (empty) by
 /// [`Tables::open`] when an older file is opened.
 const ROLE_MAPPINGS: TableDefinition<&str, Bytes> = TableDefinition::new("role_mappings");
@@ -79,6 +81,7 @@ pub struct RedbStore {
     path: PathBuf,
     tasks: Mutex<Option<mpsc::Sender<Box<dyn Task>>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    flows: FlowTable,
 }
 
 impl fmt::Debug for RedbStore {
@@ -129,6 +132,7 @@ impl RedbStore {
             path: path.to_owned(),
             tasks: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            flows: FlowTable::default(),
         })
     }
 
@@ -365,10 +369,6 @@ fn decode_doc(key: &Hash32, bytes: &[u8]) -> Result<TokenDoc, StoreError> {
     Ok(doc)
 }
 
-fn decode_flow(key: &Hash32, bytes: &[u8]) -> Result<FlowRecord, StoreError> {
-    codec::decode_flow(bytes).map_err(|e| StoreError::Corrupt(format!("flow record {key:?}: {e}")))
-}
-
 fn get_doc(
     tokens: &impl ReadableTable<Bytes, Bytes>,
     access: &Hash32,
@@ -422,8 +422,6 @@ struct Tables<'t> {
     owner: Table<'t, Bytes, ()>,
     family: Table<'t, Bytes, ()>,
     expiry: Table<'t, Bytes, ()>,
-    flows: Table<'t, Bytes, Bytes>,
-    flow_expiry: Table<'t, Bytes, ()>,
     role_mappings: Table<'t, &'static str, Bytes>,
 }
 
@@ -439,8 +437,6 @@ impl<'t> Tables<'t> {
             owner: txn.open_table(TOKEN_OWNER).map_err(open)?,
             family: txn.open_table(TOKEN_FAMILY).map_err(open)?,
             expiry: txn.open_table(TOKEN_EXPIRY).map_err(open)?,
-            flows: txn.open_table(FLOWS).map_err(open)?,
-            flow_expiry: txn.open_table(FLOW_EXPIRY).map_err(open)?,
             role_mappings: txn.open_table(ROLE_MAPPINGS).map_err(open)?,
         })
     }
@@ -613,32 +609,6 @@ impl<'t> Tables<'t> {
         }
     }
 
-    fn insert_flow(&mut self, state: &Hash32, flow: FlowRecord) -> Result<(), OpError> {
-        if self.flows.get(&state.0[..])?.is_some() {
-            return Err(StoreError::Conflict.into());
-        }
-        let value = codec::encode_flow(&flow);
-        self.flows.insert(&state.0[..], value.as_slice())?;
-        self.flow_expiry
-            .insert(&expiry_key(flow.expires_at, &state.0)[..], ())?;
-        Ok(())
-    }
-
-    fn take_flow(
-        &mut self,
-        state: &Hash32,
-        now: UnixMillis,
-    ) -> Result<Option<FlowRecord>, OpError> {
-        let flow = match self.flows.get(&state.0[..])? {
-            Some(v) => decode_flow(state, v.value())?,
-            None => return Ok(None),
-        };
-        self.flows.remove(&state.0[..])?;
-        self.flow_expiry
-            .remove(&expiry_key(flow.expires_at, &state.0)[..])?;
-        Ok((flow.expires_at > now).then_some(flow))
-    }
-
     fn sweep_expired(&mut self, now: UnixMillis, limit: usize) -> Result<usize, OpError> {
         let end = expiry_key(now, &[0xff; 32]);
         let expired = expired_keys(&self.expiry, &end, limit)?;
@@ -673,23 +643,7 @@ impl<'t> Tables<'t> {
                 }
             }
         }
-        let flows = expired_keys(&self.flow_expiry, &end, limit - expired.len())?;
-        for key in &flows {
-            self.flow_expiry.remove(key.as_slice())?;
-            let Ok(state) = trailing_hash(key) else {
-                continue;
-            };
-            // Gone, unless the flow under this state is live (a stale index entry); a flow
-            // that does not decode goes too.
-            let remove = match self.flows.get(&state.0[..])? {
-                Some(v) => !decode_flow(&state, v.value()).is_ok_and(|f| f.expires_at > now),
-                None => false,
-            };
-            if remove {
-                self.flows.remove(&state.0[..])?;
-            }
-        }
-        Ok(expired.len() + flows.len())
+        Ok(expired.len())
     }
 }
 
@@ -893,9 +847,7 @@ impl Store for RedbStore {
     }
 
     async fn insert_flow(&self, state_hash: &Hash32, flow: FlowRecord) -> Result<(), StoreError> {
-        let state = *state_hash;
-        self.submit(false, move |t| t.insert_flow(&state, flow))
-            .await
+        self.flows.insert(state_hash, flow)
     }
 
     async fn take_flow(
@@ -903,13 +855,14 @@ impl Store for RedbStore {
         state_hash: &Hash32,
         now: UnixMillis,
     ) -> Result<Option<FlowRecord>, StoreError> {
-        let state = *state_hash;
-        self.submit(false, move |t| t.take_flow(&state, now)).await
+        Ok(self.flows.take(state_hash, now))
     }
 
     async fn sweep_expired(&self, now: UnixMillis, limit: usize) -> Result<usize, StoreError> {
-        self.submit(true, move |t| t.sweep_expired(now, limit))
-            .await
+        let tokens = self
+            .submit(true, move |t| t.sweep_expired(now, limit))
+            .await?;
+        Ok(tokens + self.flows.sweep(now, limit - tokens))
     }
 
     async fn put_role_mapping(&self, name: &str, json: Vec<u8>) -> Result<bool, StoreError> {
