@@ -207,7 +207,7 @@ impl AppState {
                     let rt = self.runtime();
                     Ok(Authentication {
                         privileges: Authentication::privileges_of(&rt.settings, &doc.user),
-                        user: doc.user.clone(),
+                        user: crate::auth::CallerUser::Token(doc),
                         kind: AuthenticationType::Token,
                     })
                 }

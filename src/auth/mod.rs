@@ -81,10 +81,28 @@ impl AuthenticationType {
     }
 }
 
+/// The user of an authentication: built for a configured user, or shared with the bearer
+/// token's cached record (so a bearer check copies nothing).
+#[derive(Debug, Clone)]
+pub enum CallerUser {
+    Owned(UserRecord),
+    Token(std::sync::Arc<crate::store::TokenDoc>),
+}
+
+impl std::ops::Deref for CallerUser {
+    type Target = UserRecord;
+    fn deref(&self) -> &UserRecord {
+        match self {
+            CallerUser::Owned(u) => u,
+            CallerUser::Token(doc) => &doc.user,
+        }
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Authentication {
-    pub user: UserRecord,
+    pub user: CallerUser,
     pub kind: AuthenticationType,
     pub privileges: BTreeSet<Privilege>,
 }
@@ -94,14 +112,14 @@ impl Authentication {
     pub fn for_file_user(settings: &Settings, username: &str) -> Option<Self> {
         let entry = settings.users.get(username)?;
         Some(Self {
-            user: UserRecord {
+            user: CallerUser::Owned(UserRecord {
                 username: username.to_string(),
                 roles: Vec::new(),
                 full_name: entry.full_name.clone(),
                 email: entry.email.clone(),
                 metadata: Default::default(),
                 realm: file_realm(),
-            },
+            }),
             kind: AuthenticationType::Realm,
             privileges: entry.privileges.clone(),
         })
@@ -153,6 +171,37 @@ pub fn file_realm() -> RealmRef {
     RealmRef {
         name: FILE_REALM.to_string(),
         kind: FILE_REALM_TYPE.to_string(),
+    }
+}
+
+/// Elasticsearch's authentication object, serialized straight from the user (no intermediate
+/// JSON tree: this is on the bearer hot path).
+#[derive(Debug, serde::Serialize)]
+pub struct AuthenticationView<'a> {
+    username: &'a str,
+    roles: &'a [String],
+    full_name: Option<&'a str>,
+    email: Option<&'a str>,
+    metadata: &'a serde_json::Map<String, Value>,
+    enabled: bool,
+    authentication_realm: &'a RealmRef,
+    lookup_realm: &'a RealmRef,
+    authentication_type: &'static str,
+}
+
+impl<'a> AuthenticationView<'a> {
+    pub fn new(user: &'a UserRecord, kind: AuthenticationType) -> Self {
+        Self {
+            username: &user.username,
+            roles: &user.roles,
+            full_name: user.full_name.as_deref(),
+            email: user.email.as_deref(),
+            metadata: &user.metadata,
+            enabled: true,
+            authentication_realm: &user.realm,
+            lookup_realm: &user.realm,
+            authentication_type: kind.as_str(),
+        }
     }
 }
 

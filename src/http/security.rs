@@ -34,5 +34,5 @@ pub async fn health() -> HttpResponse {
 /// The caller, in Elasticsearch's shape.
 pub async fn authenticate(caller: Caller) -> Result<HttpResponse, ApiError> {
     let auth = caller.require(Action::Authenticate)?;
-    Ok(HttpResponse::Ok().json(auth.to_json()))
+    Ok(HttpResponse::Ok().json(crate::auth::AuthenticationView::new(&auth.user, auth.kind)))
 }

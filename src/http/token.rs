@@ -146,18 +146,18 @@ pub async fn create(
                 })?;
             let pair = state
                 .tokens
-                .issue(user.user.clone(), client, lifetimes, true, None)
+                .issue((*user.user).clone(), client, lifetimes, true, None)
                 .await
                 .map_err(token_error)?;
-            (pair, user.user, AuthenticationType::Realm)
+            (pair, (*user.user).clone(), AuthenticationType::Realm)
         }
         "client_credentials" => {
             let pair = state
                 .tokens
-                .issue(caller.user.clone(), client, lifetimes, false, None)
+                .issue((*caller.user).clone(), client, lifetimes, false, None)
                 .await
                 .map_err(token_error)?;
-            (pair, caller.user.clone(), caller.kind)
+            (pair, (*caller.user).clone(), caller.kind)
         }
         "refresh_token" => {
             let token = req.refresh_token.unwrap_or_default();
