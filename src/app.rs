@@ -30,6 +30,8 @@ pub struct Runtime {
     pub settings: Arc<Settings>,
     pub realms: Arc<Realms>,
     pub warnings: Vec<String>,
+    /// When this configuration was loaded (the injected clock).
+    pub loaded_at: crate::clock::UnixMillis,
 }
 
 /// Everything a request may need. Shared by all workers.
@@ -40,6 +42,8 @@ pub struct AppState {
     pub clock: SharedClock,
     flows: Flows,
     basic: BasicVerifier,
+    /// Reload bookkeeping (config path, last error) for the reloader and the status API.
+    reload: crate::reload::ReloadLog,
 }
 
 impl AppState {
@@ -51,18 +55,21 @@ impl AppState {
         store: Arc<dyn Store>,
         clock: SharedClock,
     ) -> Result<Arc<Self>, Vec<String>> {
-        let realms = Realms::build(&settings)?;
+        let now = clock.now_millis();
+        let realms = Realms::build_from(&settings, None, now)?;
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(Runtime {
                 generation: 1,
                 settings: Arc::new(settings),
                 realms: Arc::new(realms),
                 warnings,
+                loaded_at: now,
             }),
             tokens: TokenService::new(store.clone(), clock.clone()),
             clock,
             flows: Flows::new(store),
             basic: BasicVerifier::new(),
+            reload: crate::reload::ReloadLog::default(),
         }))
     }
 
@@ -89,21 +96,30 @@ impl AppState {
     }
 
     /// Replace the configuration and its realms (used by reload). On error the running
-    /// configuration stays.
+    /// configuration stays. Realms whose `op.jwkset_path` is unchanged keep their key set.
+    /// Requests in flight finish on the snapshot they started with.
     pub fn swap_settings(
         &self,
         settings: Settings,
         warnings: Vec<String>,
     ) -> Result<u64, Vec<String>> {
-        let realms = Realms::build(&settings)?;
-        let generation = self.runtime.load().generation + 1;
+        let now = self.clock.now_millis();
+        let old = self.runtime.load_full();
+        let realms = Realms::build_from(&settings, Some(&old.realms), now)?;
+        let generation = old.generation + 1;
         self.runtime.store(Arc::new(Runtime {
             generation,
             settings: Arc::new(settings),
             realms: Arc::new(realms),
             warnings,
+            loaded_at: now,
         }));
         Ok(generation)
+    }
+
+    /// Reload bookkeeping (see [`crate::reload`]).
+    pub fn reload_log(&self) -> &crate::reload::ReloadLog {
+        &self.reload
     }
 
     /// Pending logins.
