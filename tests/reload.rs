@@ -392,9 +392,10 @@ async fn jwks_file_rotation_by_rename_symlink_swap_and_broken_file() {
     let t0 = std::time::Instant::now();
     e.wait_for("the renamed JWKS file", |st| kids(st, "oidc1") == ["rsa2"])
         .await;
+    // Live within a second of the rename (the login after it is the harness's time).
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     let (s, b) = e.login().await;
     assert_eq!(s, 200, "{b}");
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
 
     // 2. A file that is not a usable JWKS: reported, and the last good keys stay.
     std::fs::write(e.path("jwks.json"), "{\"keys\": [").unwrap();
@@ -438,9 +439,9 @@ async fn jwks_file_rotation_by_rename_symlink_swap_and_broken_file() {
     let t0 = std::time::Instant::now();
     e.wait_for("the ConfigMap swap", |st| kids(st, "oidc2") == ["k8s-2"])
         .await;
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     let (s, b) = e.login_to("oidc2").await;
     assert_eq!(s, 200, "{b}");
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
 
     // 4. And again (the watch follows the new target directory).
     e.op.rotate_to("k8s-3", KeyChoice::Rsa1, false);
