@@ -306,7 +306,7 @@ struct Loop {
 
 impl Loop {
     /// Compare contents, reload what changed (everything when `force`), re-arm the watches.
-    fn check(&mut self, watcher: &mut notify::RecommendedWatcher, force: bool) {
+    fn check(&mut self, watcher: &mut Option<notify::RecommendedWatcher>, force: bool) {
         let w = watched(&self.state, &self.config_path);
         let changed = |p: &PathBuf, digests: &mut BTreeMap<PathBuf, Option<[u8; 32]>>| {
             let d = digest(p);
@@ -339,6 +339,9 @@ impl Loop {
         for p in &w.config {
             self.digests.entry(p.clone()).or_insert_with(|| digest(p));
         }
+        let Some(watcher) = watcher.as_mut() else {
+            return;
+        };
         let dirs = dirs_of(w.config.iter().chain(w.jwks.iter().map(|(_, p)| p)));
         for d in self.dirs.difference(&dirs) {
             let _ = watcher.unwatch(d);
@@ -368,7 +371,7 @@ pub fn spawn_watcher(
     }
     let data_path = state.runtime().settings.data.path.clone();
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
         if matches!(ev.kind, notify::EventKind::Access(_)) {
             return;
@@ -378,8 +381,18 @@ pub fn spawn_watcher(
             return;
         }
         let _ = tx.send(());
-    })
-    .map_err(|e| format!("cannot start the file watcher: {e}"))?;
+    });
+    // Without OS notifications (e.g. inotify limits reached) the poll still sees changes.
+    let mut watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                "cannot start the file watcher ({e}); changes are seen by polling every {:?}",
+                opts.poll
+            );
+            None
+        }
+    };
     let mut lp = Loop {
         state,
         config_path,
