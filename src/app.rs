@@ -29,6 +29,8 @@ pub struct Runtime {
     pub settings: Arc<Settings>,
     pub realms: Arc<Realms>,
     pub warnings: Vec<String>,
+    /// When this configuration was loaded (the injected clock).
+    pub loaded_at: crate::clock::UnixMillis,
 }
 
 /// Everything a request may need. Shared by all workers.
@@ -41,6 +43,8 @@ pub struct AppState {
     basic: BasicVerifier,
     /// Role mappings: the configuration's and the API's (see `roles::live`).
     pub role_mappings: crate::roles::live::LiveMappings,
+    /// Reload bookkeeping (config path, last error) for the reloader and the status API.
+    reload: crate::reload::ReloadLog,
 }
 
 impl AppState {
@@ -52,7 +56,8 @@ impl AppState {
         store: Arc<dyn Store>,
         clock: SharedClock,
     ) -> Result<Arc<Self>, Vec<String>> {
-        let realms = Realms::build(&settings)?;
+        let now = clock.now_millis();
+        let realms = Realms::build_from(&settings, None, now)?;
         let role_mappings = crate::roles::live::LiveMappings::new(settings.role_mappings.clone());
         Ok(Arc::new(Self {
             role_mappings,
@@ -61,11 +66,13 @@ impl AppState {
                 settings: Arc::new(settings),
                 realms: Arc::new(realms),
                 warnings,
+                loaded_at: now,
             }),
             tokens: TokenService::new(store.clone(), clock.clone()),
             clock,
             flows: Flows::new(store),
             basic: BasicVerifier::new(),
+            reload: crate::reload::ReloadLog::default(),
         }))
     }
 
@@ -92,22 +99,31 @@ impl AppState {
     }
 
     /// Replace the configuration and its realms (used by reload). On error the running
-    /// configuration stays.
+    /// configuration stays. Realms whose `op.jwkset_path` is unchanged keep their key set.
+    /// Requests in flight finish on the snapshot they started with.
     pub fn swap_settings(
         &self,
         settings: Settings,
         warnings: Vec<String>,
     ) -> Result<u64, Vec<String>> {
-        let realms = Realms::build(&settings)?;
-        let generation = self.runtime.load().generation + 1;
+        let now = self.clock.now_millis();
+        let old = self.runtime.load_full();
+        let realms = Realms::build_from(&settings, Some(&old.realms), now)?;
+        let generation = old.generation + 1;
         self.role_mappings.set_file(settings.role_mappings.clone());
         self.runtime.store(Arc::new(Runtime {
             generation,
             settings: Arc::new(settings),
             realms: Arc::new(realms),
             warnings,
+            loaded_at: now,
         }));
         Ok(generation)
+    }
+
+    /// Reload bookkeeping (see [`crate::reload`]).
+    pub fn reload_log(&self) -> &crate::reload::ReloadLog {
+        &self.reload
     }
 
     /// Pending logins.

@@ -3,6 +3,7 @@
 use crate::app::{self, AppState};
 use crate::clock::SystemClock;
 use crate::config::{self, LogFormat, Settings};
+use crate::reload;
 use crate::store::RedbStore;
 use actix_web::{App, HttpServer};
 use clap::{Parser, Subcommand};
@@ -38,6 +39,9 @@ pub enum Command {
 
 /// How often expired tokens and flows are swept.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// How often URL key sets are checked for `op.jwkset_reload_interval` having passed.
+pub const JWKS_REFRESH_TICK: Duration = Duration::from_secs(5);
 
 /// Run the command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
@@ -154,7 +158,7 @@ fn serve(path: &Path) -> i32 {
     for w in &loaded.warnings {
         tracing::warn!("config: {w}");
     }
-    match actix_web::rt::System::new().block_on(serve_async(loaded)) {
+    match actix_web::rt::System::new().block_on(serve_async(loaded, path)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e}");
@@ -163,8 +167,9 @@ fn serve(path: &Path) -> i32 {
     }
 }
 
-async fn serve_async(loaded: config::Loaded) -> Result<(), String> {
+async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), String> {
     let settings = loaded.settings;
+    let secret_files = loaded.files;
     let data_path = settings.data.path.clone();
     let store = RedbStore::open(&data_path)
         .map_err(|e| format!("cannot open the store {}: {e}", data_path.display()))?;
@@ -188,6 +193,10 @@ async fn serve_async(loaded: config::Loaded) -> Result<(), String> {
         tracing::error!("{msg}");
     }
     let sweeper = app::spawn_sweeper(state.clone(), SWEEP_INTERVAL);
+    // Live operations: config/secret/JWKS file watching, SIGHUP, periodic JWKS URL refresh.
+    state.reload_log().set_source(config_path, secret_files);
+    let watcher = reload::spawn_watcher(state.clone(), config_path, Default::default())?;
+    let refresher = reload::spawn_jwks_refresher(state.clone(), JWKS_REFRESH_TICK);
     let factory_state = state.clone();
     let server =
         HttpServer::new(move || App::new().configure(app::configure(factory_state.clone())));
@@ -208,6 +217,8 @@ async fn serve_async(loaded: config::Loaded) -> Result<(), String> {
     }
     let result = server.run().await.map_err(|e| e.to_string());
     sweeper.abort();
+    refresher.abort();
+    drop(watcher);
     tracing::info!("stopped");
     result
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod oidc;
 pub mod realm;
+pub mod reload;
 pub mod roles;
 pub mod secret;
 pub mod store;

@@ -29,6 +29,8 @@ pub enum Action {
     RoleMappingDelete,
     /// `GET /_security/_authenticate`: any authenticated caller.
     Authenticate,
+    /// `GET /_security/oidc/_status`: configuration generation, reload errors, JWKS state.
+    ReloadStatus,
 }
 
 impl Action {
@@ -44,6 +46,7 @@ impl Action {
             Action::RoleMappingGet => "cluster:admin/xpack/security/role_mapping/get",
             Action::RoleMappingDelete => "cluster:admin/xpack/security/role_mapping/delete",
             Action::Authenticate => "cluster:admin/xpack/security/user/authenticate",
+            Action::ReloadStatus => "cluster:monitor/oidc_realm/status",
         }
     }
 
@@ -61,6 +64,7 @@ impl Action {
                 &[ManageSecurity, All]
             }
             Action::Authenticate => &[],
+            Action::ReloadStatus => &[ManageOidc, ManageSecurity, All],
         }
     }
 }

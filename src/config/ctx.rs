@@ -26,6 +26,8 @@ pub(super) struct Ctx {
     locations: HashMap<String, (usize, usize)>,
     pub errors: Vec<ConfigError>,
     pub warnings: Vec<(Location, String, String)>,
+    /// Secret files read (`${file:path}`), watched for changes by the reloader.
+    pub secret_files: Vec<PathBuf>,
 }
 
 /// Shorten a value for an error message.
@@ -69,6 +71,7 @@ impl Ctx {
             locations,
             errors: Vec::new(),
             warnings: Vec::new(),
+            secret_files: Vec::new(),
         }
     }
 
@@ -501,6 +504,7 @@ impl Ctx {
                     return None;
                 }
                 let resolved = self.resolve(file);
+                self.secret_files.push(resolved.clone());
                 return match std::fs::read(&resolved) {
                     Ok(bytes) => {
                         let Ok(mut text) = String::from_utf8(bytes) else {

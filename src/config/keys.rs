@@ -31,6 +31,8 @@ pub(super) const REALM_KEYS: &[&str] = &[
     "op.userinfo_endpoint",
     "op.endsession_endpoint",
     "op.jwkset_path",
+    "op.jwkset_reload_interval",
+    "op.jwkset_min_refetch_interval",
     "claims.principal",
     "claims.groups",
     "claims.name",

@@ -16,6 +16,9 @@ use std::path::Path;
 pub struct Loaded {
     pub settings: Settings,
     pub warnings: Vec<String>,
+    /// Other files this configuration was read from (`${file:...}` secrets, role-mapping
+    /// files), for the reloader.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// One configuration problem, with the key path it concerns.
@@ -204,6 +207,7 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             role_mappings,
         },
         warnings,
+        files: std::mem::take(&mut ctx.secret_files),
     })
 }
 

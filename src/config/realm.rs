@@ -207,6 +207,24 @@ fn realm(
         }
     });
 
+    let jwkset_reload_interval =
+        ctx.time(&k("op.jwkset_reload_interval"), Duration::from_secs(3600));
+    let jwkset_min_refetch_interval = ctx.time(
+        &k("op.jwkset_min_refetch_interval"),
+        Duration::from_secs(30),
+    );
+    for (key, d) in [
+        ("op.jwkset_reload_interval", jwkset_reload_interval),
+        (
+            "op.jwkset_min_refetch_interval",
+            jwkset_min_refetch_interval,
+        ),
+    ] {
+        if d.is_some_and(|d| d < Duration::from_secs(1)) {
+            ctx.error(&k(key), format!("[{}] must be at least 1s", k(key)));
+        }
+    }
+
     // claims.* and claim_patterns.*
     let mut claims_ok = true;
     let mut rules: BTreeMap<&str, Option<ClaimRule>> = BTreeMap::new();
@@ -287,6 +305,8 @@ fn realm(
             userinfo_endpoint: userinfo_endpoint?,
             endsession_endpoint: endsession_endpoint?,
             jwkset: jwkset?,
+            jwkset_reload_interval: jwkset_reload_interval?,
+            jwkset_min_refetch_interval: jwkset_min_refetch_interval?,
         },
         claims,
         populate_user_metadata: populate_user_metadata?,

@@ -99,6 +99,8 @@ pub(super) fn role_mappings(ctx: &mut Ctx, raw: Raw) -> Vec<Arc<RoleMapping>> {
             continue;
         };
         let shown = resolved.display().to_string();
+        // Watched by the reloader, like secret files.
+        ctx.secret_files.push(resolved.clone());
         let text = match std::fs::read_to_string(&resolved) {
             Ok(t) => t,
             Err(e) => {

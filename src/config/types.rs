@@ -264,6 +264,11 @@ pub struct OpSettings {
     pub userinfo_endpoint: Option<Url>,
     pub endsession_endpoint: Option<Url>,
     pub jwkset: JwksSource,
+    /// `op.jwkset_reload_interval`: how often a JWKS URL is fetched again; default 1h.
+    pub jwkset_reload_interval: Duration,
+    /// `op.jwkset_min_refetch_interval`: the least time between two fetches of a JWKS URL
+    /// (unknown `kid`, bad signature, failed periodic refresh); default 30s.
+    pub jwkset_min_refetch_interval: Duration,
 }
 
 /// `op.jwkset_path`: a file (resolved against the config directory) or an https URL

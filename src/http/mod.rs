@@ -4,6 +4,7 @@ mod body;
 mod oidc;
 mod role_mapping;
 mod security;
+mod status;
 mod token;
 
 pub use body::{EsJson, Parser};
@@ -42,6 +43,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/_security/oidc/logout")
             .route(web::post().to(oidc::logout))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_security/oidc/_status")
+            .route(web::get().to(status::status))
             .default_service(web::to(wrong_method)),
     )
     .service(

@@ -28,14 +28,28 @@ pub const REALM_TYPE: &str = "oidc";
 pub struct Realm {
     pub config: RealmConfig,
     client: OpClient,
-    keys: RealmKeys,
+    keys: Arc<RealmKeys>,
 }
 
 impl Realm {
+    /// A realm with fresh keys (a JWKS file is read now).
     pub fn new(config: RealmConfig) -> Result<Self, String> {
+        Self::build(config, None, crate::clock::SystemClock.now_millis())
+    }
+
+    /// A realm; `keys`: the key set of the previous realm of this name, when its
+    /// `op.jwkset_path` is unchanged (kept across a reload).
+    fn build(
+        config: RealmConfig,
+        keys: Option<Arc<RealmKeys>>,
+        now: UnixMillis,
+    ) -> Result<Self, String> {
         let client = OpClient::new(&config)
             .map_err(|e| format!("realms.{}: cannot build the HTTP client: {e}", config.name))?;
-        let keys = RealmKeys::new(&config.op.jwkset, &config.name)?;
+        let keys = match keys {
+            Some(k) => k,
+            None => Arc::new(RealmKeys::new(&config.op.jwkset, &config.name, now)?),
+        };
         Ok(Self {
             config,
             client,
@@ -66,10 +80,29 @@ pub struct Realms {
 impl Realms {
     /// Build every realm of `settings` (reads file JWKS); every failure is collected.
     pub fn build(settings: &Settings) -> Result<Self, Vec<String>> {
+        Self::build_from(settings, None, crate::clock::SystemClock.now_millis())
+    }
+
+    /// [`build`](Self::build) for a reload: a realm of `previous` with the same name and the
+    /// same `op.jwkset_path` keeps its key set (an URL is not fetched again; a file is read
+    /// again, and if it no longer parses the last good keys stay, with the error recorded).
+    pub fn build_from(
+        settings: &Settings,
+        previous: Option<&Realms>,
+        now: UnixMillis,
+    ) -> Result<Self, Vec<String>> {
         let mut realms = Realms::default();
         let mut errors = Vec::new();
         for cfg in &settings.realms {
-            match Realm::new(cfg.clone()) {
+            let kept = previous
+                .and_then(|p| p.by_name.get(&cfg.name))
+                .filter(|old| old.keys.source() == &cfg.op.jwkset)
+                .map(|old| {
+                    // A failure is logged and recorded in the status; the last good keys stay.
+                    let _ = old.keys.reload_file(&cfg.name, now);
+                    old.keys.clone()
+                });
+            match Realm::build(cfg.clone(), kept, now) {
                 Ok(r) => {
                     let r = Arc::new(r);
                     realms.by_name.insert(cfg.name.clone(), r.clone());
@@ -92,6 +125,28 @@ impl Realms {
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Realm>> {
         self.ordered.iter()
+    }
+
+    /// Fetch every URL key set whose `op.jwkset_reload_interval` has passed (the periodic
+    /// refresh). Returns how many fetches were attempted.
+    pub async fn refresh_jwks(&self, now: UnixMillis) -> usize {
+        let mut n = 0;
+        for r in &self.ordered {
+            let op = &r.config.op;
+            if r.keys
+                .refresh_if_due(
+                    &r.client,
+                    r.name(),
+                    now,
+                    op.jwkset_reload_interval,
+                    op.jwkset_min_refetch_interval,
+                )
+                .await
+            {
+                n += 1;
+            }
+        }
+        n
     }
 }
 
@@ -542,18 +597,26 @@ async fn validate_with_refetch(
 ) -> Result<id_token::IdTokenClaims, LoginError> {
     let now = ctx.clock.now_millis();
     let now_secs = ctx.clock.now_secs();
-    let Some(keys) = realm.keys.current(&realm.client, realm.name(), now).await else {
+    let min = realm.config.op.jwkset_min_refetch_interval;
+    let Some(keys) = realm
+        .keys
+        .current(&realm.client, realm.name(), now, min)
+        .await
+    else {
         return Err(LoginError::NoKeys(realm.name().to_string()));
     };
     match id_token::validate(raw, policy, &keys, now_secs) {
         Ok(c) => Ok(c),
         Err(e)
             if e.may_need_new_keys()
-                && realm.keys.refetch(&realm.client, realm.name(), now).await =>
+                && realm
+                    .keys
+                    .refetch(&realm.client, realm.name(), now, min)
+                    .await =>
         {
             let keys = realm
                 .keys
-                .current(&realm.client, realm.name(), now)
+                .current(&realm.client, realm.name(), now, min)
                 .await
                 .ok_or_else(|| LoginError::NoKeys(realm.name().to_string()))?;
             id_token::validate(raw, policy, &keys, now_secs).map_err(LoginError::IdToken)

@@ -206,6 +206,8 @@ fn realm_with(token_endpoint: Option<Url>, method: ClientAuthMethod) -> RealmCon
             userinfo_endpoint: None,
             endsession_endpoint: None,
             jwkset: JwksSource::File("jwks.json".into()),
+            jwkset_reload_interval: std::time::Duration::from_secs(3600),
+            jwkset_min_refetch_interval: std::time::Duration::from_secs(30),
         },
         claims: ClaimSettings {
             principal: ClaimRule {

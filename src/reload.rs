@@ -1,0 +1,464 @@
+//! Live operations: reloading the configuration and JWKS files while the server runs.
+//!
+//! - [`reload_from`] validates the whole file with the code `check-config` runs
+//!   ([`config::load`] + [`Realms::build_from`](crate::realm::Realms::build_from)) and, when it
+//!   is valid, swaps realms, users and secrets as one snapshot
+//!   ([`AppState::swap_settings`]). When it is not, the running configuration stays and every
+//!   error is logged with its key path and kept for the status API. Settings that cannot
+//!   change without a restart keep their running value and are reported as warnings.
+//! - [`spawn_watcher`] watches (with `notify`) the directories of the config file, of the
+//!   secret files it reads and of the realms' JWKS files; watching directories survives
+//!   editors that write by rename and Kubernetes ConfigMap symlink swaps. Events are debounced;
+//!   what changed is decided by comparing file contents (SHA-256), so an event that changes
+//!   nothing reloads nothing. A poll at a slow interval catches what the OS did not report
+//!   (network file systems). `SIGHUP` forces a reload of the configuration and every JWKS file.
+//! - [`spawn_jwks_refresher`] fetches URL key sets again once `op.jwkset_reload_interval`
+//!   has passed.
+
+use crate::app::AppState;
+use crate::clock::UnixMillis;
+use crate::config::{self, JwksSource, Settings};
+use notify::Watcher;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A failed reload: when, and every error with its key path.
+#[derive(Debug, Clone)]
+pub struct ReloadFailure {
+    pub at: UnixMillis,
+    pub errors: Vec<String>,
+}
+
+/// What the reloader knows, for the status API.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadInfo {
+    /// The config file reloads read (set by `serve` or the first [`reload_from`]).
+    pub config_path: Option<PathBuf>,
+    /// Secret files the running configuration was read from.
+    pub secret_files: Vec<PathBuf>,
+    /// The last reload attempt and whether it succeeded.
+    pub last_attempt_at: Option<UnixMillis>,
+    pub last_ok: Option<bool>,
+    /// The last failed reload; cleared when a later reload succeeds.
+    pub last_error: Option<ReloadFailure>,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+}
+
+/// Reload bookkeeping, held by [`AppState`].
+#[derive(Debug, Default)]
+pub struct ReloadLog {
+    info: Mutex<ReloadInfo>,
+    /// Serialises reloads (watcher, `SIGHUP`, tests).
+    serial: Mutex<()>,
+}
+
+impl ReloadLog {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReloadInfo> {
+        self.info.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of what is known.
+    pub fn info(&self) -> ReloadInfo {
+        self.lock().clone()
+    }
+
+    /// Record the file the running configuration came from (at start).
+    pub fn set_source(&self, path: &Path, secret_files: Vec<PathBuf>) {
+        let mut i = self.lock();
+        i.config_path = Some(path.to_path_buf());
+        i.secret_files = secret_files;
+    }
+}
+
+/// Settings that take effect only at start: `(key, running value, new value)` for each one
+/// that differs. The new settings get the running values back.
+fn restart_only(running: &Settings, new: &mut Settings) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |key: &str, old: String, newv: String| {
+        if old != newv {
+            out.push(format!(
+                "{key}: changed from [{old}] to [{newv}]; needs a restart to apply (the running value stays)"
+            ));
+        }
+    };
+    let tls = |s: &Settings| {
+        s.http
+            .tls
+            .as_ref()
+            .map(|t| format!("{}, {}", t.certificate.display(), t.key.display()))
+            .unwrap_or_else(|| "none".into())
+    };
+    check(
+        "http.bind",
+        running.http.bind.to_string(),
+        new.http.bind.to_string(),
+    );
+    check("http.tls", tls(running), tls(new));
+    check(
+        "http.max_body",
+        running.http.max_body.to_string(),
+        new.http.max_body.to_string(),
+    );
+    check(
+        "data.path",
+        running.data.path.display().to_string(),
+        new.data.path.display().to_string(),
+    );
+    check(
+        "log.format",
+        format!("{:?}", running.log.format).to_lowercase(),
+        format!("{:?}", new.log.format).to_lowercase(),
+    );
+    check(
+        "log.level",
+        running.log.level.clone(),
+        new.log.level.clone(),
+    );
+    new.http.bind = running.http.bind;
+    new.http.tls = running.http.tls.clone();
+    new.http.max_body = running.http.max_body;
+    new.data.path = running.data.path.clone();
+    new.log = running.log.clone();
+    out
+}
+
+/// Reload the configuration from `path`: validate it all, and swap it in if valid.
+/// Returns the new generation, or every error (the running configuration stays).
+pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
+    let log = state.reload_log();
+    let _serial = log.serial.lock().unwrap_or_else(|p| p.into_inner());
+    let now = state.clock.now_millis();
+    let result = match config::load(path) {
+        Err(errors) => Err(errors.0.iter().map(ToString::to_string).collect()),
+        Ok(loaded) => {
+            let files = loaded.files;
+            let mut settings = loaded.settings;
+            let mut warnings = loaded.warnings;
+            let restart = restart_only(&state.runtime().settings, &mut settings);
+            warnings.extend(restart.iter().cloned());
+            state
+                .swap_settings(settings, warnings.clone())
+                .map(|generation| (generation, files, warnings, restart))
+        }
+    };
+    let mut info = log.lock();
+    info.config_path = Some(path.to_path_buf());
+    info.last_attempt_at = Some(now);
+    match result {
+        Ok((generation, files, warnings, restart)) => {
+            info.secret_files = files;
+            info.last_ok = Some(true);
+            info.last_error = None;
+            info.reloads_ok += 1;
+            for w in &restart {
+                tracing::warn!("config reload: {w}");
+            }
+            tracing::info!(
+                generation,
+                warnings = warnings.len(),
+                "configuration reloaded from {}",
+                path.display()
+            );
+            Ok(generation)
+        }
+        Err(errors) => {
+            for e in &errors {
+                tracing::error!("config reload: {e}");
+            }
+            tracing::error!(
+                "configuration reload from {} refused ({} problem(s)); the running configuration stays",
+                path.display(),
+                errors.len()
+            );
+            info.last_ok = Some(false);
+            info.reloads_failed += 1;
+            info.last_error = Some(ReloadFailure {
+                at: now,
+                errors: errors.clone(),
+            });
+            Err(errors)
+        }
+    }
+}
+
+/// Read every JWKS file of the running realms again (keeping the last good set of a file
+/// that does not parse). Returns how many sets were replaced.
+pub fn reload_jwks_files(state: &AppState) -> usize {
+    let now = state.clock.now_millis();
+    let rt = state.runtime();
+    rt.realms
+        .iter()
+        .filter(|r| matches!(r.keys().source(), JwksSource::File(_)))
+        .filter(|r| r.keys().reload_file(r.name(), now).unwrap_or(false))
+        .count()
+}
+
+/// The periodic refresh of URL key sets, once (the refresher task calls this).
+pub async fn refresh_jwks(state: &AppState) -> usize {
+    let rt = state.runtime();
+    rt.realms.refresh_jwks(state.clock.now_millis()).await
+}
+
+/// Run [`refresh_jwks`] every `tick` (the due check uses the injected clock).
+pub fn spawn_jwks_refresher(state: Arc<AppState>, tick: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(tick);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            t.tick().await;
+            refresh_jwks(&state).await;
+        }
+    })
+}
+
+/// How the watcher behaves.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// Quiet time after the last file event before acting.
+    pub debounce: Duration,
+    /// Act at the latest this long after the first event of a burst.
+    pub max_delay: Duration,
+    /// Compare file contents this often even without events (0 = never).
+    pub poll: Duration,
+    /// Reload on `SIGHUP` (Unix).
+    pub sighup: bool,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        Self {
+            debounce: Duration::from_millis(150),
+            max_delay: Duration::from_millis(750),
+            poll: Duration::from_secs(10),
+            sighup: true,
+        }
+    }
+}
+
+/// The running watcher; dropping it stops watching.
+#[derive(Debug)]
+pub struct WatcherHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WatcherHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// SHA-256 of a file's content (following symlinks); `None` if it cannot be read.
+fn digest(path: &Path) -> Option<[u8; 32]> {
+    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+}
+
+/// The files a reload depends on: the config file and its secret files (→ config reload),
+/// and JWKS files by realm (→ key reload).
+struct Watched {
+    config: Vec<PathBuf>,
+    jwks: Vec<(String, PathBuf)>,
+}
+
+fn watched(state: &AppState, config_path: &Path) -> Watched {
+    let mut config = vec![config_path.to_path_buf()];
+    config.extend(state.reload_log().info().secret_files);
+    let jwks = state
+        .runtime()
+        .realms
+        .iter()
+        .filter_map(|r| match r.keys().source() {
+            JwksSource::File(p) => Some((r.name().to_string(), p.clone())),
+            JwksSource::Url(_) => None,
+        })
+        .collect();
+    Watched { config, jwks }
+}
+
+/// Directories to watch for `files`: each file's directory, and the directory of the file it
+/// resolves to through symlinks.
+fn dirs_of<'a>(files: impl Iterator<Item = &'a PathBuf>) -> BTreeSet<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    for f in files {
+        if let Some(d) = f.parent() {
+            dirs.insert(d.to_path_buf());
+        }
+        if let Ok(real) = std::fs::canonicalize(f) {
+            if let Some(d) = real.parent() {
+                dirs.insert(d.to_path_buf());
+            }
+        }
+    }
+    dirs.retain(|d| d.is_dir());
+    dirs
+}
+
+struct Loop {
+    state: Arc<AppState>,
+    config_path: PathBuf,
+    digests: BTreeMap<PathBuf, Option<[u8; 32]>>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Loop {
+    /// Compare contents, reload what changed (everything when `force`), re-arm the watches.
+    fn check(&mut self, watcher: &mut Option<notify::RecommendedWatcher>, force: bool) {
+        let w = watched(&self.state, &self.config_path);
+        let changed = |p: &PathBuf, digests: &mut BTreeMap<PathBuf, Option<[u8; 32]>>| {
+            let d = digest(p);
+            let old = digests.insert(p.clone(), d);
+            old != Some(d)
+        };
+        let mut config_changed = false;
+        for p in &w.config {
+            config_changed |= changed(p, &mut self.digests);
+        }
+        if config_changed || force {
+            if force {
+                tracing::info!("SIGHUP: reloading the configuration");
+            }
+            let _ = reload_from(&self.state, &self.config_path);
+        }
+        // JWKS files, of the configuration now running (a reload may have added some).
+        let w = watched(&self.state, &self.config_path);
+        let now = self.state.clock.now_millis();
+        let rt = self.state.runtime();
+        for (realm, p) in &w.jwks {
+            let c = changed(p, &mut self.digests);
+            if c || force {
+                if let Some(r) = rt.realms.iter().find(|r| r.name() == realm) {
+                    let _ = r.keys().reload_file(realm, now);
+                }
+            }
+        }
+        // Secret files of the reloaded configuration, so the next edit is seen.
+        for p in &w.config {
+            self.digests.entry(p.clone()).or_insert_with(|| digest(p));
+        }
+        let Some(watcher) = watcher.as_mut() else {
+            return;
+        };
+        let dirs = dirs_of(w.config.iter().chain(w.jwks.iter().map(|(_, p)| p)));
+        for d in self.dirs.difference(&dirs) {
+            let _ = watcher.unwatch(d);
+        }
+        for d in dirs.difference(&self.dirs) {
+            if let Err(e) = watcher.watch(d, notify::RecursiveMode::NonRecursive) {
+                tracing::warn!("cannot watch {}: {e}", d.display());
+            }
+        }
+        self.dirs = dirs;
+    }
+}
+
+/// Watch the configuration (see the module documentation). Needs a Tokio runtime.
+pub fn spawn_watcher(
+    state: Arc<AppState>,
+    config_path: &Path,
+    opts: WatchOptions,
+) -> Result<WatcherHandle, String> {
+    let config_path = std::path::absolute(config_path).unwrap_or_else(|_| config_path.into());
+    {
+        let log = state.reload_log();
+        let mut i = log.lock();
+        if i.config_path.is_none() {
+            i.config_path = Some(config_path.clone());
+        }
+    }
+    let data_path = state.runtime().settings.data.path.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        if matches!(ev.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        // The store's own writes are not configuration changes.
+        if !ev.paths.is_empty() && ev.paths.iter().all(|p| p.starts_with(&data_path)) {
+            return;
+        }
+        let _ = tx.send(());
+    });
+    // Without OS notifications (e.g. inotify limits reached) the poll still sees changes.
+    let mut watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                "cannot start the file watcher ({e}); changes are seen by polling every {:?}",
+                opts.poll
+            );
+            None
+        }
+    };
+    let mut lp = Loop {
+        state,
+        config_path,
+        digests: BTreeMap::new(),
+        dirs: BTreeSet::new(),
+    };
+    // Record the current contents without reloading, and arm the watches.
+    {
+        let w = watched(&lp.state, &lp.config_path);
+        for p in w.config.iter().chain(w.jwks.iter().map(|(_, p)| p)) {
+            lp.digests.insert(p.clone(), digest(p));
+        }
+        lp.check(&mut watcher, false);
+    }
+    #[cfg(unix)]
+    let mut hup = if opts.sighup {
+        Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|e| format!("cannot listen for SIGHUP: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let task = tokio::spawn(async move {
+        let poll = if opts.poll.is_zero() {
+            Duration::from_secs(365 * 24 * 3600)
+        } else {
+            opts.poll
+        };
+        let mut poll_tick = tokio::time::interval(poll);
+        poll_tick.tick().await;
+        loop {
+            #[cfg(unix)]
+            let hup_fut = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hup_fut = std::future::pending::<Option<()>>();
+            let force = tokio::select! {
+                ev = rx.recv() => {
+                    if ev.is_none() {
+                        return;
+                    }
+                    // Debounce: wait for a quiet period, at most `max_delay`.
+                    let deadline = tokio::time::Instant::now() + opts.max_delay;
+                    loop {
+                        let wait = opts.debounce.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                        if wait.is_zero() {
+                            break;
+                        }
+                        match tokio::time::timeout(wait, rx.recv()).await {
+                            Ok(Some(())) => continue,
+                            Ok(None) => return,
+                            Err(_) => break,
+                        }
+                    }
+                    false
+                }
+                _ = poll_tick.tick() => false,
+                _ = hup_fut => true,
+            };
+            lp.check(&mut watcher, force);
+        }
+    });
+    Ok(WatcherHandle { task })
+}
