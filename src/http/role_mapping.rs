@@ -9,9 +9,8 @@ use crate::error::ApiError;
 use crate::roles::live::WriteError;
 use crate::roles::{MappingError, RoleMapper};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
-use std::fmt;
 
 /// A role-mapping body: any JSON object, read strictly (duplicate keys refused at any depth);
 /// its fields are checked by `RoleMapping::parse`.
@@ -22,63 +21,13 @@ impl Parser for MappingBody {
     const NAME: &'static str = "role-mapping";
 }
 
+/// How deep a role-mapping body may nest (rules nest; 64 levels is far beyond any real one).
+const MAX_BODY_DEPTH: usize = 64;
+
 impl<'de> Deserialize<'de> for MappingBody {
+    /// Duplicate members are refused at any depth (`Value` would silently keep the last).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictValue).map(MappingBody)
-    }
-}
-
-/// Builds a `serde_json::Value`, refusing duplicate object keys (which `Value` would
-/// silently collapse).
-struct StrictValue;
-
-impl<'de> Visitor<'de> for StrictValue {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(MappingBody(v)) = seq.next_element()? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(k) = map.next_key::<String>()? {
-            if out.contains_key(&k) {
-                return Err(de::Error::custom(format!("duplicate field `{k}`")));
-            }
-            let MappingBody(v) = map.next_value()?;
-            out.insert(k, v);
-        }
-        Ok(Value::Object(out))
+        crate::oidc::json::deserialize_strict(d, MAX_BODY_DEPTH).map(MappingBody)
     }
 }
 

@@ -25,6 +25,20 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, String> {
     Ok(value)
 }
 
+/// Deserialize one JSON value from any serde deserializer with the same rules as
+/// [`parse_strict`] (for request bodies that must refuse duplicate members, e.g. role
+/// mappings).
+pub fn deserialize_strict<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    max_depth: usize,
+) -> Result<Value, D::Error> {
+    Strict {
+        depth: 0,
+        max_depth,
+    }
+    .deserialize(deserializer)
+}
+
 /// serde_json's message without the position suffix, which is noise for a base64 segment.
 fn clean_error(e: &serde_json::Error) -> String {
     let msg = e.to_string();

@@ -9,7 +9,7 @@
 
 pub mod client;
 pub mod id_token;
-mod json;
+pub mod json;
 pub mod jwks;
 
 #[cfg(test)]
