@@ -740,3 +740,30 @@ fn load_reads_files_relative_to_their_directory() {
     let e = load(&d.path().join("absent.yml")).unwrap_err();
     assert!(e.0[0].message.contains("cannot read config file"));
 }
+
+#[test]
+fn http_settings_without_an_equivalent_warn_instead_of_being_ignored() {
+    let d = dir();
+    let l = ok(
+        &config(
+            &[
+                ("http.max_connections", Some("50")),
+                ("http.connection_read_timeout", Some("2s")),
+            ],
+            "",
+        ),
+        d.path(),
+    );
+    for key in ["http.max_connections", "http.connection_read_timeout"] {
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.contains(key) && w.contains("has no effect")),
+            "{key}: {:?}",
+            l.warnings
+        );
+    }
+    // Not set: no warning.
+    let l = ok(&config(&[], ""), d.path());
+    assert!(!l.warnings.iter().any(|w| w.contains("has no effect")));
+}

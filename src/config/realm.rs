@@ -466,6 +466,16 @@ fn realm_http(ctx: &mut Ctx, base: &str) -> Option<RealmHttpSettings> {
     let max_connections = ctx.int_in(&k("max_connections"), 200, 1, i64::from(u32::MAX));
     let max_endpoint_connections =
         ctx.int_in(&k("max_endpoint_connections"), 200, 1, i64::from(u32::MAX));
+    // Accepted so that an Elasticsearch realm block loads unchanged, but the HTTP client has
+    // no equivalent: say so instead of ignoring them silently.
+    for (key, what) in [
+        ("connection_read_timeout", "a connection-pool lease timeout in Elasticsearch; oidc-realm's client never waits for a pooled connection"),
+        ("max_connections", "a total connection cap in Elasticsearch; oidc-realm's client has no total cap (http.max_endpoint_connections bounds the idle connections per host)"),
+    ] {
+        if ctx.value(&k(key)).is_some() {
+            ctx.warn(&k(key), format!("has no effect: {what}"));
+        }
+    }
     let connection_pool_ttl =
         ctx.time_or_minus_one(&k("connection_pool_ttl"), Some(Duration::from_secs(180)));
     let tcp_keep_alive = ctx.bool(&k("tcp.keep_alive"), true);
