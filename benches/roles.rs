@@ -12,6 +12,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// The server binary runs on mimalloc (src/main.rs); measure with the same allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn mapping(i: usize) -> Value {
     let rules = match i % 10 {
         0 => json!({"field": {"groups": format!("team-{i}-*")}}),
