@@ -6,7 +6,7 @@ use serde_norway::Value;
 
 pub(super) const HTTP_KEYS: &[&str] = &["bind", "tls.certificate", "tls.key", "max_body"];
 pub(super) const DATA_KEYS: &[&str] = &["path"];
-pub(super) const TOKEN_KEYS: &[&str] = &["timeout", "refresh_timeout"];
+pub(super) const TOKEN_KEYS: &[&str] = &["enabled", "timeout", "refresh_timeout"];
 pub(super) const LOG_KEYS: &[&str] = &["format", "level"];
 pub(super) const USER_KEYS: &[&str] = &["password_hash", "privileges", "full_name", "email"];
 pub(super) const TOP_SECTIONS: &[&str] = &["http", "data", "token", "log", "users", "realms"];
@@ -161,7 +161,7 @@ pub(super) fn check_known(ctx: &mut Ctx) {
                 let msg = if path.starts_with("xpack.security.authc.realms.") {
                     "only OpenID Connect realms are supported (xpack.security.authc.realms.oidc.<name>.*)".to_string()
                 } else {
-                    "unknown key: of Elasticsearch's xpack.* settings only xpack.security.authc.realms.oidc.<name>.* and xpack.security.authc.token.timeout are understood".to_string()
+                    "unknown key: of Elasticsearch's xpack.* settings only xpack.security.authc.realms.oidc.<name>.* and xpack.security.authc.token.{enabled,timeout,refresh_timeout} are understood".to_string()
                 };
                 ctx.error_at(&path, msg, loc);
             }

@@ -98,8 +98,10 @@ fn realm(
     if ctx.value(&k("rp.client_secret")).is_none() {
         ctx.required(&k("rp.client_secret"));
     }
-    let redirect_uri = ctx.req_string(&k("rp.redirect_uri"));
-    let redirect_uri = redirect_uri.and_then(|s| ctx.parse_url(&k("rp.redirect_uri"), &s));
+    let redirect_uri_text = ctx.req_string(&k("rp.redirect_uri"));
+    let redirect_uri = redirect_uri_text
+        .clone()
+        .and_then(|s| ctx.parse_url(&k("rp.redirect_uri"), &s));
     let response_type = ctx.req_string(&k("rp.response_type")).and_then(|s| {
         match s.trim() {
             "code" => Some(ResponseType::Code),
@@ -290,6 +292,7 @@ fn realm(
             client_id: client_id?,
             client_secret: client_secret?,
             redirect_uri: redirect_uri?,
+            redirect_uri_exact: redirect_uri_text?,
             response_type: response_type?,
             requested_scopes: requested_scopes?,
             signature_algorithms: signature_algorithms?,

@@ -110,6 +110,14 @@ pub(super) fn data(ctx: &mut Ctx) -> Option<DataSettings> {
 }
 
 pub(super) fn token(ctx: &mut Ctx) -> Option<TokenSettings> {
+    // `xpack.security.authc.token.enabled`, which every Elasticsearch OIDC setup sets to true,
+    // is accepted from a pasted block; the token service cannot be switched off here.
+    if ctx.bool("token.enabled", true) == Some(false) {
+        ctx.error(
+            "token.enabled",
+            "the token service cannot be disabled: OpenID Connect realms require it (as in Elasticsearch); remove the key or set it to true",
+        );
+    }
     const MIN: Duration = Duration::from_secs(1);
     const MAX: Duration = Duration::from_secs(3600);
     let timeout = ctx

@@ -158,7 +158,11 @@ pub struct RealmConfig {
 pub struct RpSettings {
     pub client_id: String,
     pub client_secret: Secret<String>,
+    /// Parsed, for comparing the provider's redirects with it.
     pub redirect_uri: Url,
+    /// Exactly as written in the configuration: what is sent to the provider (it must equal
+    /// the provider's registration byte for byte; `Url` would normalise it).
+    pub redirect_uri_exact: String,
     pub response_type: ResponseType,
     /// Always contains `openid` (added first if missing).
     pub requested_scopes: Vec<String>,

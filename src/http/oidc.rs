@@ -69,10 +69,9 @@ pub async fn prepare(
     caller: Caller,
     body: EsJson<PrepareRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller.require(Action::OidcPrepare)?;
     let req = body.0;
-    let realms = state.runtime().realms.clone();
-    let realm = match (&req.realm, &req.iss) {
+    // Elasticsearch validates a request before it authorizes it (then 400 before 403).
+    let by_name = match (&req.realm, &req.iss) {
         (None, None) => {
             return Err(ApiError::validation(&[
                 "one of [realm, issuer] must be provided",
@@ -83,12 +82,18 @@ pub async fn prepare(
                 "only one of [realm, issuer] can be provided in the same request",
             ]))
         }
-        (Some(name), None) => realms.get(name).cloned().ok_or_else(|| {
+        (Some(name), None) => Ok(name.as_str()),
+        (None, Some(iss)) => Err(iss.as_str()),
+    };
+    let caller = caller.require(Action::OidcPrepare)?;
+    let realms = state.runtime().realms.clone();
+    let realm = match by_name {
+        Ok(name) => realms.get(name).cloned().ok_or_else(|| {
             realm_lookup_error(format!(
                 "Cannot find OpenID Connect realm with name [{name}]"
             ))
         })?,
-        (None, Some(iss)) => match realm::realm_for_issuer(&realms, iss) {
+        Err(iss) => match realm::realm_for_issuer(&realms, iss) {
             Ok(r) => r.clone(),
             Err(0) => {
                 return Err(realm_lookup_error(format!(
@@ -135,7 +140,6 @@ pub async fn authenticate(
     caller: Caller,
     body: EsJson<AuthenticateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller.require(Action::OidcAuthenticate)?;
     let req = body.0;
     let mut missing = Vec::new();
     if req
@@ -158,6 +162,7 @@ pub async fn authenticate(
     if !missing.is_empty() {
         return Err(ApiError::validation(&missing));
     }
+    let caller = caller.require(Action::OidcAuthenticate)?;
     let rt = state.runtime();
     let roles = |user: &crate::claims::MappedUser, realm: &str| {
         state.roles_for(&crate::roles::UserModel {
@@ -212,11 +217,11 @@ pub async fn logout(
     caller: Caller,
     body: EsJson<LogoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Action::OidcLogout)?;
     let req = body.0;
     let Some(token) = req.token.filter(|t| !t.expose_secret().is_empty()) else {
         return Err(ApiError::validation(&["token is missing"]));
     };
+    caller.require(Action::OidcLogout)?;
     let rt = state.runtime();
     let refresh = req
         .refresh_token

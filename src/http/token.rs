@@ -120,11 +120,12 @@ pub async fn create(
     } else {
         Action::TokenCreate
     };
-    let caller = caller.require(action)?;
+    // Elasticsearch validates the request before it authorizes the action.
     let errors = req.validate(grant);
     if !errors.is_empty() {
         return Err(oauth_validation("invalid_request", &errors));
     }
+    let caller = caller.require(action)?;
     let lifetimes = state.lifetimes();
     let expires_in = lifetimes.access.as_secs();
     let client = caller.client_ref();
@@ -218,7 +219,6 @@ pub async fn invalidate(
     caller: Caller,
     body: EsJson<InvalidateTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller.require(Action::TokenInvalidate)?;
     let req = body.0;
     let token = req
         .token
@@ -245,6 +245,7 @@ pub async fn invalidate(
     if !errors.is_empty() {
         return Err(ApiError::validation(&errors));
     }
+    let caller = caller.require(Action::TokenInvalidate)?;
     let counts = match (token, refresh) {
         (Some(t), _) => state.tokens.invalidate_token(TokenKind::Access, t).await,
         (_, Some(r)) => state.tokens.invalidate_token(TokenKind::Refresh, r).await,

@@ -293,7 +293,7 @@ impl OpClient {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "authorization_code")
             .append_pair("code", code)
-            .append_pair("redirect_uri", realm.rp.redirect_uri.as_str());
+            .append_pair("redirect_uri", &realm.rp.redirect_uri_exact);
         if let Some(v) = pkce_verifier {
             form.append_pair("code_verifier", v);
         }

@@ -213,7 +213,7 @@ pub async fn prepare(
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", cfg.rp.response_type.as_str())
             .append_pair("client_id", &cfg.rp.client_id)
-            .append_pair("redirect_uri", cfg.rp.redirect_uri.as_str())
+            .append_pair("redirect_uri", &cfg.rp.redirect_uri_exact)
             .append_pair("scope", &cfg.rp.requested_scopes.join(" "))
             .append_pair("state", &state)
             .append_pair("nonce", &nonce);

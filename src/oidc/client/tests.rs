@@ -191,6 +191,7 @@ fn realm_with(token_endpoint: Option<Url>, method: ClientAuthMethod) -> RealmCon
             client_id: CLIENT_ID.into(),
             client_secret: Secret::new(CLIENT_SECRET.to_string()),
             redirect_uri: Url::parse(REDIRECT).unwrap(),
+            redirect_uri_exact: REDIRECT.to_string(),
             response_type: ResponseType::Code,
             requested_scopes: vec!["openid".into()],
             signature_algorithms: vec![SignatureAlgorithm::RS256],
