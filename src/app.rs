@@ -41,6 +41,9 @@ pub struct AppState {
     pub clock: SharedClock,
     flows: Flows,
     basic: BasicVerifier,
+    /// Bounds the password verifications running at once (argon2 costs ~19 MiB and a core
+    /// each): failed logins cannot exhaust memory or CPU.
+    hashing: tokio::sync::Semaphore,
     /// Role mappings: the configuration's and the API's (see `roles::live`).
     pub role_mappings: crate::roles::live::LiveMappings,
     /// Reload bookkeeping (config path, last error) for the reloader and the status API.
@@ -72,6 +75,9 @@ impl AppState {
             clock,
             flows: Flows::new(store),
             basic: BasicVerifier::new(),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            ),
             reload: crate::reload::ReloadLog::default(),
         }))
     }
@@ -157,26 +163,35 @@ impl AppState {
         &self,
         username: &str,
         password: &str,
-    ) -> Result<Authentication, ()> {
+    ) -> Result<Authentication, PasswordRefused> {
         let rt = self.runtime();
         let entry = rt.settings.users.get(username);
         if entry.is_some() && self.basic.remembered(rt.generation, username, password) {
-            return Authentication::for_file_user(&rt.settings, username).ok_or(());
+            return Authentication::for_file_user(&rt.settings, username)
+                .ok_or(PasswordRefused::Wrong);
+        }
+        // No real password is this long; refuse without hashing it.
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(PasswordRefused::Wrong);
         }
         // Unknown users cost one verification too, so timing does not reveal which names exist.
         let hash = match entry {
             Some(e) => e.password_hash.clone(),
             None => dummy_hash().clone(),
         };
+        let Ok(Ok(_permit)) = tokio::time::timeout(HASHING_WAIT, self.hashing.acquire()).await
+        else {
+            return Err(PasswordRefused::Busy);
+        };
         let pw = crate::secret::Secret::new(password.to_string());
         let ok = web::block(move || auth::basic_verify(&hash, pw.expose_secret()))
             .await
             .unwrap_or(false);
         if !ok || entry.is_none() {
-            return Err(());
+            return Err(PasswordRefused::Wrong);
         }
         self.basic.remember(rt.generation, username, password);
-        Authentication::for_file_user(&rt.settings, username).ok_or(())
+        Authentication::for_file_user(&rt.settings, username).ok_or(PasswordRefused::Wrong)
     }
 
     /// Authenticate the caller of a `/_security/...` request.
@@ -207,14 +222,10 @@ impl AppState {
             return self
                 .verify_password(&username, password.expose_secret())
                 .await
-                .map_err(|()| {
-                    ApiError::unauthenticated(
-                        "credentials_invalid",
-                        format!(
-                            "unable to authenticate user [{username}] for REST request [{uri}]"
-                        ),
-                    )
-                    .with_detail("unknown user or wrong password")
+                .map_err(|r| {
+                    r.into_error(format!(
+                        "unable to authenticate user [{username}] for REST request [{uri}]"
+                    ))
                 });
         }
         if let Some(token) = strip_scheme(value, "Bearer") {
@@ -238,6 +249,34 @@ impl AppState {
     }
 }
 
+/// Longest password verified; longer ones are refused without hashing.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+/// How long a password check waits for a free verification slot before the request is
+/// answered 503.
+pub const HASHING_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a password was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordRefused {
+    /// Unknown user or wrong password.
+    Wrong,
+    /// Too many password checks are running; try again.
+    Busy,
+}
+
+impl PasswordRefused {
+    /// The client error: 401 for wrong credentials, 503 when overloaded.
+    pub fn into_error(self, reason: String) -> ApiError {
+        match self {
+            PasswordRefused::Wrong => ApiError::unauthenticated("credentials_invalid", reason)
+                .with_detail("unknown user or wrong password"),
+            PasswordRefused::Busy => {
+                ApiError::busy("too many password verifications are running; retry shortly")
+            }
+        }
+    }
+}
+
 /// 401 for a refused bearer token, with Elasticsearch's descriptions: unknown, invalidated
 /// and expired tokens all read "expired" (as in Elasticsearch); the log says which.
 pub fn bearer_error(e: BearerError) -> ApiError {
@@ -245,9 +284,11 @@ pub fn bearer_error(e: BearerError) -> ApiError {
         BearerError::Malformed => "The access token is malformed",
         _ => "The access token expired",
     };
+    // One code for all three, as one description: an unauthenticated holder of an old token
+    // does not learn whether it was revoked or merely expired.
     let code = match e {
         BearerError::Malformed => "token_malformed",
-        _ => e.code(),
+        _ => "token_expired",
     };
     ApiError::invalid_token(code, description).with_detail(e.to_string())
 }

@@ -257,6 +257,16 @@ impl ApiError {
         .with_detail(detail)
     }
 
+    /// 503: too much work in flight (e.g. password verifications); the client may retry.
+    pub fn busy(reason: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "es_rejected_execution_exception",
+            "overloaded",
+            reason.into(),
+        )
+    }
+
     /// 503: the store cannot be reached.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(
@@ -320,9 +330,9 @@ impl ResponseError for ApiError {
         let id = correlation_id();
         let detail = self.detail.as_deref().unwrap_or("");
         if self.status.is_server_error() {
-            tracing::error!(correlation_id = %id, status = self.status.as_u16(), code = self.code, reason = %self.reason, detail, "request failed");
+            tracing::error!(correlation_id = %id, status = self.status.as_u16(), code = self.code, reason = ?self.reason, detail, "request failed");
         } else {
-            tracing::info!(correlation_id = %id, status = self.status.as_u16(), code = self.code, reason = %self.reason, detail, "request refused");
+            tracing::info!(correlation_id = %id, status = self.status.as_u16(), code = self.code, reason = ?self.reason, detail, "request refused");
         }
         let mut resp = HttpResponse::build(self.status);
         for c in &self.challenges {

@@ -158,6 +158,20 @@ async fn missing_wrong_and_unknown_credentials_get_401() {
 }
 
 #[actix_web::test]
+async fn an_overlong_password_is_refused_without_hashing() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let (s, _, _) = send(
+        &app,
+        TestRequest::get()
+            .uri("/_security/_authenticate")
+            .insert_header(basic((ARGON_USER.0, &"p".repeat(1025)))),
+    )
+    .await;
+    assert_eq!(s, 401);
+}
+
+#[actix_web::test]
 async fn missing_privilege_gets_403_naming_action_and_user() {
     let t = TestApp::new();
     let app = t.service().await;

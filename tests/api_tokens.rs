@@ -349,22 +349,42 @@ async fn every_malformed_token_of_the_corpus_is_a_401() {
 }
 
 #[actix_web::test]
-async fn tokens_of_oidc_users_grant_no_api_privileges() {
-    // A token's user holds only what its roles give: a file user keeps its privileges...
+async fn a_token_carries_its_users_current_privileges_but_cannot_mint_tokens() {
     let t = TestApp::new();
     let app = t.service().await;
-    let (_, pair) = get_token(&app, ADMIN, json!({"grant_type": "client_credentials"})).await;
+    // A file user's token keeps that user's privileges: it may invalidate tokens...
+    let (_, admin) = get_token(&app, ADMIN, json!({"grant_type": "client_credentials"})).await;
+    let admin_token = admin["access_token"].as_str().unwrap();
+    let (_, victim) = get_token(
+        &app,
+        FACILITATOR,
+        json!({"grant_type": "client_credentials"}),
+    )
+    .await;
     let (s, _, _) = send(
         &app,
-        post_json(
+        delete_json(
             "/_security/oauth2/token",
-            json!({"grant_type": "client_credentials"}),
+            json!({"token": victim["access_token"]}),
         )
-        .insert_header(bearer(pair["access_token"].as_str().unwrap())),
+        .insert_header(bearer(admin_token)),
     )
     .await;
     assert_eq!(s, 200);
-    // ...and a user without manage_token cannot use its token to mint more.
+    // ...but it cannot mint tokens that would outlive it (a stolen token renewing itself).
+    for grant in [
+        json!({"grant_type": "client_credentials"}),
+        json!({"grant_type": "password", "username": ADMIN.0, "password": ADMIN.1}),
+    ] {
+        let (s, _, b) = send(
+            &app,
+            post_json("/_security/oauth2/token", grant.clone()).insert_header(bearer(admin_token)),
+        )
+        .await;
+        assert_eq!(s, 400, "{grant}: {b}");
+        assert_eq!(b["error"]["reason_code"], "token_cannot_create_token");
+    }
+    // A user without manage_token cannot use its token for token APIs at all.
     let (_, pair) = get_token(
         &app,
         ADMIN,
@@ -373,11 +393,8 @@ async fn tokens_of_oidc_users_grant_no_api_privileges() {
     .await;
     let (s, _, _) = send(
         &app,
-        post_json(
-            "/_security/oauth2/token",
-            json!({"grant_type": "client_credentials"}),
-        )
-        .insert_header(bearer(pair["access_token"].as_str().unwrap())),
+        delete_json("/_security/oauth2/token", json!({"username": "admin"}))
+            .insert_header(bearer(pair["access_token"].as_str().unwrap())),
     )
     .await;
     assert_eq!(s, 403);

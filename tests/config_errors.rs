@@ -767,3 +767,36 @@ fn http_settings_without_an_equivalent_warn_instead_of_being_ignored() {
     let l = ok(&config(&[], ""), d.path());
     assert!(!l.warnings.iter().any(|w| w.contains("has no effect")));
 }
+
+#[test]
+fn allowed_clock_skew_is_bounded() {
+    let d = dir();
+    let errs = err(&config(&[("allowed_clock_skew", Some("6m"))], ""), d.path());
+    assert!(
+        errs.0
+            .iter()
+            .any(|e| e.path.ends_with("allowed_clock_skew") && e.message.contains("at most 5m")),
+        "{errs}"
+    );
+    ok(&config(&[("allowed_clock_skew", Some("5m"))], ""), d.path());
+}
+
+#[test]
+fn elasticsearch_token_service_keys_are_accepted() {
+    let d = dir();
+    let yaml = format!(
+        "xpack.security.authc.token.enabled: true\nxpack.security.authc.token.timeout: 10m\n{}",
+        config(&[], "")
+    );
+    let l = ok(&yaml, d.path());
+    assert_eq!(
+        l.settings.token.timeout,
+        std::time::Duration::from_secs(600)
+    );
+    let yaml = format!(
+        "xpack.security.authc.token.enabled: false\n{}",
+        config(&[], "")
+    );
+    let errs = err(&yaml, d.path());
+    assert!(errs.0.iter().any(|e| e.path == "token.enabled"), "{errs}");
+}

@@ -927,3 +927,40 @@ async fn a_finance_team_group_claim_yields_the_finance_data_role() {
     let (_, b) = e.login().await;
     assert_eq!(b["authentication"]["roles"], json!([]));
 }
+
+#[actix_web::test]
+async fn redirects_with_a_doubled_state_or_code_are_refused() {
+    let e = env("code", &[]).await;
+    let (cb, state, nonce) = e.start_login().await;
+    // The state once in the query and once in the fragment: which one would count?
+    let forged = format!("{cb}#state=another-state");
+    assert_refused(
+        &e.authenticate(&forged, &state, &nonce).await,
+        "redirect_param_duplicate",
+    );
+    let (cb, state, nonce) = e.start_login().await;
+    let forged = format!("{cb}&code=second-code");
+    assert_refused(
+        &e.authenticate(&forged, &state, &nonce).await,
+        "redirect_param_duplicate",
+    );
+    assert_eq!(e.op.hits("/token"), 0);
+}
+
+#[actix_web::test]
+async fn caller_chosen_values_are_bounded() {
+    let e = env("code", &[]).await;
+    let long = "n".repeat(513);
+    for body in [
+        json!({"realm": "oidc1", "nonce": long}),
+        json!({"realm": "oidc1", "state": long}),
+        json!({"realm": "oidc1", "login_hint": long}),
+    ] {
+        let (s, b) = e.prepare(body).await;
+        assert_eq!(s, 400, "{b}");
+    }
+    let (s, _) = e
+        .prepare(json!({"realm": "oidc1", "nonce": "n".repeat(512)}))
+        .await;
+    assert_eq!(s, 200);
+}

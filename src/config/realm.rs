@@ -269,7 +269,21 @@ fn realm(
     }
 
     let populate_user_metadata = ctx.bool(&k("populate_user_metadata"), true);
-    let allowed_clock_skew = ctx.time(&k("allowed_clock_skew"), Duration::from_secs(60));
+    // Bounded: a skew of hours or days would switch the exp/iat/nbf checks off in effect.
+    const MAX_SKEW: Duration = Duration::from_secs(300);
+    let allowed_clock_skew = ctx
+        .time(&k("allowed_clock_skew"), Duration::from_secs(60))
+        .and_then(|d| {
+            if d > MAX_SKEW {
+                ctx.error(
+                    &k("allowed_clock_skew"),
+                    "must be at most 5m: a larger tolerance would accept expired ID tokens; fix the clocks (NTP) instead",
+                );
+                None
+            } else {
+                Some(d)
+            }
+        });
     let http = realm_http(ctx, base);
     let ssl = realm_ssl(ctx, base);
 

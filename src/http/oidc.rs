@@ -129,6 +129,10 @@ pub async fn prepare(
                 "the state is already used by a pending login; let prepare generate one",
             ),
             PrepareError::Invalid(m) => ApiError::validation(&[m]),
+            // The only store failure of an in-memory flow table: too many pending logins.
+            PrepareError::Flow(crate::realm::flow::FlowError::Store(
+                crate::store::StoreError::Unavailable(why),
+            )) => ApiError::busy(why),
             PrepareError::Flow(f) => ApiError::internal(f.to_string()),
         })?;
     Ok(HttpResponse::Ok().json(resp))
@@ -205,7 +209,7 @@ fn login_error(e: LoginError) -> ApiError {
     match e {
         LoginError::Token(TokenError::Store(s)) => s.into(),
         other => {
-            tracing::warn!(target: "audit", event = "oidc_login_failed", code = other.code(), "login failed: {other}");
+            tracing::warn!(target: "audit", event = "oidc_login_failed", code = other.code(), cause = ?other.to_string(), "login failed");
             ApiError::unauthenticated(other.code(), AUTHN_FAILED).with_detail(other.to_string())
         }
     }

@@ -101,7 +101,7 @@ pub async fn put(
         .put(&*store, &name, &body.0 .0)
         .await
         .map_err(write_error)?;
-    tracing::info!(mapping = %name, created, "role mapping written");
+    tracing::info!(mapping = ?name, created, "role mapping written");
     Ok(HttpResponse::Ok().json(json!({"role_mapping": {"created": created}})))
 }
 
@@ -122,7 +122,7 @@ pub async fn delete(
         .await
         .map_err(write_error)?;
     if found {
-        tracing::info!(mapping = %name, "role mapping deleted");
+        tracing::info!(mapping = ?name, "role mapping deleted");
         Ok(HttpResponse::Ok().json(json!({"found": true})))
     } else {
         Ok(HttpResponse::NotFound().json(json!({"found": false})))

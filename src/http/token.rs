@@ -126,6 +126,14 @@ pub async fn create(
         return Err(oauth_validation("invalid_request", &errors));
     }
     let caller = caller.require(action)?;
+    // A bearer token must not mint tokens that outlive it: otherwise a stolen token could
+    // renew itself forever. Refresh stays allowed (it is bounded by the refresh token).
+    if caller.kind == AuthenticationType::Token && grant != "refresh_token" {
+        return Err(ApiError::illegal_argument(
+            "token_cannot_create_token",
+            format!("the {grant} grant_type cannot be used by a caller authenticated with an access token; authenticate with a password"),
+        ));
+    }
     let lifetimes = state.lifetimes();
     let expires_in = lifetimes.access.as_secs();
     let client = caller.client_ref();
@@ -136,14 +144,11 @@ pub async fn create(
             let user = state
                 .verify_password(&username, password.expose_secret())
                 .await
-                .map_err(|()| {
-                    ApiError::unauthenticated(
-                        "credentials_invalid",
-                        format!(
-                            "unable to authenticate user [{username}] for action [{}]",
-                            action.name()
-                        ),
-                    )
+                .map_err(|r| {
+                    r.into_error(format!(
+                        "unable to authenticate user [{username}] for action [{}]",
+                        action.name()
+                    ))
                 })?;
             let pair = state
                 .tokens
@@ -263,7 +268,7 @@ pub async fn invalidate(
     tracing::info!(
         target: "audit",
         event = "tokens_invalidated",
-        by = %caller.user.username,
+        by = ?caller.user.username,
         realm = realm.unwrap_or(""),
         username = username.unwrap_or(""),
         invalidated = counts.invalidated,

@@ -20,6 +20,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use url::Url;
 
+/// Longest caller-chosen `state`, `nonce` or `login_hint` (generated ones are 43 bytes).
+pub const MAX_PARAM_LEN: usize = 512;
+
 /// The realm type Elasticsearch reports for OIDC realms.
 pub const REALM_TYPE: &str = "oidc";
 
@@ -165,16 +168,16 @@ pub struct LoginContext<'a> {
 // ---------------------------------------------------------------------------------------
 // prepare
 
-/// What `prepare` was asked.
-#[derive(Debug, Default)]
+/// What `prepare` was asked. `Debug` shows no value.
+#[derive(Default)]
 pub struct PrepareParams {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub login_hint: Option<String>,
 }
 
-/// What `prepare` answers.
-#[derive(Debug, Serialize)]
+/// What `prepare` answers. `Debug` shows only the realm.
+#[derive(Serialize)]
 pub struct PrepareResponse {
     pub redirect: String,
     pub state: String,
@@ -204,6 +207,17 @@ pub async fn prepare(
     let nonce = params.nonce.unwrap_or_else(|| random_urlsafe(32));
     if state.is_empty() || nonce.is_empty() {
         return Err(PrepareError::Invalid("state and nonce must not be empty"));
+    }
+    if state.len() > MAX_PARAM_LEN
+        || nonce.len() > MAX_PARAM_LEN
+        || params
+            .login_hint
+            .as_ref()
+            .is_some_and(|h| h.len() > MAX_PARAM_LEN)
+    {
+        return Err(PrepareError::Invalid(
+            "state, nonce and login_hint must be at most 512 bytes",
+        ));
     }
     let pkce_verifier =
         (cfg.rp.pkce && cfg.rp.response_type == ResponseType::Code).then(|| random_urlsafe(32));
@@ -250,14 +264,27 @@ pub async fn prepare(
 // ---------------------------------------------------------------------------------------
 // authenticate
 
-/// What `authenticate` was given (already checked for presence).
-#[derive(Debug)]
+/// What `authenticate` was given (already checked for presence). `Debug` shows no value: the
+/// redirect carries the authorization code or tokens.
 pub struct AuthenticateParams {
     pub redirect_uri: String,
     pub state: Secret<String>,
     pub nonce: Secret<String>,
     pub realm: Option<String>,
 }
+
+macro_rules! redacted_debug {
+    ($t:ty, $name:literal) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct($name).finish_non_exhaustive()
+            }
+        }
+    };
+}
+redacted_debug!(PrepareParams, "PrepareParams");
+redacted_debug!(PrepareResponse, "PrepareResponse");
+redacted_debug!(AuthenticateParams, "AuthenticateParams");
 
 /// A successful login.
 #[derive(Debug)]
@@ -286,6 +313,8 @@ pub enum LoginError {
     OpError { error: String, description: String },
     #[error("the response did not contain a state parameter")]
     StateMissing,
+    #[error("the redirect carries the parameter {0:?} more than once")]
+    DuplicateParam(String),
     #[error("the state in the redirect differs from the state in the request")]
     StateMismatch,
     #[error("no pending login for this state (unknown, expired or already used)")]
@@ -323,6 +352,7 @@ impl LoginError {
             LoginError::RedirectMismatch { .. } => "redirect_uri_mismatch",
             LoginError::OpError { .. } => "op_error_response",
             LoginError::StateMissing => "state_missing",
+            LoginError::DuplicateParam(_) => "redirect_param_duplicate",
             LoginError::StateMismatch => "state_mismatch",
             LoginError::FlowUnknown => "flow_unknown",
             LoginError::FlowOtherRealm { .. } => "flow_other_realm",
@@ -340,30 +370,24 @@ impl LoginError {
     }
 }
 
-/// The data sealed under an OIDC access token for logout.
-#[derive(Debug, Serialize, Deserialize)]
+/// The data sealed under an OIDC access token for logout. (No `Debug`: it holds the ID token.)
+#[derive(Serialize, Deserialize)]
 struct LogoutData {
     realm: String,
     id_token: String,
 }
 
-/// Parameters of the OP's redirect, from the query (code flow) or the fragment (implicit).
-fn redirect_params(url: &Url, response_type: ResponseType) -> BTreeMap<String, String> {
-    let raw = match response_type {
-        ResponseType::Code => url.query(),
-        _ => url.fragment(),
-    };
-    // Also accept an OP error in the query for implicit flows (some OPs put it there).
-    let mut params: BTreeMap<String, String> =
-        url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    if params.is_empty() && response_type != ResponseType::Code {
-        params = url::form_urlencoded::parse(url.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+/// The parameters of one part (query or fragment) of the OP's redirect. A parameter given
+/// twice is refused: two parsers could each take a different one.
+fn part_params(part: Option<&str>) -> Result<BTreeMap<String, String>, LoginError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in url::form_urlencoded::parse(part.unwrap_or("").as_bytes()).into_owned() {
+        if out.contains_key(&k) {
+            return Err(LoginError::DuplicateParam(k));
+        }
+        out.insert(k, v);
     }
-    params
+    Ok(out)
 }
 
 /// The redirect's base (scheme, host, port, path) equals the configured redirect URI's.
@@ -382,25 +406,20 @@ pub async fn authenticate(
 ) -> Result<LoginOutcome, LoginError> {
     // 1. The redirect, parsed: a realm's flow is found through its state.
     let redirect = Url::parse(&params.redirect_uri).map_err(|_| LoginError::RedirectUnparseable)?;
-    let raw_query: BTreeMap<String, String> =
-        url::form_urlencoded::parse(redirect.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .chain(
-                url::form_urlencoded::parse(redirect.fragment().unwrap_or("").as_bytes())
-                    .into_owned(),
-            )
-            .collect();
+    let query = part_params(redirect.query())?;
+    let fragment = part_params(redirect.fragment())?;
+    if query.contains_key("state") && fragment.contains_key("state") {
+        return Err(LoginError::DuplicateParam("state".into()));
+    }
 
     // 2. The state in the redirect equals the state in the request, and names a pending flow,
     //    which is consumed now: whatever happens next, it cannot be used again.
-    let Some(redirect_state) = raw_query.get("state") else {
-        if let Some(error) = raw_query.get("error") {
+    let Some(redirect_state) = query.get("state").or_else(|| fragment.get("state")) else {
+        let either = |k: &str| query.get(k).or_else(|| fragment.get(k)).cloned();
+        if let Some(error) = either("error") {
             return Err(LoginError::OpError {
-                error: error.clone(),
-                description: raw_query
-                    .get("error_description")
-                    .cloned()
-                    .unwrap_or_default(),
+                error,
+                description: either("error_description").unwrap_or_default(),
             });
         }
         return Err(LoginError::StateMissing);
@@ -458,7 +477,16 @@ pub async fn authenticate(
             ),
         });
     }
-    let p = redirect_params(&redirect, cfg.rp.response_type);
+    // The response parameters: the query for the code flow, the fragment for the implicit
+    // flows (an OP error may come in the query for those too). The state must be among them.
+    let p = match cfg.rp.response_type {
+        ResponseType::Code => &query,
+        _ if fragment.is_empty() => &query,
+        _ => &fragment,
+    };
+    if p.get("state") != Some(redirect_state) {
+        return Err(LoginError::StateMismatch);
+    }
     // 3. An error response from the OP.
     if let Some(error) = p.get("error") {
         return Err(LoginError::OpError {
@@ -579,9 +607,9 @@ pub async fn authenticate(
         target: "audit",
         event = "oidc_login",
         realm = %cfg.name,
-        username = %user.username,
+        username = ?user.username,
         roles = ?user.roles,
-        facilitator = %ctx.caller.username,
+        facilitator = ?ctx.caller.username,
         "login succeeded"
     );
     Ok(LoginOutcome { pair, user })
@@ -672,7 +700,7 @@ pub async fn logout(
         target: "audit",
         event = "oidc_logout",
         realm = %doc.user.realm.name,
-        username = %doc.user.username,
+        username = ?doc.user.username,
         "logout"
     );
     // 4. The end-session redirect, when the realm has an endsession endpoint.

@@ -11,6 +11,10 @@ struct Inner {
     role_mappings: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
+/// The most pending logins held in memory at once (each ~0.3 KB; they expire after 10
+/// minutes). Beyond it, `prepare` answers 503 instead of growing without bound.
+pub const MAX_PENDING_FLOWS: usize = 100_000;
+
 /// Pending login flows in memory: single-use, expiring. Used by [`MemoryStore`] and by the
 /// embedded redb backend, whose flows need not survive a restart (a user whose login was in
 /// flight logs in again) and are kept out of the database for speed.
@@ -28,6 +32,11 @@ impl FlowTable {
         let mut flows = self.lock();
         if flows.contains_key(state_hash) {
             return Err(StoreError::Conflict);
+        }
+        if flows.len() >= MAX_PENDING_FLOWS {
+            return Err(StoreError::Unavailable(format!(
+                "{MAX_PENDING_FLOWS} logins are pending; refusing more until some finish or expire"
+            )));
         }
         flows.insert(*state_hash, flow);
         Ok(())
@@ -121,6 +130,37 @@ pub(crate) fn owner_matches(doc: &TokenDoc, realm: Option<&str>, username: Optio
     (realm.is_some() || username.is_some())
         && realm.is_none_or(|r| doc.user.realm.name == r)
         && username.is_none_or(|u| doc.user.username == u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_flows_are_bounded() {
+        let table = FlowTable::default();
+        let flow = |n: u32| FlowRecord {
+            realm: "oidc1".into(),
+            expires_at: i64::from(n) + 1_000,
+            sealed: Vec::new(),
+        };
+        let key = |n: u32| {
+            let mut h = [0u8; 32];
+            h[..4].copy_from_slice(&n.to_be_bytes());
+            Hash32(h)
+        };
+        for n in 0..MAX_PENDING_FLOWS as u32 {
+            table.insert(&key(n), flow(n)).unwrap();
+        }
+        let over = MAX_PENDING_FLOWS as u32;
+        assert!(matches!(
+            table.insert(&key(over), flow(over)),
+            Err(StoreError::Unavailable(_))
+        ));
+        // Taking one makes room again.
+        assert!(table.take(&key(0), 0).is_some());
+        table.insert(&key(over), flow(over)).unwrap();
+    }
 }
 
 #[async_trait]

@@ -311,7 +311,7 @@ impl TokenService {
             tracing::warn!(
                 target: "audit",
                 event = "refresh_token_reuse",
-                username = %doc.user.username,
+                username = ?doc.user.username,
                 realm = %doc.user.realm.name,
                 family = ?doc.family,
                 invalidated = counts.invalidated,
