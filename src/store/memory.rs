@@ -132,37 +132,6 @@ pub(crate) fn owner_matches(doc: &TokenDoc, realm: Option<&str>, username: Optio
         && username.is_none_or(|u| doc.user.username == u)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pending_flows_are_bounded() {
-        let table = FlowTable::default();
-        let flow = |n: u32| FlowRecord {
-            realm: "oidc1".into(),
-            expires_at: i64::from(n) + 1_000,
-            sealed: Vec::new(),
-        };
-        let key = |n: u32| {
-            let mut h = [0u8; 32];
-            h[..4].copy_from_slice(&n.to_be_bytes());
-            Hash32(h)
-        };
-        for n in 0..MAX_PENDING_FLOWS as u32 {
-            table.insert(&key(n), flow(n)).unwrap();
-        }
-        let over = MAX_PENDING_FLOWS as u32;
-        assert!(matches!(
-            table.insert(&key(over), flow(over)),
-            Err(StoreError::Unavailable(_))
-        ));
-        // Taking one makes room again.
-        assert!(table.take(&key(0), 0).is_some());
-        table.insert(&key(over), flow(over)).unwrap();
-    }
-}
-
 #[async_trait]
 impl Store for MemoryStore {
     async fn insert_token(&self, doc: TokenDoc) -> Result<(), StoreError> {
@@ -293,5 +262,36 @@ impl Store for MemoryStore {
 
     async fn delete_role_mapping(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self.lock().role_mappings.remove(name).is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_flows_are_bounded() {
+        let table = FlowTable::default();
+        let flow = |n: u32| FlowRecord {
+            realm: "oidc1".into(),
+            expires_at: i64::from(n) + 1_000,
+            sealed: Vec::new(),
+        };
+        let key = |n: u32| {
+            let mut h = [0u8; 32];
+            h[..4].copy_from_slice(&n.to_be_bytes());
+            Hash32(h)
+        };
+        for n in 0..MAX_PENDING_FLOWS as u32 {
+            table.insert(&key(n), flow(n)).unwrap();
+        }
+        let over = MAX_PENDING_FLOWS as u32;
+        assert!(matches!(
+            table.insert(&key(over), flow(over)),
+            Err(StoreError::Unavailable(_))
+        ));
+        // Taking one makes room again.
+        assert!(table.take(&key(0), 0).is_some());
+        table.insert(&key(over), flow(over)).unwrap();
     }
 }
