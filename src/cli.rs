@@ -91,7 +91,7 @@ fn check_config(path: &Path) -> i32 {
 pub fn summary(s: &Settings) -> String {
     let realms: Vec<&str> = s.realms.iter().map(|r| r.name.as_str()).collect();
     let users: Vec<&str> = s.users.keys().map(String::as_str).collect();
-    format!(
+    let mut line = format!(
         "ok: {} realm{} ({}), {} user{} ({})",
         realms.len(),
         if realms.len() == 1 { "" } else { "s" },
@@ -99,7 +99,13 @@ pub fn summary(s: &Settings) -> String {
         users.len(),
         if users.len() == 1 { "" } else { "s" },
         users.join(", ")
-    )
+    );
+    let mappings = s.role_mappings.len();
+    if mappings > 0 {
+        let plural = if mappings == 1 { "" } else { "s" };
+        line.push_str(&format!(", {mappings} role mapping{plural} from the configuration"));
+    }
+    line
 }
 
 fn hash_password() -> i32 {
