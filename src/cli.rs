@@ -103,7 +103,9 @@ pub fn summary(s: &Settings) -> String {
     let mappings = s.role_mappings.len();
     if mappings > 0 {
         let plural = if mappings == 1 { "" } else { "s" };
-        line.push_str(&format!(", {mappings} role mapping{plural} from the configuration"));
+        line.push_str(&format!(
+            ", {mappings} role mapping{plural} from the configuration"
+        ));
     }
     line
 }
