@@ -8,7 +8,7 @@ pub use basic::{hash_password, verify as basic_verify, BasicVerifier};
 use crate::config::{Privilege, Settings};
 use crate::error::ApiError;
 use crate::store::{ClientRef, RealmRef, UserRecord};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// The realm Elasticsearch reports for users of its `users` file; ours are config users.
@@ -163,11 +163,6 @@ impl Authentication {
             realm: self.user.realm.name.clone(),
         }
     }
-
-    /// Elasticsearch's authentication object (`_authenticate`, token responses).
-    pub fn to_json(&self) -> Value {
-        user_json(&self.user, self.kind)
-    }
 }
 
 /// The realm object of configured users.
@@ -211,15 +206,5 @@ impl<'a> AuthenticationView<'a> {
 
 /// Elasticsearch's authentication object for a user.
 pub fn user_json(user: &UserRecord, kind: AuthenticationType) -> Value {
-    json!({
-        "username": user.username,
-        "roles": user.roles,
-        "full_name": user.full_name,
-        "email": user.email,
-        "metadata": user.metadata,
-        "enabled": true,
-        "authentication_realm": user.realm,
-        "lookup_realm": user.realm,
-        "authentication_type": kind.as_str(),
-    })
+    serde_json::to_value(AuthenticationView::new(user, kind)).unwrap_or(Value::Null)
 }

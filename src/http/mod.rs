@@ -92,8 +92,3 @@ async fn wrong_method(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         req.method()
     )))
 }
-
-/// A JSON response with status 200.
-pub fn ok_json(v: serde_json::Value) -> HttpResponse {
-    HttpResponse::Ok().json(v)
-}

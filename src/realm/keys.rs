@@ -89,13 +89,6 @@ impl RealmKeys {
         Ok(keys)
     }
 
-    /// A key set built from JWKS bytes already in hand (tests).
-    pub fn from_set(source: &JwksSource, set: KeySet) -> Self {
-        let keys = Self::empty(source);
-        keys.current.store(Some(Arc::new(set)));
-        keys
-    }
-
     fn lock_state(&self) -> std::sync::MutexGuard<'_, FetchState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -67,10 +67,6 @@ impl Realm {
     pub fn keys(&self) -> &RealmKeys {
         &self.keys
     }
-
-    pub fn client(&self) -> &OpClient {
-        &self.client
-    }
 }
 
 /// Every configured realm, in `order`.
@@ -733,9 +729,4 @@ pub fn realm_for_issuer<'a>(realms: &'a Realms, iss: &str) -> Result<&'a Arc<Rea
         [one] => Ok(one),
         other => Err(other.len()),
     }
-}
-
-/// Time helper for callers.
-pub fn now(clock: &dyn Clock) -> UnixMillis {
-    clock.now_millis()
 }
