@@ -24,14 +24,11 @@
 //!
 //! Every write runs on one writer thread, fed by a channel. It takes the first waiting task,
 //! drains up to [`MAX_BATCH`] more, runs them in order inside one write transaction and
-//! commits with `Durability::Immediate` (or without durability if no task of the batch asks for it),
-//! and only then answers each caller. A task that fails on its own (a `Conflict`, a corrupt
+//! commits with `Durability::Immediate`, and only then answers each caller. A task that fails on its own (a `Conflict`, a corrupt
 //! record) does so before writing anything, so the other tasks of its batch still commit; a
 //! storage failure (or a panic) aborts the batch and every task of it gets `Unavailable`.
-//! `refresh` is atomic because nothing else writes in between. Non-durable
-//! commits are made durable by the next durable commit, by at most `MAX_NON_DURABLE_RUN` (1024)
-//! of them in a row, and by closing the store. Closing (or dropping) the store lets the writer
-//! finish every queued task before it stops.
+//! `refresh` is atomic because nothing else writes in between. Closing (or dropping) the store
+//! lets the writer finish every queued task before it stops.
 //!
 //! Reads (`get_by_access`, `get_by_refresh`) open a read transaction on the caller's thread:
 //! they never wait for the writer.
@@ -70,10 +67,6 @@ const SCHEMA_KEY: &str = "schema_version";
 
 /// The most tasks committed together.
 pub const MAX_BATCH: usize = 256;
-
-/// After this many flow-only (non-durable) commits in a row, the next commit is durable anyway,
-/// so that redb can reclaim the pages those commits freed.
-const MAX_NON_DURABLE_RUN: u32 = 1024;
 
 /// See the module documentation.
 pub struct RedbStore {
@@ -154,16 +147,14 @@ impl RedbStore {
         }
     }
 
-    /// Hand `f` to the writer and wait for its result. `durable`: whether the batch that
-    /// carries it must be committed durably.
-    async fn submit<T, F>(&self, durable: bool, f: F) -> Result<T, StoreError>
+    /// Hand `f` to the writer and wait for its result, committed durably.
+    async fn submit<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tables<'_>) -> Result<T, OpError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let task = Box::new(PendingTask {
-            durable,
             run: Some(f),
             result: None,
             reply,
@@ -694,7 +685,6 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
 
 /// A write task on its way through the writer.
 trait Task: Send {
-    fn durable(&self) -> bool;
     /// Run inside the batch's transaction, keeping the result. `Err`: abort the batch.
     fn run(&mut self, tables: &mut Tables<'_>) -> Result<(), String>;
     /// Answer the caller: the kept result, or `Unavailable` if the batch failed.
@@ -702,7 +692,6 @@ trait Task: Send {
 }
 
 struct PendingTask<T, F> {
-    durable: bool,
     run: Option<F>,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
@@ -713,10 +702,6 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Tables<'_>) -> Result<T, OpError> + Send + 'static,
 {
-    fn durable(&self) -> bool {
-        self.durable
-    }
-
     fn run(&mut self, tables: &mut Tables<'_>) -> Result<(), String> {
         let Some(run) = self.run.take() else {
             return Ok(());
@@ -741,7 +726,6 @@ where
 }
 
 fn writer_loop(db: &Database, tasks: &mpsc::Receiver<Box<dyn Task>>) {
-    let mut non_durable_run = 0u32;
     // `recv` keeps returning queued tasks after the store dropped its sender: all are done.
     while let Ok(first) = tasks.recv() {
         let mut batch = Vec::with_capacity(16);
@@ -752,42 +736,25 @@ fn writer_loop(db: &Database, tasks: &mpsc::Receiver<Box<dyn Task>>) {
                 Err(_) => break,
             }
         }
-        let durable = batch.iter().any(|t| t.durable()) || non_durable_run >= MAX_NON_DURABLE_RUN;
         // A panic in a task (a bug) fails its batch, not every write to come.
-        let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_batch(db, &mut batch, durable)
-        }))
-        .unwrap_or_else(|_| Err("store write batch panicked".into()))
-        .err();
+        let failure =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(db, &mut batch)))
+                .unwrap_or_else(|_| Err("store write batch panicked".into()))
+                .err();
         if let Some(why) = &failure {
             tracing::error!(tasks = batch.len(), "store write batch failed: {why}");
         }
-        non_durable_run = if durable { 0 } else { non_durable_run + 1 };
         for task in batch {
             task.finish(failure.as_deref());
-        }
-    }
-    // Closing: make the last flow-only commits durable too, so a clean shutdown keeps them.
-    if non_durable_run > 0 {
-        let done = db
-            .begin_write()
-            .map_err(|e| e.to_string())
-            .and_then(|txn| txn.commit().map_err(|e| e.to_string()));
-        if let Err(e) = done {
-            tracing::warn!("final store commit failed: {e}");
         }
     }
 }
 
 /// Run every task of `batch` in one transaction and commit it.
-fn run_batch(db: &Database, batch: &mut [Box<dyn Task>], durable: bool) -> Result<(), String> {
+fn run_batch(db: &Database, batch: &mut [Box<dyn Task>]) -> Result<(), String> {
     let mut txn = db.begin_write().map_err(|e| e.to_string())?;
-    txn.set_durability(if durable {
-        Durability::Immediate
-    } else {
-        Durability::None
-    })
-    .map_err(|e| e.to_string())?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| e.to_string())?;
     let ran = (|| {
         let mut tables = Tables::open(&txn).map_err(|e| match e {
             OpError::Op(e) => e.to_string(),
@@ -815,7 +782,7 @@ fn run_batch(db: &Database, batch: &mut [Box<dyn Task>], durable: bool) -> Resul
 #[async_trait]
 impl Store for RedbStore {
     async fn insert_token(&self, doc: TokenDoc) -> Result<(), StoreError> {
-        self.submit(true, move |t| t.insert_token(doc)).await
+        self.submit(move |t| t.insert_token(doc)).await
     }
 
     async fn get_by_access(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError> {
@@ -838,12 +805,12 @@ impl Store for RedbStore {
         new_doc: TokenDoc,
     ) -> Result<RefreshOutcome, StoreError> {
         let hash = *hash;
-        self.submit(true, move |t| t.refresh(&hash, refreshed, new_doc))
+        self.submit(move |t| t.refresh(&hash, refreshed, new_doc))
             .await
     }
 
     async fn invalidate(&self, what: Invalidation) -> Result<InvalidationCounts, StoreError> {
-        self.submit(true, move |t| t.invalidate(what)).await
+        self.submit(move |t| t.invalidate(what)).await
     }
 
     async fn insert_flow(&self, state_hash: &Hash32, flow: FlowRecord) -> Result<(), StoreError> {
@@ -859,15 +826,13 @@ impl Store for RedbStore {
     }
 
     async fn sweep_expired(&self, now: UnixMillis, limit: usize) -> Result<usize, StoreError> {
-        let tokens = self
-            .submit(true, move |t| t.sweep_expired(now, limit))
-            .await?;
+        let tokens = self.submit(move |t| t.sweep_expired(now, limit)).await?;
         Ok(tokens + self.flows.sweep(now, limit - tokens))
     }
 
     async fn put_role_mapping(&self, name: &str, json: Vec<u8>) -> Result<bool, StoreError> {
         let name = name.to_string();
-        self.submit(true, move |t| {
+        self.submit(move |t| {
             let previous = t
                 .role_mappings
                 .insert(name.as_str(), json.as_slice())?
@@ -893,10 +858,8 @@ impl Store for RedbStore {
 
     async fn delete_role_mapping(&self, name: &str) -> Result<bool, StoreError> {
         let name = name.to_string();
-        self.submit(true, move |t| {
-            Ok(t.role_mappings.remove(name.as_str())?.is_some())
-        })
-        .await
+        self.submit(move |t| Ok(t.role_mappings.remove(name.as_str())?.is_some()))
+            .await
     }
 }
 
@@ -927,9 +890,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(&dir.path().join("s.redb")).unwrap();
         let boom = store
-            .submit(true, |_: &mut Tables<'_>| -> Result<(), OpError> {
-                panic!("a bug in a task")
-            })
+            .submit(|_: &mut Tables<'_>| -> Result<(), OpError> { panic!("a bug in a task") })
             .await;
         assert!(matches!(boom, Err(StoreError::Unavailable(_))), "{boom:?}");
         let doc = conformance::token(1, true, conformance::family(1), "oidc1", "alice");
