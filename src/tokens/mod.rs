@@ -91,17 +91,6 @@ pub enum BearerError {
     Invalidated,
 }
 
-impl BearerError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            BearerError::Malformed => "token_malformed",
-            BearerError::Unknown => "token_unknown",
-            BearerError::Expired => "token_expired",
-            BearerError::Invalidated => "token_invalidated",
-        }
-    }
-}
-
 /// Errors of the token service: a refused refresh, or the store.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
