@@ -127,6 +127,11 @@ impl AppState {
         Ok(generation)
     }
 
+    /// Whether responses carry `X-Elastic-Product` (`compatibility.product_header`).
+    pub fn product_header(&self) -> bool {
+        self.runtime.load().settings.compatibility.product_header
+    }
+
     /// Reload bookkeeping (see [`crate::reload`]).
     pub fn reload_log(&self) -> &crate::reload::ReloadLog {
         &self.reload
@@ -229,13 +234,18 @@ impl AppState {
                 });
         }
         if let Some(token) = strip_scheme(value, "Bearer") {
-            return match self.tokens.authenticate(token.trim()).await {
+            let token = token.trim();
+            if auth::service_tokens::looks_like(token) {
+                return self.authenticate_service_token(token, uri);
+            }
+            return match self.tokens.authenticate(token).await {
                 Ok(doc) => {
                     let rt = self.runtime();
                     Ok(Authentication {
                         privileges: Authentication::privileges_of(&rt.settings, &doc.user),
                         user: crate::auth::CallerUser::Token(doc),
                         kind: AuthenticationType::Token,
+                        service_token: None,
                     })
                 }
                 Err(TokenError::Bearer(e)) => Err(bearer_error(e)),
@@ -246,6 +256,36 @@ impl AppState {
             "credentials_unsupported",
             format!("unsupported authentication scheme for REST request [{uri}]"),
         ))
+    }
+}
+
+impl AppState {
+    /// A service account token (`Authorization: Bearer AAEAAQ...`). A malformed token, an
+    /// unknown name and a wrong secret all get the same 401 (the log says which).
+    fn authenticate_service_token(
+        &self,
+        token: &str,
+        uri: &str,
+    ) -> Result<Authentication, ApiError> {
+        let refused = |detail: &str| {
+            ApiError::unauthenticated(
+                "credentials_invalid",
+                format!("unable to authenticate with provided credentials and anonymous access is not allowed for this request [{uri}]"),
+            )
+            .with_detail(detail.to_string())
+        };
+        let Some(presented) = auth::service_tokens::parse_bearer(token) else {
+            return Err(refused("malformed service account token"));
+        };
+        let rt = self.runtime();
+        match auth::service_tokens::verify(&rt.settings.service_tokens, &presented) {
+            Some(entry) => Ok(Authentication::for_service_token(&presented, entry)),
+            // The name passed `check_name` (letters, digits, `-`, `_`, `/`): safe to log.
+            None => Err(refused(&format!(
+                "unknown service account token or wrong secret for [{}]",
+                presented.name
+            ))),
+        }
     }
 }
 
@@ -380,6 +420,7 @@ pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(web::PayloadConfig::new(max_body))
             .service(
                 web::scope("")
+                    .wrap(from_fn(crate::http::compat::compat))
                     .wrap(from_fn(correlation))
                     .configure(crate::http::routes)
                     .default_service(web::to(crate::http::no_handler)),

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check-config`, `hash-password`. No logic beyond wiring.
+//! The command line: `serve`, `check-config`, `hash-password`, `create-service-token`. No
+//! logic beyond wiring.
 
 use crate::app::{self, AppState};
 use crate::clock::SystemClock;
@@ -35,6 +36,19 @@ pub enum Command {
     },
     /// Read a password from standard input and print an argon2id hash for `users.*.password_hash`.
     HashPassword,
+    /// Create a service account token (as `elasticsearch-service-tokens create`): print the
+    /// token once on standard output, and the configuration lines to add on standard error.
+    CreateServiceToken {
+        /// `namespace/service/token_name`, e.g. `elastic/kibana/kibana-prod`.
+        name: String,
+        /// Privileges for the configuration lines (comma-separated).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "manage_oidc,manage_token,manage_user_profile"
+        )]
+        privileges: Vec<String>,
+    },
 }
 
 /// How often expired tokens and flows are swept.
@@ -48,6 +62,9 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::HashPassword => hash_password(),
+        Command::CreateServiceToken { name, privileges } => {
+            create_service_token(&name, &privileges)
+        }
         Command::Serve { config } => serve(&config),
     }
 }
@@ -100,6 +117,11 @@ pub fn summary(s: &Settings) -> String {
         if users.len() == 1 { "" } else { "s" },
         users.join(", ")
     );
+    let tokens = s.service_tokens.len();
+    if tokens > 0 {
+        let plural = if tokens == 1 { "" } else { "s" };
+        line.push_str(&format!(", {tokens} service token{plural}"));
+    }
     let mappings = s.role_mappings.len();
     if mappings > 0 {
         let plural = if mappings == 1 { "" } else { "s" };
@@ -108,6 +130,41 @@ pub fn summary(s: &Settings) -> String {
         ));
     }
     line
+}
+
+fn create_service_token(name: &str, privileges: &[String]) -> i32 {
+    let unknown: Vec<&str> = privileges
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| config::Privilege::parse(p).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        eprintln!(
+            "unknown privilege(s) [{}]; allowed are [{}]",
+            unknown.join(", "),
+            config::Privilege::names()
+        );
+        return 2;
+    }
+    match crate::auth::service_tokens::generate(name) {
+        Ok((token, hash)) => {
+            let list = privileges
+                .iter()
+                .map(|p| p.trim())
+                .collect::<Vec<_>>()
+                .join(", ");
+            eprintln!("Add to the configuration (service_tokens), then reload:\n\nservice_tokens:\n  {name}:\n    hash: \"{hash}\"\n    privileges: [{list}]\n\nThe token (shown only now; give it to the client, e.g. Kibana's elasticsearch.serviceAccountToken):");
+            println!("{token}");
+            0
+        }
+        Err(e) => {
+            eprintln!(
+                "invalid service token name [{}]: {e}",
+                crate::http::shown_header(name)
+            );
+            2
+        }
+    }
 }
 
 fn hash_password() -> i32 {

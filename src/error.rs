@@ -54,6 +54,8 @@ pub struct Inner {
     /// Stable machine-readable reason code.
     code: &'static str,
     challenges: Vec<String>,
+    /// Elasticsearch's `caused_by` (type, reason), when the error wraps another.
+    caused_by: Option<(&'static str, String)>,
     /// The precise cause, for the server log only.
     detail: Option<String>,
     shape: Shape,
@@ -97,6 +99,7 @@ impl ApiError {
             reason,
             code,
             challenges: Vec::new(),
+            caused_by: None,
             detail: None,
             shape: Shape::Elasticsearch,
         }))
@@ -229,14 +232,35 @@ impl ApiError {
         )
     }
 
-    /// 415: the body is not `application/json`.
-    pub fn unsupported_media_type() -> Self {
+    /// 406, as Elasticsearch answers a body whose `Content-Type` it cannot read:
+    /// `Content-Type header [text/plain] is not supported` (or `... is missing`).
+    pub fn unsupported_media_type(content_type: Option<&str>) -> Self {
+        let reason = match content_type {
+            Some(ct) => format!(
+                "Content-Type header [{}] is not supported",
+                crate::http::shown_header(ct)
+            ),
+            None => "Content-Type header is missing".to_string(),
+        };
         Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            StatusCode::NOT_ACCEPTABLE,
             "media_type_header_exception",
             "unsupported_media_type",
-            "Content-Type header must be [application/json]".to_string(),
+            reason,
         )
+    }
+
+    /// 400 for an invalid `Accept`/`Content-Type` (e.g. an unknown `compatible-with`
+    /// version), with Elasticsearch's reason and the precise problem as `caused_by`.
+    pub fn media_type_header(cause: String) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "media_type_header_exception",
+            "invalid_media_type",
+            "Invalid media-type value on headers [Content-Type, Accept]".to_string(),
+        );
+        e.caused_by = Some(("status_exception", cause));
+        e
     }
 
     /// 400 in the OAuth 2.0 shape used by the get-token API.
@@ -304,6 +328,9 @@ impl ApiError {
                 }
                 let mut error = cause.clone();
                 error["root_cause"] = json!([cause]);
+                if let Some((kind, reason)) = &self.caused_by {
+                    error["caused_by"] = json!({ "type": kind, "reason": reason });
+                }
                 error["reason_code"] = json!(self.code);
                 error["correlation_id"] = json!(correlation_id);
                 json!({ "error": error, "status": self.status.as_u16() })

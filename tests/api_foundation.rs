@@ -13,9 +13,15 @@ async fn root_lists_name_version_and_realms_without_auth() {
     let (status, headers, body) = send(&app, TestRequest::get().uri("/")).await;
     assert_eq!(status, 200);
     assert_eq!(body["name"], "oidc-realm");
-    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-    assert!(body["realms"].is_array());
+    // The fields Elasticsearch's clients read, and oidc-realm's own beside them.
+    assert_eq!(body["version"]["number"], "8.19.0");
+    assert_eq!(body["version"]["build_flavor"], "default");
+    assert_eq!(body["tagline"], "You Know, for Search");
+    assert_eq!(body["oidc_realm"]["name"], "oidc-realm");
+    assert_eq!(body["oidc_realm"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(body["oidc_realm"]["realms"].is_array());
     assert!(headers.contains_key("x-correlation-id"));
+    assert_eq!(headers.get("x-elastic-product").unwrap(), "Elasticsearch");
 }
 
 #[actix_web::test]
@@ -256,13 +262,27 @@ async fn malformed_json_wrong_content_type_unknown_fields_bad_utf8() {
         (
             "text/plain",
             b"{}".to_vec(),
-            415,
+            406,
             "media_type_header_exception",
         ),
         (
             "application/x-www-form-urlencoded",
             b"grant_type=password".to_vec(),
-            415,
+            406,
+            "media_type_header_exception",
+        ),
+        // A versioned Content-Type without a versioned Accept: refused as Elasticsearch
+        // does (tests/compat.rs covers the vendor types in full).
+        (
+            "application/vnd.elasticsearch+cbor; compatible-with=8",
+            b"\xa0".to_vec(),
+            400,
+            "media_type_header_exception",
+        ),
+        (
+            "application/vnd.elasticsearch+yaml; compatible-with=8",
+            b"grant_type: password".to_vec(),
+            400,
             "media_type_header_exception",
         ),
     ];

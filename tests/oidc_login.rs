@@ -964,3 +964,105 @@ async fn caller_chosen_values_are_bounded() {
         .await;
     assert_eq!(s, 200);
 }
+
+/// The path and query of a callback URL, as Kibana sends it to authenticate.
+fn path_only(callback: &str) -> String {
+    let u = url::Url::parse(callback).unwrap();
+    format!("{}?{}", u.path(), u.query().unwrap())
+}
+
+#[actix_web::test]
+async fn a_path_only_redirect_uri_as_kibana_sends_it_logs_in() {
+    let e = env("code", &[]).await;
+    let (cb, state, nonce) = e.start_login().await;
+    let path = path_only(&cb);
+    assert!(path.starts_with("/api/security/oidc/callback?"), "{path}");
+    let (s, b) = e.authenticate(&path, &state, &nonce).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["username"], "00u1abcd");
+    assert_eq!(e.op.hits("/token"), 1);
+    // The code was exchanged with the configured redirect URI, as for an absolute one.
+    let token_req = e.op.last("/token").unwrap();
+    assert_eq!(token_req.form("redirect_uri"), Some(REDIRECT_URI));
+    // Single use, as any other.
+    assert_refused(&e.authenticate(&path, &state, &nonce).await, "flow_unknown");
+}
+
+#[actix_web::test]
+async fn a_path_only_redirect_uri_gets_every_check_of_an_absolute_one() {
+    let e = env("code", &[]).await;
+    // Another path on the right origin: refused as a mismatch.
+    let (cb, state, nonce) = e.start_login().await;
+    let code_and_state = cb.split_once('?').unwrap().1.to_string();
+    assert_refused(
+        &e.authenticate(
+            &format!("/api/security/oidc/other?{code_and_state}"),
+            &state,
+            &nonce,
+        )
+        .await,
+        "redirect_uri_mismatch",
+    );
+    // Duplicated parameters.
+    let (cb, state, nonce) = e.start_login().await;
+    assert_refused(
+        &e.authenticate(&format!("{}&code=second", path_only(&cb)), &state, &nonce)
+            .await,
+        "redirect_param_duplicate",
+    );
+    let (cb, state, nonce) = e.start_login().await;
+    assert_refused(
+        &e.authenticate(&format!("{}#state=x", path_only(&cb)), &state, &nonce)
+            .await,
+        "redirect_param_duplicate",
+    );
+    // The state is taken from the path's query and compared.
+    let (cb, state, nonce) = e.start_login().await;
+    let other_state = path_only(&cb).replace(&format!("state={state}"), "state=forged");
+    assert_refused(
+        &e.authenticate(&other_state, &state, &nonce).await,
+        "state_mismatch",
+    );
+    // An absolute URL on another origin is still refused.
+    let (cb, state, nonce) = e.start_login().await;
+    let foreign = cb.replace("https://kibana.example.org", "https://evil.example.org");
+    assert_refused(
+        &e.authenticate(&foreign, &state, &nonce).await,
+        "redirect_uri_mismatch",
+    );
+    assert_eq!(e.op.hits("/token"), 0, "no code was exchanged");
+}
+
+#[actix_web::test]
+async fn path_only_redirect_uris_that_could_escape_are_refused_before_the_flow_is_used() {
+    let e = env("code", &[]).await;
+    let (cb, state, nonce) = e.start_login().await;
+    let q = cb.split_once('?').unwrap().1.to_string();
+    for bad in [
+        format!("/api/security/oidc/../oidc/callback?{q}"),
+        format!("/api/security/oidc/./callback?{q}"),
+        format!("/api/security/oidc/callback/..?{q}"),
+        format!("//kibana.example.org/api/security/oidc/callback?{q}"),
+        format!("//evil.example/api/security/oidc/callback?{q}"),
+        format!("/\\evil.example/api/security/oidc/callback?{q}"),
+        format!("\\\\evil.example/api/security/oidc/callback?{q}"),
+        format!("/api\\security/oidc/callback?{q}"),
+        format!("/api/security/oidc/%2e%2e/oidc/callback?{q}"),
+        format!("/%2F%2Fevil.example/api/security/oidc/callback?{q}"),
+        format!("/api/security/oidc/callback%2F..?{q}"),
+        format!("/https:%2F%2Fevil.example/?{q}"),
+        format!("/https://evil.example/?{q}"),
+        format!("/api/security/oidc/call back?{q}"),
+        format!("/api/security/oidc/callback\t?{q}"),
+        format!("/%09/evil.example?{q}"),
+        format!("api/security/oidc/callback?{q}"),
+    ] {
+        assert_refused(
+            &e.authenticate(&bad, &state, &nonce).await,
+            "redirect_uri_invalid",
+        );
+    }
+    // The pending login was not consumed by any of them.
+    let (s, b) = e.authenticate(&path_only(&cb), &state, &nonce).await;
+    assert_eq!(s, 200, "{b}");
+}

@@ -202,7 +202,7 @@ async fn invalid_bodies_get_elasticsearch_errors() {
         assert_eq!(s, 400, "{raw}: {b}");
         assert_eq!(error(&b).0, "x_content_parse_exception", "{raw}");
     }
-    // Not JSON: 415. Unknown parameter: 400.
+    // Not JSON: 406 (as Elasticsearch). Unknown parameter: 400.
     let (s, _, _) = send(
         &app,
         TestRequest::put()
@@ -212,7 +212,7 @@ async fn invalid_bodies_get_elasticsearch_errors() {
             .insert_header(basic(ADMIN)),
     )
     .await;
-    assert_eq!(s, 415);
+    assert_eq!(s, 406);
     let (s, _, b) = send(
         &app,
         TestRequest::put()

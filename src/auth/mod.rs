@@ -2,6 +2,7 @@
 //! token service; and whether they hold the privilege an action needs.
 
 mod basic;
+pub mod service_tokens;
 
 pub use basic::{hash_password, verify as basic_verify, BasicVerifier};
 
@@ -31,6 +32,8 @@ pub enum Action {
     Authenticate,
     /// `GET /_security/oidc/_status`: configuration generation, reload errors, JWKS state.
     ReloadStatus,
+    ProfileActivate,
+    ProfileGet,
 }
 
 impl Action {
@@ -47,6 +50,8 @@ impl Action {
             Action::RoleMappingDelete => "cluster:admin/xpack/security/role_mapping/delete",
             Action::Authenticate => "cluster:admin/xpack/security/user/authenticate",
             Action::ReloadStatus => "cluster:monitor/oidc_realm/status",
+            Action::ProfileActivate => "cluster:admin/xpack/security/profile/activate",
+            Action::ProfileGet => "cluster:admin/xpack/security/profile/get",
         }
     }
 
@@ -65,6 +70,9 @@ impl Action {
             }
             Action::Authenticate => &[],
             Action::ReloadStatus => &[ManageOidc, ManageSecurity, All],
+            Action::ProfileActivate | Action::ProfileGet => {
+                &[ManageUserProfile, ManageSecurity, All]
+            }
         }
     }
 }
@@ -73,14 +81,17 @@ impl Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthenticationType {
     Realm,
+    /// An access token from the token service.
     Token,
+    /// A service account token (Elasticsearch also reports these as `token`).
+    ServiceAccount,
 }
 
 impl AuthenticationType {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthenticationType::Realm => "realm",
-            AuthenticationType::Token => "token",
+            AuthenticationType::Token | AuthenticationType::ServiceAccount => "token",
         }
     }
 }
@@ -109,6 +120,8 @@ pub struct Authentication {
     pub user: CallerUser,
     pub kind: AuthenticationType,
     pub privileges: BTreeSet<Privilege>,
+    /// For a service account: the name of the token used (`_authenticate` shows it).
+    pub service_token: Option<String>,
 }
 
 impl Authentication {
@@ -118,7 +131,7 @@ impl Authentication {
         Some(Self {
             user: CallerUser::Owned(UserRecord {
                 username: username.to_string(),
-                roles: Vec::new(),
+                roles: entry.roles.clone(),
                 full_name: entry.full_name.clone(),
                 email: entry.email.clone(),
                 metadata: Default::default(),
@@ -126,7 +139,34 @@ impl Authentication {
             }),
             kind: AuthenticationType::Realm,
             privileges: entry.privileges.clone(),
+            service_token: None,
         })
+    }
+
+    /// A service account, authenticated with one of its configured tokens.
+    pub fn for_service_token(
+        presented: &service_tokens::Presented,
+        entry: &crate::config::ServiceTokenEntry,
+    ) -> Self {
+        let account = presented.account();
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("_elastic_service_account".into(), Value::Bool(true));
+        Self {
+            user: CallerUser::Owned(UserRecord {
+                username: account.to_string(),
+                roles: Vec::new(),
+                full_name: Some(format!("Service account - {account}")),
+                email: None,
+                metadata,
+                realm: RealmRef {
+                    name: service_tokens::SERVICE_ACCOUNT_REALM.to_string(),
+                    kind: service_tokens::SERVICE_ACCOUNT_REALM.to_string(),
+                },
+            }),
+            kind: AuthenticationType::ServiceAccount,
+            privileges: entry.privileges.clone(),
+            service_token: Some(presented.token_name().to_string()),
+        }
     }
 
     /// The privileges a token's user holds now: a configured user's current privileges; a
@@ -186,9 +226,29 @@ pub struct AuthenticationView<'a> {
     authentication_realm: &'a RealmRef,
     lookup_realm: &'a RealmRef,
     authentication_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<ServiceTokenView<'a>>,
+}
+
+/// `token` of a service account's authentication object.
+#[derive(Debug, serde::Serialize)]
+struct ServiceTokenView<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 impl<'a> AuthenticationView<'a> {
+    /// The authentication object of a caller (with its service token, if any).
+    pub fn of(auth: &'a Authentication) -> Self {
+        let mut v = Self::new(&auth.user, auth.kind);
+        v.token = auth.service_token.as_deref().map(|name| ServiceTokenView {
+            name,
+            kind: service_tokens::TOKEN_SOURCE,
+        });
+        v
+    }
+
     pub fn new(user: &'a UserRecord, kind: AuthenticationType) -> Self {
         Self {
             username: &user.username,
@@ -200,6 +260,7 @@ impl<'a> AuthenticationView<'a> {
             authentication_realm: &user.realm,
             lookup_realm: &user.realm,
             authentication_type: kind.as_str(),
+            token: None,
         }
     }
 }

@@ -31,7 +31,7 @@ pub(super) const ES_REALM_PREFIX: [&str; 5] = ["xpack", "security", "authc", "re
 pub(super) fn canonical(raw: &[String]) -> Vec<String> {
     let mut segs: Vec<String> = Vec::new();
     for k in raw {
-        if segs.len() == 1 && segs[0] == "users" {
+        if segs.len() == 1 && (segs[0] == "users" || segs[0] == "service_tokens") {
             segs.push(k.clone());
         } else {
             segs.extend(k.split('.').map(str::to_string));

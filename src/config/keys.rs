@@ -6,10 +6,22 @@ use serde_norway::Value;
 
 pub(super) const HTTP_KEYS: &[&str] = &["bind", "tls.certificate", "tls.key", "max_body"];
 pub(super) const DATA_KEYS: &[&str] = &["path"];
-pub(super) const TOKEN_KEYS: &[&str] = &["enabled", "timeout", "refresh_timeout"];
+pub(super) const TOKEN_KEYS: &[&str] = &["enabled", "timeout", "refresh_timeout", "refresh_reuse"];
+pub(super) const COMPAT_KEYS: &[&str] = &["product_header", "version"];
+pub(super) const SERVICE_TOKEN_KEYS: &[&str] = &["hash", "privileges"];
 pub(super) const LOG_KEYS: &[&str] = &["format", "level"];
-pub(super) const USER_KEYS: &[&str] = &["password_hash", "privileges", "full_name", "email"];
-pub(super) const TOP_SECTIONS: &[&str] = &["http", "data", "token", "log", "users", "realms"];
+pub(super) const USER_KEYS: &[&str] =
+    &["password_hash", "privileges", "roles", "full_name", "email"];
+pub(super) const TOP_SECTIONS: &[&str] = &[
+    "http",
+    "data",
+    "token",
+    "log",
+    "compatibility",
+    "users",
+    "service_tokens",
+    "realms",
+];
 
 /// Every Elasticsearch OIDC realm setting oidc-realm honours, plus `rp.pkce`.
 pub(super) const REALM_KEYS: &[&str] = &[
@@ -106,7 +118,7 @@ pub(super) fn check_known(ctx: &mut Ctx) {
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         let loc = ctx.raw_location(&raw);
         match segs[0] {
-            "http" | "data" | "token" | "log" if segs.len() == 1 => {
+            "http" | "data" | "token" | "log" | "compatibility" if segs.len() == 1 => {
                 if value != Value::Null {
                     ctx.error_at(&path, "expected a mapping", loc);
                 }
@@ -115,7 +127,15 @@ pub(super) fn check_known(ctx: &mut Ctx) {
             "data" => check_in(ctx, &path, &segs[1..].join("."), DATA_KEYS, "data.", loc),
             "token" => check_in(ctx, &path, &segs[1..].join("."), TOKEN_KEYS, "token.", loc),
             "log" => check_in(ctx, &path, &segs[1..].join("."), LOG_KEYS, "log.", loc),
-            "users" | "realms" if segs.len() == 1 => {
+            "compatibility" => check_in(
+                ctx,
+                &path,
+                &segs[1..].join("."),
+                COMPAT_KEYS,
+                "compatibility.",
+                loc,
+            ),
+            "users" | "realms" | "service_tokens" if segs.len() == 1 => {
                 if value != Value::Null {
                     ctx.error_at(&path, "expected a mapping of names", loc);
                 }
@@ -140,6 +160,19 @@ pub(super) fn check_known(ctx: &mut Ctx) {
                 } else {
                     check_in(ctx, &path, &rel, USER_KEYS, "", loc);
                 }
+            }
+            "service_tokens" if segs.len() == 2 => {
+                if value != Value::Null {
+                    ctx.error_at(
+                        &path,
+                        "a service token must be a mapping with hash and privileges",
+                        loc,
+                    );
+                }
+            }
+            "service_tokens" => {
+                let rel = segs[2..].join(".");
+                check_in(ctx, &path, &rel, SERVICE_TOKEN_KEYS, "", loc);
             }
             "realms" if segs.len() == 2 => {
                 if value != Value::Null {
@@ -173,6 +206,7 @@ pub(super) fn check_known(ctx: &mut Ctx) {
                     .chain(DATA_KEYS.iter().map(|k| format!("data.{k}")))
                     .chain(TOKEN_KEYS.iter().map(|k| format!("token.{k}")))
                     .chain(LOG_KEYS.iter().map(|k| format!("log.{k}")))
+                    .chain(COMPAT_KEYS.iter().map(|k| format!("compatibility.{k}")))
                     .collect();
                 let refs: Vec<&str> = top_keys.iter().map(String::as_str).collect();
                 let msg = match suggest(&path, &refs).or_else(|| suggest(segs[0], TOP_SECTIONS)) {

@@ -114,7 +114,7 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             return Err(ConfigErrors(vec![ConfigError {
             path: String::new(),
             message:
-                "the configuration must be a YAML mapping (http, data, token, log, users, realms)"
+                "the configuration must be a YAML mapping (http, data, token, log, compatibility, users, service_tokens, realms)"
                     .into(),
             location: Some((1, 1)),
         }]))
@@ -150,7 +150,9 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
     let data = sections::data(&mut ctx);
     let token = sections::token(&mut ctx);
     let log = sections::log(&mut ctx);
+    let compatibility = sections::compatibility(&mut ctx);
     let users = sections::users(&mut ctx);
+    let service_tokens = sections::service_tokens(&mut ctx);
     let realms = realm::realms(&mut ctx);
     let role_mappings = rm::role_mappings(&mut ctx, raw_mappings);
     if users.is_empty() && !ctx.any_under("users") {
@@ -187,7 +189,9 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             None => format!("{path}: {msg}"),
         })
         .collect();
-    let (Some(http), Some(data), Some(token), Some(log)) = (http, data, token, log) else {
+    let (Some(http), Some(data), Some(token), Some(log), Some(compatibility)) =
+        (http, data, token, log, compatibility)
+    else {
         // Every `None` above comes with an error, so this is unreachable in practice.
         return Err(ConfigErrors(vec![ConfigError {
             path: String::new(),
@@ -203,6 +207,8 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             token,
             log,
             users,
+            service_tokens,
+            compatibility,
             realms,
             role_mappings,
         },

@@ -3,8 +3,9 @@
 use super::ctx::{scalar_text, shown, Ctx};
 use super::duration::format_time;
 use super::{
-    DataSettings, HttpSettings, LogFormat, LogSettings, PasswordHash, Privilege, TlsSettings,
-    TokenSettings, UserEntry,
+    CompatibilitySettings, DataSettings, HttpSettings, LogFormat, LogSettings, PasswordHash,
+    Privilege, RefreshReuse, ServiceTokenEntry, TlsSettings, TokenSettings, UserEntry,
+    DEFAULT_COMPAT_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -161,9 +162,56 @@ pub(super) fn token(ctx: &mut Ctx) -> Option<TokenSettings> {
                 Some(d)
             }
         });
+    let refresh_reuse = match ctx.string("token.refresh_reuse").as_deref() {
+        None | Some("revoke_family") => Some(RefreshReuse::RevokeFamily),
+        Some("refuse") => Some(RefreshReuse::Refuse),
+        Some(other) => {
+            ctx.error(
+                "token.refresh_reuse",
+                format!(
+                    "Invalid value [{}] for [token.refresh_reuse]. Allowed values are [revoke_family, refuse]",
+                    shown(other)
+                ),
+            );
+            None
+        }
+    };
     Some(TokenSettings {
         timeout: timeout?,
         refresh_timeout: refresh_timeout?,
+        refresh_reuse: refresh_reuse?,
+    })
+}
+
+/// `compatibility.*`: the signals Elasticsearch's official clients need.
+pub(super) fn compatibility(ctx: &mut Ctx) -> Option<CompatibilitySettings> {
+    let product_header = ctx.bool("compatibility.product_header", true);
+    let version = match ctx.string("compatibility.version") {
+        None => Some(DEFAULT_COMPAT_VERSION.to_string()),
+        Some(v) => {
+            let v = v.trim().to_string();
+            let parts: Vec<&str> = v.split('.').collect();
+            let numeric = parts.len() == 3
+                && parts.iter().all(|p| {
+                    !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit())
+                });
+            if numeric && matches!(parts[0], "7" | "8" | "9") {
+                Some(v)
+            } else {
+                ctx.error(
+                    "compatibility.version",
+                    format!(
+                        "Invalid value [{}] for [compatibility.version]: expected an Elasticsearch version 7.x.y, 8.x.y or 9.x.y, e.g. {DEFAULT_COMPAT_VERSION}",
+                        shown(&v)
+                    ),
+                );
+                None
+            }
+        }
+    };
+    Some(CompatibilitySettings {
+        product_header: product_header?,
+        version: version?,
     })
 }
 
@@ -261,47 +309,14 @@ fn user(ctx: &mut Ctx, name: &str, base: &str) -> Option<UserEntry> {
         }
         Some(h) => parse_password_hash(ctx, &hash_key, h.trim()),
     };
-    let priv_key = format!("{base}.privileges");
-    let privileges = match ctx.list(&priv_key) {
-        None => {
-            if ctx.value(&priv_key).is_none() {
-                ctx.error(
-                    &priv_key,
-                    format!(
-                        "The configuration setting [{priv_key}] is required (one or more of manage_oidc, manage_token, manage_security, all)"
-                    ),
-                );
-            }
-            None
-        }
-        Some(list) if list.is_empty() => {
-            ctx.error(
-                &priv_key,
-                "at least one privilege is required (manage_oidc, manage_token, manage_security, all)",
-            );
-            None
-        }
-        Some(list) => {
-            let mut set = BTreeSet::new();
-            let mut good = true;
-            for p in list {
-                match Privilege::parse(&p) {
-                    Some(x) => {
-                        set.insert(x);
-                    }
-                    None => {
-                        good = false;
-                        ctx.error(
-                            &priv_key,
-                            format!(
-                                "unknown privilege [{}]; allowed are [manage_oidc, manage_token, manage_security, all]",
-                                shown(&p)
-                            ),
-                        );
-                    }
-                }
-            }
-            good.then_some(set)
+    let privileges = privileges(ctx, &format!("{base}.privileges"));
+    let roles = match ctx.list(&format!("{base}.roles")) {
+        None if ctx.has_error_under(&format!("{base}.roles")) => None,
+        None => Some(Vec::new()),
+        Some(mut list) => {
+            list.sort();
+            list.dedup();
+            Some(list)
         }
     };
     let full_name = ctx.string(&format!("{base}.full_name"));
@@ -312,9 +327,100 @@ fn user(ctx: &mut Ctx, name: &str, base: &str) -> Option<UserEntry> {
     Some(UserEntry {
         password_hash: password_hash?,
         privileges: privileges?,
+        roles: roles?,
         full_name,
         email,
     })
+}
+
+/// `<base>.privileges`: required; `[]` is allowed (a caller that may call no API but
+/// `_authenticate`, e.g. an end user of the `password` grant).
+fn privileges(ctx: &mut Ctx, key: &str) -> Option<BTreeSet<Privilege>> {
+    let Some(list) = ctx.list(key) else {
+        if ctx.value(key).is_none() {
+            ctx.error(
+                key,
+                format!(
+                    "The configuration setting [{key}] is required: a list of {} (or [] for none)",
+                    Privilege::names()
+                ),
+            );
+        }
+        return None;
+    };
+    let mut set = BTreeSet::new();
+    let mut good = true;
+    for p in list {
+        match Privilege::parse(&p) {
+            Some(x) => {
+                set.insert(x);
+            }
+            None => {
+                good = false;
+                ctx.error(
+                    key,
+                    format!(
+                        "unknown privilege [{}]; allowed are [{}]",
+                        shown(&p),
+                        Privilege::names()
+                    ),
+                );
+            }
+        }
+    }
+    good.then_some(set)
+}
+
+/// `service_tokens.<namespace/service/name>`: `hash` (from `oidc-realm create-service-token`)
+/// and `privileges`.
+pub(super) fn service_tokens(ctx: &mut Ctx) -> BTreeMap<String, ServiceTokenEntry> {
+    let names: BTreeSet<String> = ctx
+        .leaves
+        .values()
+        .filter(|l| l.segs.len() >= 2 && l.segs[0] == "service_tokens")
+        .map(|l| l.segs[1].clone())
+        .collect();
+    let mut out = BTreeMap::new();
+    for name in names {
+        let base = format!("service_tokens.{name}");
+        if ctx.value(&base).is_some() {
+            // A scalar instead of a mapping: reported by the key check.
+            continue;
+        }
+        let mut ok = true;
+        if let Err(why) = crate::auth::service_tokens::check_name(&name) {
+            ctx.error(&base, why);
+            ok = false;
+        }
+        let hash_key = format!("{base}.hash");
+        let secret_hash = match ctx.string(&hash_key) {
+            None => {
+                ctx.error(
+                    &hash_key,
+                    format!("The configuration setting [{hash_key}] is required (create a token with `oidc-realm create-service-token {name}`)"),
+                );
+                None
+            }
+            Some(h) => match crate::auth::service_tokens::parse_hash(h.trim()) {
+                Ok(h) => Some(h),
+                Err(why) => {
+                    ctx.error(&hash_key, why);
+                    None
+                }
+            },
+        };
+        let privileges = privileges(ctx, &format!("{base}.privileges"));
+        if let (true, Some(secret_hash), Some(privileges)) = (ok, secret_hash, privileges) {
+            out.insert(
+                name,
+                ServiceTokenEntry {
+                    secret_hash,
+                    privileges,
+                },
+            );
+        }
+    }
+    out
 }
 
 /// Check the shape of a stored hash; never echo it.

@@ -17,8 +17,12 @@ pub struct Settings {
     pub data: DataSettings,
     pub token: TokenSettings,
     pub log: LogSettings,
-    /// Callers (facilitators, admins) by name.
+    /// Callers (facilitators, admins, end users of the `password` grant) by name.
     pub users: BTreeMap<String, UserEntry>,
+    /// Service account tokens (`namespace/service/name`), e.g. Kibana's.
+    pub service_tokens: BTreeMap<String, ServiceTokenEntry>,
+    /// `compatibility.*`: what Elasticsearch's official clients need to see.
+    pub compatibility: CompatibilitySettings,
     /// OIDC realms, sorted by `order`.
     pub realms: Vec<RealmConfig>,
     /// Role mappings from `role_mappings` and `role_mapping_files`, compiled (read-only
@@ -58,7 +62,52 @@ pub struct TokenSettings {
     pub timeout: Duration,
     /// `token.refresh_timeout`: refresh-token lifetime; default 24h.
     pub refresh_timeout: Duration,
+    /// `token.refresh_reuse`: what a refresh token used again after the 30 s window does.
+    pub refresh_reuse: RefreshReuse,
 }
+
+/// `token.refresh_reuse`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RefreshReuse {
+    /// Refuse the request and invalidate every token of the login (default): a replayed
+    /// refresh token is a sign of theft.
+    #[default]
+    RevokeFamily,
+    /// Refuse the request only, as Elasticsearch does.
+    Refuse,
+}
+
+impl RefreshReuse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshReuse::RevokeFamily => "revoke_family",
+            RefreshReuse::Refuse => "refuse",
+        }
+    }
+}
+
+/// `compatibility.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompatibilitySettings {
+    /// `compatibility.product_header` (default true): send `X-Elastic-Product: Elasticsearch`
+    /// on every response, which Elasticsearch's official clients require.
+    pub product_header: bool,
+    /// `compatibility.version` (default `8.19.0`): the Elasticsearch API level reported as
+    /// `version.number` by `GET /`.
+    pub version: String,
+}
+
+impl Default for CompatibilitySettings {
+    fn default() -> Self {
+        Self {
+            product_header: true,
+            version: DEFAULT_COMPAT_VERSION.to_string(),
+        }
+    }
+}
+
+/// The Elasticsearch API level oidc-realm implements.
+pub const DEFAULT_COMPAT_VERSION: &str = "8.19.0";
 
 /// `log.*`.
 #[derive(Debug, Clone)]
@@ -79,10 +128,22 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct UserEntry {
     pub password_hash: PasswordHash,
+    /// API privileges; may be empty (an end user who only uses the `password` grant).
     pub privileges: BTreeSet<Privilege>,
+    /// `users.<name>.roles`: shown by `_authenticate` and in token responses; grant nothing
+    /// here (privileges do).
+    pub roles: Vec<String>,
     /// Optional, shown by `_authenticate`.
     pub full_name: Option<String>,
     pub email: Option<String>,
+}
+
+/// One configured service account token (`service_tokens.<namespace/service/name>`).
+#[derive(Debug, Clone)]
+pub struct ServiceTokenEntry {
+    /// SHA-256 of the token's secret (the secret has 256 bits of entropy: no slow hash needed).
+    pub secret_hash: crate::secret::Secret<[u8; 32]>,
+    pub privileges: BTreeSet<Privilege>,
 }
 
 /// A stored password hash (already checked to parse).
@@ -108,22 +169,30 @@ impl std::fmt::Debug for PasswordHash {
 pub enum Privilege {
     ManageOidc,
     ManageToken,
+    ManageUserProfile,
     ManageSecurity,
     All,
 }
 
 impl Privilege {
-    pub const ALL: [Privilege; 4] = [
+    pub const ALL: [Privilege; 5] = [
         Privilege::ManageOidc,
         Privilege::ManageToken,
+        Privilege::ManageUserProfile,
         Privilege::ManageSecurity,
         Privilege::All,
     ];
+
+    /// `manage_oidc, manage_token, ...` for messages.
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Privilege::ManageOidc => "manage_oidc",
             Privilege::ManageToken => "manage_token",
+            Privilege::ManageUserProfile => "manage_user_profile",
             Privilege::ManageSecurity => "manage_security",
             Privilege::All => "all",
         }

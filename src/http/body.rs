@@ -1,5 +1,6 @@
-//! Request bodies: `application/json` only, within `http.max_body`, parsed strictly
-//! (unknown and duplicate fields refused) into Elasticsearch-shaped 400/413/415 errors.
+//! Request bodies: JSON only (`application/json` or Elasticsearch's vendor JSON type), within
+//! `http.max_body`, parsed strictly (unknown and duplicate fields refused) into
+//! Elasticsearch-shaped 400/406/413 errors.
 
 use crate::error::ApiError;
 use actix_web::dev::Payload;
@@ -20,13 +21,17 @@ pub trait Parser: DeserializeOwned + 'static {
 #[derive(Debug)]
 pub struct EsJson<T>(pub T);
 
+/// `application/json` or `application/vnd.elasticsearch+json` (its `compatible-with`
+/// version was checked by [`super::compat`]).
 fn is_json(req: &HttpRequest) -> bool {
     let Some(ct) = req.headers().get(CONTENT_TYPE) else {
         return false;
     };
     let Ok(ct) = ct.to_str() else { return false };
-    let essence = ct.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case("application/json")
+    matches!(
+        super::compat::parse_media(ct, "Content-Type"),
+        Ok(super::compat::Media::Json(_))
+    )
 }
 
 impl<T: Parser> FromRequest for EsJson<T> {
@@ -44,7 +49,11 @@ impl<T: Parser> FromRequest for EsJson<T> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let json = is_json(req);
-        let has_content_type = req.headers().contains_key(CONTENT_TYPE);
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let has_content_type = content_type.is_some();
         let payload = web::Payload::from_request(req, payload).into_inner();
         Box::pin(async move {
             // Refuse an oversized body before reading any of it.
@@ -61,7 +70,7 @@ impl<T: Parser> FromRequest for EsJson<T> {
                 return parse::<T>(b"{}").map(EsJson);
             }
             if !json {
-                return Err(ApiError::unsupported_media_type());
+                return Err(ApiError::unsupported_media_type(content_type.as_deref()));
             }
             if body.is_empty() {
                 return Err(ApiError::parse("request body is required"));

@@ -1,6 +1,8 @@
 //! HTTP handlers: extract, call one function, map the result. No protocol or storage logic.
 
 mod body;
+pub mod compat;
+mod filter_path;
 mod oidc;
 mod role_mapping;
 mod security;
@@ -8,6 +10,7 @@ mod status;
 mod token;
 
 pub use body::{EsJson, Parser};
+pub use compat::shown_header;
 
 use crate::error::ApiError;
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -32,8 +32,8 @@ impl<'de> Deserialize<'de> for MappingBody {
 }
 
 /// Query parameters: `refresh` (accepted and ignored: every write is visible on return) and
-/// Elasticsearch's output switches `pretty`, `human`, `error_trace` (ignored); others are
-/// refused as Elasticsearch does.
+/// Elasticsearch's output switches `filter_path`, `pretty`, `human`, `error_trace`, `format`
+/// (applied to every response by [`super::compat`]); others are refused as Elasticsearch does.
 fn check_params(req: &HttpRequest, allow_refresh: bool) -> Result<(), ApiError> {
     let query = req.query_string();
     if query.is_empty() {
@@ -49,7 +49,7 @@ fn check_params(req: &HttpRequest, allow_refresh: bool) -> Result<(), ApiError> 
                     ));
                 }
             }
-            "pretty" | "human" | "error_trace" => {}
+            "filter_path" | "pretty" | "human" | "error_trace" | "format" => {}
             other => {
                 return Err(ApiError::illegal_argument(
                     "invalid_parameter",

@@ -6,7 +6,9 @@ use crate::error::ApiError;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-/// Name, version and the loaded realms. Never a secret; no authentication needed.
+/// Elasticsearch's `GET /` fields that clients read (`version.number` is the Elasticsearch
+/// API level oidc-realm implements, `compatibility.version`), and oidc-realm's own name,
+/// version and loaded realms under `oidc_realm`. Never a secret; no authentication needed.
 pub async fn root(state: web::Data<AppState>) -> HttpResponse {
     let rt = state.runtime();
     let realms: Vec<_> = rt
@@ -15,12 +17,30 @@ pub async fn root(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|r| json!({ "name": r.name, "type": "oidc", "order": r.order, "enabled": r.enabled }))
         .collect();
+    let api = &rt.settings.compatibility.version;
     HttpResponse::Ok().json(json!({
         "name": "oidc-realm",
-        "version": env!("CARGO_PKG_VERSION"),
-        "tagline": "OpenID Connect realm server, speaking Elasticsearch's _security API",
-        "config_generation": rt.generation,
-        "realms": realms,
+        "cluster_name": "oidc-realm",
+        "cluster_uuid": "_na_",
+        "version": {
+            "number": api,
+            "build_flavor": "default",
+            "build_type": "oidc-realm",
+            "build_hash": "unknown",
+            "build_date": "unknown",
+            "build_snapshot": false,
+            "lucene_version": "none",
+            "minimum_wire_compatibility_version": api,
+            "minimum_index_compatibility_version": api,
+        },
+        "tagline": "You Know, for Search",
+        "oidc_realm": {
+            "name": "oidc-realm",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "OpenID Connect realm server, speaking Elasticsearch's _security API; not Elasticsearch",
+            "config_generation": rt.generation,
+            "realms": realms,
+        },
     }))
 }
 
@@ -34,5 +54,5 @@ pub async fn health() -> HttpResponse {
 /// The caller, in Elasticsearch's shape.
 pub async fn authenticate(caller: Caller) -> Result<HttpResponse, ApiError> {
     let auth = caller.require(Action::Authenticate)?;
-    Ok(HttpResponse::Ok().json(crate::auth::AuthenticationView::new(&auth.user, auth.kind)))
+    Ok(HttpResponse::Ok().json(crate::auth::AuthenticationView::of(&auth)))
 }

@@ -134,6 +134,15 @@ pub async fn create(
             format!("the {grant} grant_type cannot be used by a caller authenticated with an access token; authenticate with a password"),
         ));
     }
+    // A service account may get tokens for users (password grant) and refresh them, but
+    // not tokens for itself: its own token never expires, so there is nothing to gain and
+    // a second credential to lose.
+    if caller.kind == AuthenticationType::ServiceAccount && grant == "client_credentials" {
+        return Err(ApiError::illegal_argument(
+            "service_account_cannot_create_token",
+            "the client_credentials grant_type cannot be used by a service account; use its service token directly",
+        ));
+    }
     let lifetimes = state.lifetimes();
     let expires_in = lifetimes.access.as_secs();
     let client = caller.client_ref();
@@ -167,9 +176,10 @@ pub async fn create(
         }
         "refresh_token" => {
             let token = req.refresh_token.unwrap_or_default();
+            let reuse = state.runtime().settings.token.refresh_reuse;
             let (pair, user) = state
                 .tokens
-                .refresh(token.expose_secret(), &client, lifetimes)
+                .refresh(token.expose_secret(), &client, lifetimes, reuse)
                 .await
                 .map_err(|e| match e {
                     TokenError::Refresh(r) => ApiError::oauth("invalid_grant", r.to_string())
@@ -276,7 +286,10 @@ pub async fn invalidate(
         "token invalidation"
     );
     let body = counts_body(&counts);
-    if counts.invalidated == 0 && counts.previously_invalidated == 0 {
+    // An unknown `token`/`refresh_token` is 404; invalidating by realm or user answers 200
+    // even when nothing matched (Elasticsearch's TokenService does the same).
+    let single = token.is_some() || refresh.is_some();
+    if single && counts.invalidated == 0 && counts.previously_invalidated == 0 {
         return Ok(HttpResponse::NotFound().json(body));
     }
     Ok(HttpResponse::Ok().json(body))

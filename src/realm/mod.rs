@@ -295,7 +295,7 @@ pub struct LoginOutcome {
 pub enum LoginError {
     #[error("realm [{0}] is not an enabled OpenID Connect realm")]
     UnknownRealm(String),
-    #[error("the redirect_uri is not an absolute URL")]
+    #[error("the redirect_uri is neither an absolute URL nor a plain path starting with `/` (no `//`, `\\`, `.` or `..` segments, `:` or `%` in the path)")]
     RedirectUnparseable,
     #[error(
         "the redirect_uri [{got}] does not match rp.redirect_uri [{expected}] of realm {realm}"
@@ -386,6 +386,81 @@ fn part_params(part: Option<&str>) -> Result<BTreeMap<String, String>, LoginErro
     Ok(out)
 }
 
+/// Where path-only redirects are parsed before their realm is known; replaced by the origin
+/// of the realm's `rp.redirect_uri` before any comparison.
+const PATH_ONLY_BASE: &str = "http://path-only.invalid";
+
+/// The redirect as the facilitator sent it: an absolute URL, or (as Kibana sends it, since
+/// Elasticsearch never compares it) only the path and query of the callback.
+#[derive(Debug)]
+enum Redirect {
+    Absolute(Url),
+    /// Parsed against [`PATH_ONLY_BASE`]; the raw text is resolved against the realm's
+    /// `rp.redirect_uri` later.
+    Path {
+        parsed: Url,
+        raw: String,
+    },
+}
+
+impl Redirect {
+    fn parse(raw: &str) -> Result<Self, LoginError> {
+        if !raw.starts_with('/') {
+            return Url::parse(raw)
+                .map(Redirect::Absolute)
+                .map_err(|_| LoginError::RedirectUnparseable);
+        }
+        // A path only. Refuse whatever a URL parser could turn into another origin or
+        // another path: `//host`, backslashes, dot segments, anything percent-encoded in the
+        // path (encoded dots, slashes, backslashes, schemes), colons, whitespace and control
+        // characters. A callback path needs none of them.
+        let path = raw.split(['?', '#']).next().unwrap_or("");
+        let bad = raw.starts_with("//")
+            || raw.contains('\\')
+            || raw.chars().any(|c| c.is_control() || c.is_whitespace())
+            || path.contains([':', '%'])
+            || path.split('/').any(|seg| seg == "." || seg == "..");
+        if bad {
+            return Err(LoginError::RedirectUnparseable);
+        }
+        let base = Url::parse(PATH_ONLY_BASE).map_err(|_| LoginError::RedirectUnparseable)?;
+        let parsed = base
+            .join(raw)
+            .map_err(|_| LoginError::RedirectUnparseable)?;
+        // The parser must not have changed the path (no normalisation happened).
+        if parsed.host_str() != base.host_str() || parsed.path() != path {
+            return Err(LoginError::RedirectUnparseable);
+        }
+        Ok(Redirect::Path {
+            parsed,
+            raw: raw.to_string(),
+        })
+    }
+
+    /// The query and fragment carrier (the origin may still be the placeholder).
+    fn url(&self) -> &Url {
+        match self {
+            Redirect::Absolute(u) | Redirect::Path { parsed: u, .. } => u,
+        }
+    }
+
+    /// The full redirect: a path resolved against the origin of `configured`.
+    fn resolve(&self, configured: &Url) -> Result<Url, LoginError> {
+        match self {
+            Redirect::Absolute(u) => Ok(u.clone()),
+            Redirect::Path { raw, .. } => {
+                let u = configured
+                    .join(raw)
+                    .map_err(|_| LoginError::RedirectUnparseable)?;
+                if u.origin() != configured.origin() {
+                    return Err(LoginError::RedirectUnparseable);
+                }
+                Ok(u)
+            }
+        }
+    }
+}
+
 /// The redirect's base (scheme, host, port, path) equals the configured redirect URI's.
 fn same_base(got: &Url, expected: &Url) -> bool {
     got.scheme() == expected.scheme()
@@ -401,9 +476,9 @@ pub async fn authenticate(
     ctx: &LoginContext<'_>,
 ) -> Result<LoginOutcome, LoginError> {
     // 1. The redirect, parsed: a realm's flow is found through its state.
-    let redirect = Url::parse(&params.redirect_uri).map_err(|_| LoginError::RedirectUnparseable)?;
-    let query = part_params(redirect.query())?;
-    let fragment = part_params(redirect.fragment())?;
+    let given = Redirect::parse(&params.redirect_uri)?;
+    let query = part_params(given.url().query())?;
+    let fragment = part_params(given.url().fragment())?;
     if query.contains_key("state") && fragment.contains_key("state") {
         return Err(LoginError::DuplicateParam("state".into()));
     }
@@ -461,6 +536,7 @@ pub async fn authenticate(
     ) {
         return Err(LoginError::NonceMismatch);
     }
+    let redirect = given.resolve(&cfg.rp.redirect_uri)?;
     if !same_base(&redirect, &cfg.rp.redirect_uri) {
         return Err(LoginError::RedirectMismatch {
             realm: cfg.name.clone(),

@@ -8,12 +8,14 @@
 //!   AES-256-GCM under a key derived from the token with another label.
 //! - Refresh follows Elasticsearch (spec §3.3): one use; repeats within 30 s return the same
 //!   pair, even when they race; later reuse is refused and, beyond Elasticsearch, invalidates
-//!   the whole family (a stolen refresh token is detected).
+//!   the whole family (a stolen refresh token is detected) unless `token.refresh_reuse:
+//!   refuse` asks for Elasticsearch's behaviour (refuse only).
 
 mod cache;
 pub mod crypto;
 
 use crate::clock::{millis, SharedClock, UnixMillis};
+use crate::config::RefreshReuse;
 use crate::store::{
     ClientRef, Id16, Invalidation, InvalidationCounts, RefreshOutcome, Refreshed, Store,
     StoreError, TokenDoc, UserRecord,
@@ -211,12 +213,14 @@ impl TokenService {
         Ok(doc)
     }
 
-    /// Refresh a pair (spec §3.3), by `client` (the caller).
+    /// Refresh a pair (spec §3.3), by `client` (the caller). `reuse` says what a reuse after
+    /// the window does besides refusing (`token.refresh_reuse`).
     pub async fn refresh(
         &self,
         refresh_token: &str,
         client: &ClientRef,
         lifetimes: Lifetimes,
+        reuse: RefreshReuse,
     ) -> Result<(IssuedPair, UserRecord), TokenError> {
         let Some(secret) = TokenSecret::parse(TokenKind::Refresh, refresh_token) else {
             return Err(RefreshError::Unknown.into());
@@ -229,7 +233,7 @@ impl TokenService {
         // Elasticsearch's order: expiry, invalidation, creating client, reuse window.
         self.check_refreshable(&doc, client, now)?;
         if let Some(refreshed) = &doc.refreshed {
-            return self.superseding(&doc, refreshed, &secret, now).await;
+            return self.superseding(&doc, refreshed, &secret, now, reuse).await;
         }
         // Data sealed at login (OIDC logout data) moves to the new pair: the refresh token
         // opens its copy.
@@ -258,7 +262,7 @@ impl TokenService {
                 let Some(r) = &current.refreshed else {
                     return Err(TokenError::Seal("race without refresh"));
                 };
-                self.superseding(&current, r, &secret, now).await
+                self.superseding(&current, r, &secret, now, reuse).await
             }
             RefreshOutcome::NotFound => Err(RefreshError::Unknown.into()),
         }
@@ -283,17 +287,30 @@ impl TokenService {
     }
 
     /// A repeat refresh: within the window, the pair minted by the first refresh; after it,
-    /// refused, and the whole family invalidated.
+    /// refused, and (with [`RefreshReuse::RevokeFamily`]) the whole family invalidated.
     async fn superseding(
         &self,
         doc: &TokenDoc,
         refreshed: &Refreshed,
         secret: &TokenSecret,
         now: UnixMillis,
+        reuse: RefreshReuse,
     ) -> Result<(IssuedPair, UserRecord), TokenError> {
         let window = millis(REFRESH_WINDOW);
         if refreshed.at > now.saturating_add(window) {
             return Err(RefreshError::ClockSkew.into());
+        }
+        if now > refreshed.at.saturating_add(window) && reuse == RefreshReuse::Refuse {
+            tracing::warn!(
+                target: "audit",
+                event = "refresh_token_reuse",
+                username = ?doc.user.username,
+                realm = %doc.user.realm.name,
+                family = ?doc.family,
+                "refresh token reused {}s after its first use: refused (token.refresh_reuse: refuse keeps the other tokens valid)",
+                (now - refreshed.at) / 1000
+            );
+            return Err(RefreshError::ReusedAfterWindow.into());
         }
         if now > refreshed.at.saturating_add(window) {
             let counts = self.invalidate(Invalidation::Family(doc.family)).await?;

@@ -40,6 +40,7 @@ fn user(hash: PasswordHash, privs: &[Privilege]) -> UserEntry {
     UserEntry {
         password_hash: hash,
         privileges: privs.iter().copied().collect::<BTreeSet<_>>(),
+        roles: Vec::new(),
         full_name: None,
         email: None,
     }
@@ -89,12 +90,15 @@ pub fn settings() -> Settings {
         token: TokenSettings {
             timeout: Duration::from_secs(20 * 60),
             refresh_timeout: Duration::from_secs(24 * 3600),
+            refresh_reuse: RefreshReuse::RevokeFamily,
         },
         log: LogSettings {
             format: LogFormat::Human,
             level: "info".into(),
         },
         users,
+        service_tokens: BTreeMap::new(),
+        compatibility: CompatibilitySettings::default(),
         realms: Vec::new(),
         role_mappings: Vec::new(),
     }
