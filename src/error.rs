@@ -222,6 +222,17 @@ impl ApiError {
         )
     }
 
+    /// 409 `version_conflict_engine_exception`: a document was written concurrently; the
+    /// client may retry.
+    pub fn conflict(code: &'static str, reason: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "version_conflict_engine_exception",
+            code,
+            reason.into(),
+        )
+    }
+
     /// 413: the body is larger than `http.max_body`.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(

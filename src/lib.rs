@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod oidc;
+pub mod profiles;
 pub mod realm;
 pub mod reload;
 pub mod roles;

@@ -239,7 +239,7 @@ fn broken_configs_report_the_expected_errors() {
         (vec![], "  bob:\n    password_hash: '$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$Z3JpZ3JpZ3JpZ3Jp'\n    privileges: [all]\n", "users.bob.password_hash".into(), "only argon2id"),
         (vec![], "  bob:\n    password_hash: '$2b$12$short'\n    privileges: [all]\n", "users.bob.password_hash".into(), "not a valid bcrypt hash"),
         (vec![], "  bob:\n    password_hash: '$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW'\n    privileges: [read]\n", "users.bob.privileges".into(), "unknown privilege [read]"),
-        (vec![], "  bob:\n    password_hash: '$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW'\n    privileges: []\n", "users.bob.privileges".into(), "at least one privilege"),
+        (vec![], "  bob:\n    password_hash: '$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW'\n    privileges: [manage_oidc]\n    roles: true\n", "users.bob.roles".into(), "expected a list"),
         (vec![], "  bob:\n    password_hash: '$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW'\n", "users.bob.privileges".into(), "is required"),
         (vec![], "  'bo:b':\n    password_hash: '$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW'\n    privileges: [all]\n", "users.bo:b".into(), "cannot contain `:`"),
         (vec![], "  bob:\n    password_hash: '$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW'\n    privileges: [all]\n    mail: b@example.com\n", "users.bob.mail".into(), "did you mean `email`?"),

@@ -35,7 +35,7 @@ fn generation(port: u16) -> Option<u64> {
     s.read_to_string(&mut out).ok()?;
     let body = out.split("\r\n\r\n").nth(1)?;
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    v["config_generation"].as_u64()
+    v["oidc_realm"]["config_generation"].as_u64()
 }
 
 fn wait_for_generation(port: u16, want: u64) {

@@ -5,7 +5,7 @@ use oidc_realm::store::codec;
 use oidc_realm::store::conformance::{self, flow, hash, token, NOW};
 use oidc_realm::store::{
     Invalidation, MemoryStore, RedbStore, RefreshOutcome, Refreshed, Store, StoreError,
-    SCHEMA_VERSION,
+    StoredProfile, SCHEMA_VERSION,
 };
 use redb::ReadableDatabase;
 use std::path::{Path, PathBuf};
@@ -433,4 +433,104 @@ async fn redb_role_mappings_survive_reopen_and_old_files_gain_the_table() {
     let store = RedbStore::open(&path).unwrap();
     assert!(store.get_role_mappings().await.unwrap().is_empty());
     assert!(store.put_role_mapping("c", b"{}".to_vec()).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_profiles_survive_reopen_and_old_files_gain_the_table() {
+    const PROFILES: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("profiles");
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir);
+    let json = conformance::profile_json;
+    {
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(
+            store
+                .put_profile("u_a_0", json("u_a_0", 1), None)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .put_profile("u_a_0", json("u_a_0", 2), Some(0))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .put_profile("u_b_0", json("u_b_0", 3), None)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+    {
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(
+            store.get_profile("u_a_0").await.unwrap(),
+            Some(StoredProfile {
+                seq_no: 1,
+                json: json("u_a_0", 2)
+            })
+        );
+        // The version carried over: compare-and-set goes on from it.
+        assert!(matches!(
+            store.put_profile("u_a_0", json("u_a_0", 4), Some(0)).await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(matches!(
+            store.put_profile("u_b_0", json("u_b_0", 4), None).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(
+            store
+                .put_profile("u_a_0", json("u_a_0", 4), Some(1))
+                .await
+                .unwrap(),
+            2
+        );
+    }
+    // A value too short to hold its version is corrupt: an error, not a panic.
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(PROFILES)
+            .unwrap()
+            .insert("u_c_0", &[1u8, 2, 3][..])
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    {
+        let store = RedbStore::open(&path).unwrap();
+        assert!(corrupt(store.get_profile("u_c_0").await));
+        assert!(corrupt(
+            store.put_profile("u_c_0", json("u_c_0", 1), Some(0)).await
+        ));
+        // The failed write was its own: others still commit.
+        assert_eq!(
+            store
+                .put_profile("u_d_0", json("u_d_0", 1), None)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+    // A file written before profiles existed (same schema version, no table) opens and gets
+    // an empty table.
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(txn.delete_table(PROFILES).unwrap());
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.get_profile("u_a_0").await.unwrap(), None);
+    assert_eq!(
+        store
+            .put_profile("u_a_0", json("u_a_0", 5), None)
+            .await
+            .unwrap(),
+        0
+    );
 }

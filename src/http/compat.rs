@@ -98,11 +98,13 @@ pub fn parse_media(value: &str, header: &str) -> Result<Media, String> {
             let text = v.as_str();
             match text.parse::<u8>() {
                 Ok(n) if COMPATIBLE_VERSIONS.contains(&n) => Some(n),
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "{header} version must be either version 7, 8 or 9, but found {}. {header}={}",
                     shown_header(text),
                     shown_header(value)
-                )),
+                ))
+                }
             }
         }
     };

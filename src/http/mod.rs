@@ -4,6 +4,7 @@ mod body;
 pub mod compat;
 mod filter_path;
 mod oidc;
+mod profile;
 mod role_mapping;
 mod security;
 mod status;
@@ -60,6 +61,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(wrong_method)),
     );
     role_mapping_routes(cfg);
+    profile_routes(cfg);
+}
+
+/// User profiles (activated by Kibana after each login). `_activate` is registered before
+/// `{uid}` so that it is not taken for a uid.
+fn profile_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/_security/profile/_activate")
+            .route(web::post().to(profile::activate))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_security/profile/{uid}")
+            .route(web::get().to(profile::get))
+            .default_service(web::to(wrong_method)),
+    );
 }
 
 /// Role mappings (spec §5.1).

@@ -45,6 +45,8 @@ where
     sweep_then_reuse_keys(make().await).await;
     role_mappings_put_get_delete(make().await).await;
     concurrent_role_mapping_puts(make().await).await;
+    profiles_create_get_update(make().await).await;
+    concurrent_profile_writes(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -977,4 +979,150 @@ pub async fn concurrent_role_mapping_puts(store: Arc<dyn Store>) {
     }
     assert_eq!(created, 32);
     assert_eq!(store.get_role_mappings().await.unwrap().len(), 32);
+}
+
+// ---------------------------------------------------------------------------------------------
+// User profiles
+
+/// A profile record as the store sees it: any bytes (here JSON, as the profile service writes).
+pub fn profile_json(uid: &str, n: u32) -> Vec<u8> {
+    serde_json::json!({"uid": uid, "n": n, "user": {"username": "Ünïcødé \u{0}"}})
+        .to_string()
+        .into_bytes()
+}
+
+/// Create is create-if-absent, replace is compare-and-set on the version; a refused write
+/// writes nothing; profiles, tokens and role mappings do not interfere.
+pub async fn profiles_create_get_update(store: Arc<dyn Store>) {
+    let uid = "u_K9gGyX8OAK8aH8Myj6djqSaXI8jbj6xPk69x2xhtbpA_0";
+    let other = "u_K9gGyX8OAK8aH8Myj6djqSaXI8jbj6xPk69x2xhtbpA_1";
+    assert_eq!(store.get_profile(uid).await.unwrap(), None);
+    // Replacing what does not exist is a conflict, not a create.
+    assert!(matches!(
+        store.put_profile(uid, profile_json(uid, 0), Some(0)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get_profile(uid).await.unwrap(), None);
+
+    assert_eq!(
+        store
+            .put_profile(uid, profile_json(uid, 1), None)
+            .await
+            .unwrap(),
+        0
+    );
+    let stored = |seq_no: u64, n: u32| StoredProfile {
+        seq_no,
+        json: profile_json(uid, n),
+    };
+    assert_eq!(store.get_profile(uid).await.unwrap(), Some(stored(0, 1)));
+    // Creating again is a conflict and changes nothing.
+    assert!(matches!(
+        store.put_profile(uid, profile_json(uid, 2), None).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get_profile(uid).await.unwrap(), Some(stored(0, 1)));
+
+    assert_eq!(
+        store
+            .put_profile(uid, profile_json(uid, 3), Some(0))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .put_profile(uid, profile_json(uid, 4), Some(1))
+            .await
+            .unwrap(),
+        2
+    );
+    // A stale or future version is a conflict and changes nothing.
+    for stale in [0, 1, 3, u64::MAX] {
+        assert!(matches!(
+            store
+                .put_profile(uid, profile_json(uid, 5), Some(stale))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+    }
+    assert_eq!(store.get_profile(uid).await.unwrap(), Some(stored(2, 4)));
+
+    // Another uid is another record; an empty record is a record.
+    assert_eq!(store.get_profile(other).await.unwrap(), None);
+    assert_eq!(store.put_profile(other, Vec::new(), None).await.unwrap(), 0);
+    assert_eq!(
+        store.get_profile(other).await.unwrap(),
+        Some(StoredProfile {
+            seq_no: 0,
+            json: Vec::new()
+        })
+    );
+    assert_eq!(store.get_profile(uid).await.unwrap(), Some(stored(2, 4)));
+    assert_eq!(store.get_profile("").await.unwrap(), None);
+
+    store
+        .insert_token(token(1, true, family(1), "oidc1", "u"))
+        .await
+        .unwrap();
+    assert!(store.put_role_mapping(uid, b"{}".to_vec()).await.unwrap());
+    assert_eq!(store.get_profile(uid).await.unwrap(), Some(stored(2, 4)));
+    assert_eq!(store.sweep_expired(i64::MAX, usize::MAX).await.unwrap(), 1);
+    assert_eq!(store.get_profile(uid).await.unwrap(), Some(stored(2, 4)));
+}
+
+/// Of concurrent creates of one uid exactly one wins; of concurrent replaces from one version
+/// exactly one wins; the stored record is the winner's.
+pub async fn concurrent_profile_writes(store: Arc<dyn Store>) {
+    let uid = "u_race_0";
+    let mut tasks = Vec::new();
+    for n in 0..32u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = store.put_profile(uid, profile_json(uid, n), None).await;
+            (n, r)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (n, Ok(seq_no)) => {
+                assert_eq!(seq_no, 0);
+                winners.push(n);
+            }
+            (_, Err(StoreError::Conflict)) => {}
+            (_, Err(e)) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let stored = store.get_profile(uid).await.unwrap().unwrap();
+    assert_eq!(stored.json, profile_json(uid, winners[0]));
+
+    let mut tasks = Vec::new();
+    for n in 100..132u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = store.put_profile(uid, profile_json(uid, n), Some(0)).await;
+            (n, r)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (n, Ok(seq_no)) => {
+                assert_eq!(seq_no, 1);
+                winners.push(n);
+            }
+            (_, Err(StoreError::Conflict)) => {}
+            (_, Err(e)) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(
+        store.get_profile(uid).await.unwrap(),
+        Some(StoredProfile {
+            seq_no: 1,
+            json: profile_json(uid, winners[0])
+        })
+    );
 }

@@ -9,6 +9,7 @@ struct Inner {
     docs: HashMap<Hash32, TokenDoc>,
     by_refresh: HashMap<Hash32, Hash32>,
     role_mappings: std::collections::BTreeMap<String, Vec<u8>>,
+    profiles: HashMap<String, StoredProfile>,
 }
 
 /// The most pending logins held in memory at once (each ~0.3 KB; they expire after 10
@@ -262,6 +263,25 @@ impl Store for MemoryStore {
 
     async fn delete_role_mapping(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self.lock().role_mappings.remove(name).is_some())
+    }
+
+    async fn get_profile(&self, uid: &str) -> Result<Option<StoredProfile>, StoreError> {
+        Ok(self.lock().profiles.get(uid).cloned())
+    }
+
+    async fn put_profile(
+        &self,
+        uid: &str,
+        json: Vec<u8>,
+        expected_seq_no: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let current = inner.profiles.get(uid).map(|p| p.seq_no);
+        let seq_no = next_profile_seq_no(current, expected_seq_no)?;
+        inner
+            .profiles
+            .insert(uid.to_string(), StoredProfile { seq_no, json });
+        Ok(seq_no)
     }
 }
 

@@ -124,6 +124,18 @@ pub struct FlowRecord {
     pub sealed: Vec<u8>,
 }
 
+/// A stored user profile: its record and the version the store gave it.
+///
+/// The record is opaque to the store (JSON of `crate::profiles::ProfileDoc`); the store owns
+/// the version, as Elasticsearch's index owns `_seq_no`, so that a write can be made
+/// conditional on the version it was computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredProfile {
+    /// 0 when the profile was created; one more on every write after that.
+    pub seq_no: u64,
+    pub json: Vec<u8>,
+}
+
 /// The outcome of [`Store::refresh`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum RefreshOutcome {
@@ -245,5 +257,53 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Err(StoreError::Unavailable(
             "this store backend does not keep role mappings".into(),
         ))
+    }
+
+    // --- User profiles ---------------------------------------------------------------------
+    //
+    // Keyed by profile uid; the record is bytes to the store (see [`StoredProfile`]). Writes
+    // are compare-and-set on the version, so two activations racing on one profile cannot both
+    // win: the loser gets `Conflict` and starts again from what the winner wrote. Profiles
+    // never expire and are never swept. The defaults refuse, as for role mappings.
+
+    /// The profile `uid`, with its version.
+    async fn get_profile(&self, uid: &str) -> Result<Option<StoredProfile>, StoreError> {
+        let _ = uid;
+        Err(StoreError::Unavailable(
+            "this store backend does not keep user profiles".into(),
+        ))
+    }
+
+    /// Write (durably) the profile `uid` and return its new version.
+    ///
+    /// - `expected_seq_no: None` creates it: a profile under `uid` exists already →
+    ///   `Conflict`. The new version is 0.
+    /// - `expected_seq_no: Some(n)` replaces it: unless a profile under `uid` exists with
+    ///   version `n` → `Conflict` (nothing written). The new version is `n + 1`.
+    async fn put_profile(
+        &self,
+        uid: &str,
+        json: Vec<u8>,
+        expected_seq_no: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let _ = (uid, json, expected_seq_no);
+        Err(StoreError::Unavailable(
+            "this store backend does not keep user profiles".into(),
+        ))
+    }
+}
+
+/// The compare-and-set rule of [`Store::put_profile`], for backends to share: the version to
+/// write, given the version stored now (`None`: no profile) and the one the caller expects.
+pub fn next_profile_seq_no(
+    current: Option<u64>,
+    expected_seq_no: Option<u64>,
+) -> Result<u64, StoreError> {
+    match (current, expected_seq_no) {
+        (None, None) => Ok(0),
+        (Some(now), Some(expected)) if now == expected => {
+            now.checked_add(1).ok_or(StoreError::Conflict)
+        }
+        _ => Err(StoreError::Conflict),
     }
 }

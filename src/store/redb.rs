@@ -14,6 +14,7 @@
 //! | `token_family` | `family ++ access hash` | `()` |
 //! | `token_expiry` | `expires_at ++ access hash` | `()` |
 //! | `role_mappings` | mapping name (UTF-8) | the mapping's API JSON body |
+//! | `profiles` | profile uid (UTF-8) | `seq_no` (big-endian `u64`) `++` the profile record (JSON) |
 //!
 //! (`len` is a big-endian `u32`, so any byte may appear in a name.) The owner index is keyed
 //! realm first: `(realm, username)` and `realm` are prefix scans, `username` alone is a skip
@@ -62,6 +63,8 @@ const TOKEN_EXPIRY: TableDefinition<Bytes, ()> = TableDefinition::new("token_exp
 /// Added after schema version 1 without a version bump: a new table only, created (empty) by
 /// [`Tables::open`] when an older file is opened.
 const ROLE_MAPPINGS: TableDefinition<&str, Bytes> = TableDefinition::new("role_mappings");
+/// Added after schema version 1 without a version bump, like `role_mappings`.
+const PROFILES: TableDefinition<&str, Bytes> = TableDefinition::new("profiles");
 
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -360,6 +363,34 @@ fn decode_doc(key: &Hash32, bytes: &[u8]) -> Result<TokenDoc, StoreError> {
     Ok(doc)
 }
 
+/// A `profiles` value: the version, then the record.
+fn encode_profile(seq_no: u64, json: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + json.len());
+    v.extend_from_slice(&seq_no.to_be_bytes());
+    v.extend_from_slice(json);
+    v
+}
+
+fn decode_profile(uid: &str, bytes: &[u8]) -> Result<StoredProfile, StoreError> {
+    let (seq, json) = bytes.split_first_chunk::<8>().ok_or_else(|| {
+        StoreError::Corrupt(format!("profile record {uid:?} of {} bytes", bytes.len()))
+    })?;
+    Ok(StoredProfile {
+        seq_no: u64::from_be_bytes(*seq),
+        json: json.to_vec(),
+    })
+}
+
+fn get_profile(
+    profiles: &impl ReadableTable<&'static str, Bytes>,
+    uid: &str,
+) -> Result<Option<StoredProfile>, OpError> {
+    match profiles.get(uid)? {
+        Some(v) => Ok(Some(decode_profile(uid, v.value())?)),
+        None => Ok(None),
+    }
+}
+
 fn get_doc(
     tokens: &impl ReadableTable<Bytes, Bytes>,
     access: &Hash32,
@@ -414,6 +445,7 @@ struct Tables<'t> {
     family: Table<'t, Bytes, ()>,
     expiry: Table<'t, Bytes, ()>,
     role_mappings: Table<'t, &'static str, Bytes>,
+    profiles: Table<'t, &'static str, Bytes>,
 }
 
 impl<'t> Tables<'t> {
@@ -429,6 +461,7 @@ impl<'t> Tables<'t> {
             family: txn.open_table(TOKEN_FAMILY).map_err(open)?,
             expiry: txn.open_table(TOKEN_EXPIRY).map_err(open)?,
             role_mappings: txn.open_table(ROLE_MAPPINGS).map_err(open)?,
+            profiles: txn.open_table(PROFILES).map_err(open)?,
         })
     }
 
@@ -860,6 +893,33 @@ impl Store for RedbStore {
         let name = name.to_string();
         self.submit(move |t| Ok(t.role_mappings.remove(name.as_str())?.is_some()))
             .await
+    }
+
+    async fn get_profile(&self, uid: &str) -> Result<Option<StoredProfile>, StoreError> {
+        self.read(|txn| {
+            let table = txn
+                .open_table(PROFILES)
+                .map_err(|e| OpError::Op(table_error(e)))?;
+            get_profile(&table, uid)
+        })
+    }
+
+    async fn put_profile(
+        &self,
+        uid: &str,
+        json: Vec<u8>,
+        expected_seq_no: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let uid = uid.to_string();
+        self.submit(move |t| {
+            // Checked on the writer, so nothing writes between the check and the write.
+            let current = get_profile(&t.profiles, &uid)?.map(|p| p.seq_no);
+            let seq_no = next_profile_seq_no(current, expected_seq_no)?;
+            t.profiles
+                .insert(uid.as_str(), encode_profile(seq_no, &json).as_slice())?;
+            Ok(seq_no)
+        })
+        .await
     }
 }
 
