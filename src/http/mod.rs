@@ -96,6 +96,33 @@ fn role_mapping_routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The query parameters of a request that an endpoint reads (`allowed`), after checking that
+/// every other one is one of Elasticsearch's output switches (`filter_path`, `pretty`,
+/// `human`, `error_trace`, `format`, applied to every answer by [`compat`]); anything else
+/// is refused as Elasticsearch refuses it.
+pub(crate) fn query_params(
+    req: &HttpRequest,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut kept = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        match k.as_ref() {
+            "filter_path" | "pretty" | "human" | "error_trace" | "format" => {}
+            k if allowed.contains(&k) => kept.push((k.to_string(), v.into_owned())),
+            other => {
+                return Err(ApiError::illegal_argument(
+                    "invalid_parameter",
+                    format!(
+                        "request [{}] contains unrecognized parameter: [{other}]",
+                        req.path()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(kept)
+}
+
 /// 404 for a path nobody serves.
 pub async fn no_handler(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found(format!(

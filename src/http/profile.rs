@@ -95,28 +95,6 @@ impl ActivateRequest {
     }
 }
 
-/// Query parameters: `allowed` ones and Elasticsearch's output switches (applied to every
-/// response elsewhere); others are refused as Elasticsearch does.
-fn check_params(req: &HttpRequest, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
-    let mut kept = Vec::new();
-    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-        match k.as_ref() {
-            "filter_path" | "pretty" | "human" | "error_trace" | "format" => {}
-            k if allowed.contains(&k) => kept.push((k.to_string(), v.into_owned())),
-            other => {
-                return Err(ApiError::illegal_argument(
-                    "invalid_parameter",
-                    format!(
-                        "request [{}] contains unrecognized parameter: [{other}]",
-                        req.path()
-                    ),
-                ))
-            }
-        }
-    }
-    Ok(kept)
-}
-
 /// A profile failure: a concurrent write is a 409 that Kibana retries.
 fn profile_error(e: ProfileError) -> ApiError {
     match e {
@@ -168,7 +146,7 @@ pub async fn activate(
     caller: Caller,
     body: EsJson<ActivateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    check_params(&req, &[])?;
+    super::query_params(&req, &[])?;
     let body = body.0;
     // Elasticsearch validates the request before it authorizes the action.
     let grant = body
@@ -202,7 +180,7 @@ pub async fn get(
     caller: Caller,
     uids: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = check_params(&req, &["data"])?;
+    let params = super::query_params(&req, &["data"])?;
     caller.require(Action::ProfileGet)?;
     let keys: Vec<&str> = params.iter().map(|(_, v)| v.as_str()).collect();
     let data = DataFilter::parse(&keys.join(","));

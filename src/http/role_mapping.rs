@@ -32,33 +32,15 @@ impl<'de> Deserialize<'de> for MappingBody {
 }
 
 /// Query parameters: `refresh` (accepted and ignored: every write is visible on return) and
-/// Elasticsearch's output switches `filter_path`, `pretty`, `human`, `error_trace`, `format`
-/// (applied to every response by [`super::compat`]); others are refused as Elasticsearch does.
+/// the common ones ([`super::query_params`]); others are refused as Elasticsearch does.
 fn check_params(req: &HttpRequest, allow_refresh: bool) -> Result<(), ApiError> {
-    let query = req.query_string();
-    if query.is_empty() {
-        return Ok(());
-    }
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        match k.as_ref() {
-            "refresh" if allow_refresh => {
-                if !matches!(v.as_ref(), "" | "true" | "false" | "wait_for") {
-                    return Err(ApiError::illegal_argument(
-                        "invalid_parameter",
-                        format!("Unknown value for refresh: [{v}]."),
-                    ));
-                }
-            }
-            "filter_path" | "pretty" | "human" | "error_trace" | "format" => {}
-            other => {
-                return Err(ApiError::illegal_argument(
-                    "invalid_parameter",
-                    format!(
-                        "request [{}] contains unrecognized parameter: [{other}]",
-                        req.path()
-                    ),
-                ))
-            }
+    let allowed: &[&str] = if allow_refresh { &["refresh"] } else { &[] };
+    for (_, v) in super::query_params(req, allowed)? {
+        if !matches!(v.as_str(), "" | "true" | "false" | "wait_for") {
+            return Err(ApiError::illegal_argument(
+                "invalid_parameter",
+                format!("Unknown value for refresh: [{v}]."),
+            ));
         }
     }
     Ok(())
