@@ -127,9 +127,14 @@ impl AppState {
         Ok(generation)
     }
 
-    /// Whether responses carry `X-Elastic-Product` (`compatibility.product_header`).
-    pub fn product_header(&self) -> bool {
-        self.runtime.load().settings.compatibility.product_header
+    /// Whether responses carry `X-Elastic-Product` (`compatibility.product_header`), and the
+    /// major of `compatibility.version` (the version a header without `compatible-with`
+    /// stands for).
+    pub fn compatibility_signals(&self) -> (bool, u8) {
+        let rt = self.runtime.load();
+        let c = &rt.settings.compatibility;
+        let major = c.version.split('.').next().and_then(|m| m.parse().ok());
+        (c.product_header, major.unwrap_or(8))
     }
 
     /// Reload bookkeeping (see [`crate::reload`]).

@@ -262,15 +262,16 @@ impl ApiError {
     }
 
     /// 400 for an invalid `Accept`/`Content-Type` (e.g. an unknown `compatible-with`
-    /// version), with Elasticsearch's reason and the precise problem as `caused_by`.
-    pub fn media_type_header(cause: String) -> Self {
+    /// version), with Elasticsearch's reason and the precise problem (of type `cause_kind`)
+    /// as `caused_by`.
+    pub fn media_type_header(cause_kind: &'static str, cause: String) -> Self {
         let mut e = Self::new(
             StatusCode::BAD_REQUEST,
             "media_type_header_exception",
             "invalid_media_type",
             "Invalid media-type value on headers [Content-Type, Accept]".to_string(),
         );
-        e.caused_by = Some(("status_exception", cause));
+        e.caused_by = Some((cause_kind, cause));
         e
     }
 

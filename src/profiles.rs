@@ -21,7 +21,6 @@
 
 use crate::clock::UnixMillis;
 use crate::store::{RealmRef, Store, StoreError, StoredProfile, UserRecord};
-use aws_lc_rs::digest::{digest, SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -47,8 +46,8 @@ const HASH_B64_LEN: usize = 43;
 
 /// `u_` + base64url(SHA-256(`username`)): the uid without its differentiator.
 pub fn base_uid(username: &str) -> String {
-    let hash = digest(&SHA256, username.as_bytes());
-    format!("u_{}", URL_SAFE_NO_PAD.encode(hash.as_ref()))
+    let hash = crate::tokens::crypto::sha256(&[username.as_bytes()]);
+    format!("u_{}", URL_SAFE_NO_PAD.encode(hash))
 }
 
 /// The uid of `username` with this differentiator.

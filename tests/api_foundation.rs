@@ -311,7 +311,7 @@ async fn malformed_json_wrong_content_type_unknown_fields_bad_utf8() {
     .await;
     assert_eq!(
         body["error"]["reason"],
-        "[1:6] [token_request] unknown field [foo]"
+        "[1:30] [token_request] unknown field [foo]"
     );
 }
 

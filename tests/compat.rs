@@ -652,3 +652,58 @@ async fn compatibility_settings_from_yaml() {
         );
     }
 }
+
+#[actix_web::test]
+async fn more_media_type_and_parameter_edges() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    // Not a media type: 400, as Elasticsearch.
+    let (s, _, b) = send(
+        &app,
+        authenticate()
+            .insert_header(basic(ADMIN))
+            .insert_header(("Accept", "not a media type")),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"]["type"], "media_type_header_exception");
+    assert_eq!(
+        b["error"]["caused_by"]["type"],
+        "illegal_argument_exception"
+    );
+    assert_eq!(
+        b["error"]["caused_by"]["reason"],
+        "invalid media-type [not a media type]"
+    );
+    // A percent-encoded parameter name is the same parameter.
+    let (_, _, b) = send(&app, TestRequest::get().uri("/?filter%5Fpath=tagline")).await;
+    assert_eq!(b, json!({"tagline": "You Know, for Search"}));
+    // A filter over the bounds is refused, not cut.
+    let deep = "a.".repeat(200) + "b";
+    let (s, _, b) = send(
+        &app,
+        TestRequest::get().uri(&format!("/?filter_path={deep}")),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"]["type"], "illegal_argument_exception");
+    // pretty keeps Elasticsearch's field order.
+    let (_, raw) = send_raw(
+        &app,
+        TestRequest::get()
+            .uri("/_security/_authenticate?pretty")
+            .insert_header(basic(ADMIN)),
+    )
+    .await;
+    let text = std::str::from_utf8(&raw).unwrap();
+    let order: Vec<usize> = [
+        "\"username\"",
+        "\"roles\"",
+        "\"full_name\"",
+        "\"authentication_type\"",
+    ]
+    .iter()
+    .map(|k| text.find(k).unwrap())
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+}

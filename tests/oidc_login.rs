@@ -427,7 +427,7 @@ async fn prepare_and_authenticate_validation() {
         (s, b["error"]["reason"].clone()),
         (
             400,
-            json!("[1:8] [oidc_prepare_authentication] unknown field [bogus]")
+            json!("[1:24] [oidc_prepare_authentication] unknown field [bogus]")
         )
     );
 

@@ -100,7 +100,7 @@ impl AuthenticationType {
 /// token's cached record (so a bearer check copies nothing).
 #[derive(Debug, Clone)]
 pub enum CallerUser {
-    Owned(UserRecord),
+    Owned(Box<UserRecord>),
     Token(std::sync::Arc<crate::store::TokenDoc>),
 }
 
@@ -129,14 +129,14 @@ impl Authentication {
     pub fn for_file_user(settings: &Settings, username: &str) -> Option<Self> {
         let entry = settings.users.get(username)?;
         Some(Self {
-            user: CallerUser::Owned(UserRecord {
+            user: CallerUser::Owned(Box::new(UserRecord {
                 username: username.to_string(),
                 roles: entry.roles.clone(),
                 full_name: entry.full_name.clone(),
                 email: entry.email.clone(),
                 metadata: Default::default(),
                 realm: file_realm(),
-            }),
+            })),
             kind: AuthenticationType::Realm,
             privileges: entry.privileges.clone(),
             service_token: None,
@@ -152,7 +152,7 @@ impl Authentication {
         let mut metadata = serde_json::Map::new();
         metadata.insert("_elastic_service_account".into(), Value::Bool(true));
         Self {
-            user: CallerUser::Owned(UserRecord {
+            user: CallerUser::Owned(Box::new(UserRecord {
                 username: account.to_string(),
                 roles: Vec::new(),
                 full_name: Some(format!("Service account - {account}")),
@@ -162,7 +162,7 @@ impl Authentication {
                     name: service_tokens::SERVICE_ACCOUNT_REALM.to_string(),
                     kind: service_tokens::SERVICE_ACCOUNT_REALM.to_string(),
                 },
-            }),
+            })),
             kind: AuthenticationType::ServiceAccount,
             privileges: entry.privileges.clone(),
             service_token: Some(presented.token_name().to_string()),

@@ -9,7 +9,6 @@
 
 use crate::config::ServiceTokenEntry;
 use crate::secret::{ct_eq, Secret};
-use aws_lc_rs::digest::{digest, SHA256};
 use base64::alphabet::STANDARD as STANDARD_ALPHABET;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
 use base64::engine::DecodePaddingMode;
@@ -94,9 +93,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 fn sha256(secret: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, secret.as_bytes()).as_ref());
-    out
+    crate::tokens::crypto::sha256(&[secret.as_bytes()])
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -77,15 +77,6 @@ pub enum RefreshReuse {
     Refuse,
 }
 
-impl RefreshReuse {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefreshReuse::RevokeFamily => "revoke_family",
-            RefreshReuse::Refuse => "refuse",
-        }
-    }
-}
-
 /// `compatibility.*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompatibilitySettings {

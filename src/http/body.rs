@@ -49,10 +49,8 @@ impl<T: Parser> FromRequest for EsJson<T> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let json = is_json(req);
-        let content_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        // Kept as the header value (cheap to clone); turned into text only for an error.
+        let content_type = req.headers().get(CONTENT_TYPE).cloned();
         let has_content_type = content_type.is_some();
         let payload = web::Payload::from_request(req, payload).into_inner();
         Box::pin(async move {
@@ -70,7 +68,9 @@ impl<T: Parser> FromRequest for EsJson<T> {
                 return parse::<T>(b"{}").map(EsJson);
             }
             if !json {
-                return Err(ApiError::unsupported_media_type(content_type.as_deref()));
+                let shown =
+                    content_type.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                return Err(ApiError::unsupported_media_type(shown.as_deref()));
             }
             if body.is_empty() {
                 return Err(ApiError::parse("request body is required"));

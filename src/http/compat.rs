@@ -26,7 +26,7 @@ use actix_web::http::header::{
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::mime;
-use actix_web::{web, HttpMessage};
+use actix_web::web;
 
 /// The vendor media type's subtype (`application/vnd.elasticsearch+json`).
 const VENDOR_SUBTYPE: &str = "vnd.elasticsearch";
@@ -70,15 +70,66 @@ pub fn shown_header(v: &str) -> String {
         .collect()
 }
 
-/// Parse one media type. `Err` carries Elasticsearch's message for a bad
-/// `compatible-with` value (`header` names the header in it).
-pub fn parse_media(value: &str, header: &str) -> Result<Media, String> {
+/// Why a media type header was refused: Elasticsearch's exception type and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaTypeError {
+    /// `status_exception` (a version) or `illegal_argument_exception` (not a media type).
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+impl MediaTypeError {
+    fn version(reason: String) -> Self {
+        Self {
+            kind: "status_exception",
+            reason,
+        }
+    }
+}
+
+/// The common forms, recognised without allocating: `application/json` and the vendor JSON
+/// type with an optional `compatible-with` (what the official clients send).
+fn parse_common(value: &str) -> Option<Media> {
+    const JSON: &str = "application/json";
+    const VENDOR: &str = "application/vnd.elasticsearch+json";
+    let v = value.trim();
+    if v.eq_ignore_ascii_case(JSON) {
+        return Some(Media::Json(None));
+    }
+    let head = v.get(..VENDOR.len())?;
+    if !head.eq_ignore_ascii_case(VENDOR) {
+        return None;
+    }
+    let rest = v[VENDOR.len()..].trim_start();
+    if rest.is_empty() {
+        return Some(Media::Json(None));
+    }
+    let param = rest.strip_prefix(';')?.trim();
+    let (name, digit) = param.split_once('=')?;
+    if !name.trim().eq_ignore_ascii_case("compatible-with") {
+        return None;
+    }
+    match digit.trim().as_bytes() {
+        [d @ b'7'..=b'9'] => Some(Media::Json(Some(d - b'0'))),
+        _ => None,
+    }
+}
+
+/// Parse one media type. `Err` carries Elasticsearch's message for a bad `compatible-with`
+/// value or a value that is not a media type (`header` names the header in it).
+pub fn parse_media(value: &str, header: &str) -> Result<Media, MediaTypeError> {
+    if let Some(m) = parse_common(value) {
+        return Ok(m);
+    }
     // A list of types (`a, b`) states no single preference: as Elasticsearch, ignore it.
     if value.contains(',') {
         return Ok(Media::Other);
     }
     let Ok(mime) = value.trim().parse::<mime::Mime>() else {
-        return Ok(Media::Other);
+        return Err(MediaTypeError {
+            kind: "illegal_argument_exception",
+            reason: format!("invalid media-type [{}]", shown_header(value)),
+        });
     };
     if mime.type_() != mime::APPLICATION {
         return Ok(Media::Other);
@@ -99,11 +150,11 @@ pub fn parse_media(value: &str, header: &str) -> Result<Media, String> {
             match text.parse::<u8>() {
                 Ok(n) if COMPATIBLE_VERSIONS.contains(&n) => Some(n),
                 _ => {
-                    return Err(format!(
+                    return Err(MediaTypeError::version(format!(
                     "{header} version must be either version 7, 8 or 9, but found {}. {header}={}",
                     shown_header(text),
                     shown_header(value)
-                ))
+                )))
                 }
             }
         }
@@ -124,12 +175,15 @@ pub struct Negotiated {
     pub answer_version: Option<u8>,
 }
 
-/// Check `Accept` and (for a request with a body) `Content-Type`; decide the answer's type.
+/// Check `Accept` and (for a request with a body) `Content-Type` as Elasticsearch's
+/// `RestCompatibleVersionHelper` does, a header without a version counting as `current`
+/// (the major of `compatibility.version`); decide the answer's type.
 pub fn negotiate(
     accept: Option<&str>,
     content_type: Option<&str>,
     has_body: bool,
-) -> Result<Negotiated, String> {
+    current: u8,
+) -> Result<Negotiated, MediaTypeError> {
     let accept_media = accept
         .map(|a| parse_media(a, "Accept"))
         .transpose()?
@@ -151,11 +205,11 @@ pub fn negotiate(
                 shown_header(content_type.unwrap_or("null"))
             )
         };
-        if a.is_some() != c.is_some() {
-            return Err(format!("A compatible version is required on both Content-Type and Accept headers if either one has requested a compatible version. {}", shown()));
+        if a.unwrap_or(current) != c.unwrap_or(current) {
+            return Err(MediaTypeError::version(format!("A compatible version is required on both Content-Type and Accept headers if either one has requested a compatible version and the compatible versions must match. {}", shown())));
         }
-        if a != c {
-            return Err(format!("A compatible version is required on both Content-Type and Accept headers if either one has requested a compatible version and the compatible versions must match. {}", shown()));
+        if a.is_some() != c.is_some() {
+            return Err(MediaTypeError::version(format!("A compatible version is required on both Content-Type and Accept headers if either one has requested a compatible version. {}", shown())));
         }
     }
     // As Elasticsearch: the Accept type if it names one, else the request's own type.
@@ -189,26 +243,25 @@ struct OutputParams {
     pretty: bool,
 }
 
-fn output_params(query: &str) -> OutputParams {
+fn output_params(query: &str) -> Result<OutputParams, String> {
     let mut out = OutputParams::default();
-    // Cheap test first: most requests carry neither.
-    if query.is_empty() || !(query.contains("filter_path") || query.contains("pretty")) {
-        return out;
+    if query.is_empty() {
+        return Ok(out);
     }
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             "filter_path" => {
-                let f = FilterPath::parse(&v);
-                out.filter = match out.filter.take() {
-                    Some(prev) => Some(prev.merge(f)),
-                    None => Some(f),
-                };
+                let f = FilterPath::parse(&v)?;
+                out.filter = Some(match out.filter.take() {
+                    Some(prev) => prev.merge(f)?,
+                    None => f,
+                });
             }
             "pretty" => out.pretty = v.is_empty() || v == "true",
             _ => {}
         }
     }
-    out
+    Ok(out)
 }
 
 fn is_json_response(headers: &actix_web::http::header::HeaderMap) -> bool {
@@ -229,25 +282,31 @@ pub async fn compat(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let product_header = req
+    let (product_header, current) = req
         .app_data::<web::Data<AppState>>()
-        .is_none_or(|s| s.product_header());
+        .map_or((true, 8), |s| s.compatibility_signals());
     let negotiated = negotiate(
         header_str(&req, &ACCEPT),
         header_str(&req, &CONTENT_TYPE),
         has_body(&req),
-    );
-    let params = output_params(req.query_string());
-    let (mut res, answer_version) = match negotiated {
-        Ok(n) => {
-            let v = n.answer_version;
-            req.extensions_mut().insert(n);
-            (next.call(req).await?.map_into_left_body(), v)
-        }
-        Err(cause) => {
-            let err = ApiError::media_type_header(cause);
+        current,
+    )
+    .map_err(|e| ApiError::media_type_header(e.kind, e.reason));
+    let params = output_params(req.query_string())
+        .map_err(|e| ApiError::illegal_argument("invalid_parameter", e));
+    let (mut res, answer_version, params) = match (negotiated, params) {
+        (Ok(n), Ok(params)) => (
+            next.call(req).await?.map_into_left_body(),
+            n.answer_version,
+            params,
+        ),
+        (Err(err), _) | (_, Err(err)) => {
             let response = actix_web::ResponseError::error_response(&err);
-            (req.into_response(response).map_into_right_body(), None)
+            (
+                req.into_response(response).map_into_right_body(),
+                None,
+                OutputParams::default(),
+            )
         }
     };
     let status = res.status();
@@ -334,7 +393,6 @@ mod tests {
         );
         assert_eq!(parse_media("text/plain", "Accept"), Ok(Media::Other));
         assert_eq!(parse_media("*/*", "Accept"), Ok(Media::Other));
-        assert_eq!(parse_media("not a type", "Accept"), Ok(Media::Other));
         assert_eq!(
             parse_media("application/json, text/plain", "Accept"),
             Ok(Media::Other)
@@ -344,7 +402,11 @@ mod tests {
             "Accept",
         )
         .unwrap_err();
-        assert_eq!(e, "Accept version must be either version 7, 8 or 9, but found 6. Accept=application/vnd.elasticsearch+json; compatible-with=6");
+        assert_eq!(e.kind, "status_exception");
+        assert_eq!(e.reason, "Accept version must be either version 7, 8 or 9, but found 6. Accept=application/vnd.elasticsearch+json; compatible-with=6");
+        let e = parse_media("not a type", "Accept").unwrap_err();
+        assert_eq!(e.kind, "illegal_argument_exception");
+        assert_eq!(e.reason, "invalid media-type [not a type]");
         for bad in ["10", "abc", "-1", "300", ""] {
             assert!(parse_media(
                 &format!("application/vnd.elasticsearch+json; compatible-with={bad}"),
@@ -355,36 +417,65 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_path_agrees_with_the_parser() {
+        for v in [
+            "application/json",
+            "Application/JSON",
+            " application/json ",
+            "application/vnd.elasticsearch+json",
+            "application/vnd.elasticsearch+json;compatible-with=7",
+            "application/vnd.elasticsearch+json; compatible-with=8",
+            "application/vnd.elasticsearch+json;Compatible-With=9",
+        ] {
+            let fast = parse_common(v).unwrap_or_else(|| panic!("{v}"));
+            let m: mime::Mime = v.trim().parse().unwrap();
+            let version = m
+                .get_param("compatible-with")
+                .map(|x| x.as_str().trim().parse::<u8>().unwrap());
+            assert_eq!(fast, Media::Json(version), "{v}");
+        }
+        // Spaces around `;` and `=` are accepted, as Elasticsearch's own parser does.
+        assert_eq!(
+            parse_common("application/vnd.elasticsearch+json ; compatible-with = 9"),
+            Some(Media::Json(Some(9)))
+        );
+        for v in [
+            "application/json; charset=UTF-8",
+            "application/vnd.elasticsearch+json; compatible-with=10",
+            "application/vnd.elasticsearch+json; compatible-with=6",
+            "application/vnd.elasticsearch+cbor; compatible-with=8",
+            "application/vnd.elasticsearch+jsonx",
+        ] {
+            assert_eq!(parse_common(v), None, "{v}");
+        }
+    }
+
+    #[test]
     fn negotiation_like_elasticsearch() {
+        let v7 = "application/vnd.elasticsearch+json; compatible-with=7";
         let v8 = "application/vnd.elasticsearch+json; compatible-with=8";
         let v9 = "application/vnd.elasticsearch+json; compatible-with=9";
         let json = "application/json";
-        assert_eq!(
-            negotiate(Some(v8), Some(v8), true).unwrap().answer_version,
-            Some(8)
-        );
-        assert_eq!(
-            negotiate(Some(v9), None, false).unwrap().answer_version,
-            Some(9)
-        );
-        assert_eq!(
-            negotiate(None, Some(json), true).unwrap().answer_version,
-            None
-        );
-        assert_eq!(negotiate(None, None, false).unwrap().answer_version, None);
-        // Content-Type alone names the answer type when Accept names none, but both must
-        // carry the version when one does.
-        assert!(negotiate(Some("*/*"), Some(v8), true)
-            .unwrap_err()
-            .starts_with("A compatible version is required on both Content-Type and Accept headers if either one has requested a compatible version. Accept=*/*"));
-        assert!(negotiate(Some(v8), Some(v9), true)
-            .unwrap_err()
-            .contains("and the compatible versions must match"));
-        assert!(negotiate(Some(v8), Some(json), true).is_err());
+        let ok = |a, c, body| negotiate(a, c, body, 8).map(|n| n.answer_version);
+        let err = |a, c, body| negotiate(a, c, body, 8).unwrap_err().reason;
+        assert_eq!(ok(Some(v8), Some(v8), true), Ok(Some(8)));
+        assert_eq!(ok(Some(v9), None, false), Ok(Some(9)));
+        assert_eq!(ok(None, Some(json), true), Ok(None));
+        assert_eq!(ok(None, None, false), Ok(None));
+        // Versions compared first (a header without one counts as the current major), then
+        // both must carry one.
+        assert!(err(Some("*/*"), Some(v8), true).starts_with("A compatible version is required on both Content-Type and Accept headers if either one has requested a compatible version. Accept=*/*"));
+        assert!(err(Some(v8), Some(v9), true).contains("and the compatible versions must match"));
+        assert!(err(Some(v7), Some(json), true).contains("and the compatible versions must match"));
+        assert!(!err(Some(v8), Some(json), true).contains("must match"));
         // Without a body the Content-Type is not looked at.
+        assert_eq!(ok(Some(v8), Some(v9), false), Ok(Some(8)));
+        // Not a media type at all.
         assert_eq!(
-            negotiate(Some(v8), Some(v9), false).unwrap().answer_version,
-            Some(8)
+            negotiate(Some("nonsense"), None, false, 8)
+                .unwrap_err()
+                .kind,
+            "illegal_argument_exception"
         );
     }
 }

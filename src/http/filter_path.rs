@@ -4,15 +4,18 @@
 //! within one field name, `**` matches any number of levels (including none), and `\.` is a
 //! literal dot. A path starting with `-` excludes. Includes apply first, then excludes; arrays
 //! are transparent (the filter applies to each element); a scalar is kept only if a whole
-//! include path reached it; objects and arrays left empty are dropped, and when nothing
-//! matches the answer is `{}`. Like Elasticsearch, nothing is refused: blank entries are
-//! skipped and a path that can never match simply matches nothing.
+//! include path reached it; objects and arrays that includes leave empty are dropped (an
+//! exclude leaves an emptied object in place), and when nothing matches the answer is `{}`.
+//! Like Elasticsearch, odd values are not refused: blank entries are skipped and a path that
+//! can never match simply matches nothing. Beyond Elasticsearch, a filter is bounded (at most
+//! [`MAX_PATHS`] paths of at most [`MAX_SEGMENTS`] segments); a larger one is refused (400),
+//! never cut silently.
 
 use serde_json::{Map, Value};
 
-/// Longest `filter_path` considered, and most paths: bounds the work a request can ask for.
-const MAX_PATHS: usize = 64;
-const MAX_SEGMENTS: usize = 32;
+/// Most paths in a filter, and most segments in a path: bounds the work a request can ask for.
+pub const MAX_PATHS: usize = 1024;
+pub const MAX_SEGMENTS: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -62,7 +65,7 @@ pub struct FilterPath {
     exclude: Vec<Path>,
 }
 
-fn split_path(p: &str) -> Path {
+fn split_path(p: &str) -> Result<Path, String> {
     let mut segs = Vec::new();
     let mut cur = String::new();
     let mut chars = p.chars().peekable();
@@ -77,8 +80,13 @@ fn split_path(p: &str) -> Path {
         }
     }
     segs.push(cur);
+    if segs.len() > MAX_SEGMENTS {
+        return Err(format!(
+            "a filter_path path has more than {MAX_SEGMENTS} segments"
+        ));
+    }
     let mut path: Path = Vec::new();
-    for s in segs.into_iter().take(MAX_SEGMENTS) {
+    for s in segs {
         let seg = if s == "**" {
             Segment::AnyDepth
         } else {
@@ -89,35 +97,38 @@ fn split_path(p: &str) -> Path {
             path.push(seg);
         }
     }
-    path
+    Ok(path)
 }
 
 impl FilterPath {
-    /// Parse a `filter_path` value.
-    pub fn parse(value: &str) -> Self {
+    /// Parse a `filter_path` value; `Err` (a message for a 400) only when it is over the
+    /// bounds.
+    pub fn parse(value: &str) -> Result<Self, String> {
         let mut f = FilterPath::default();
-        for entry in value
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .take(MAX_PATHS)
-        {
+        for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             match entry.strip_prefix('-') {
-                Some(rest) if !rest.trim().is_empty() => f.exclude.push(split_path(rest.trim())),
+                Some(rest) if !rest.trim().is_empty() => f.exclude.push(split_path(rest.trim())?),
                 Some(_) => {}
-                None => f.include.push(split_path(entry)),
+                None => f.include.push(split_path(entry)?),
             }
+            f.check()?;
         }
-        f
+        Ok(f)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.include.len() + self.exclude.len() > MAX_PATHS {
+            return Err(format!("filter_path has more than {MAX_PATHS} paths"));
+        }
+        Ok(())
     }
 
     /// Both filters' paths (several `filter_path` parameters).
-    pub fn merge(mut self, other: FilterPath) -> Self {
+    pub fn merge(mut self, other: FilterPath) -> Result<Self, String> {
         self.include.extend(other.include);
         self.exclude.extend(other.exclude);
-        self.include.truncate(MAX_PATHS);
-        self.exclude.truncate(MAX_PATHS);
-        self
+        self.check()?;
+        Ok(self)
     }
 
     /// Filter a response body.
@@ -240,7 +251,7 @@ mod tests {
     }
 
     fn f(s: &str, v: Value) -> Value {
-        FilterPath::parse(s).apply(v)
+        FilterPath::parse(s).unwrap().apply(v)
     }
 
     #[test]
@@ -307,10 +318,25 @@ mod tests {
         }
         assert_eq!(f("", token()), token());
         assert_eq!(f("..", token()), json!({}));
-        let long = "a.".repeat(10_000);
-        assert_eq!(f(&long, token()), json!({}));
-        let many = "x,".repeat(10_000);
+        // Up to the bounds: a deep path that matches nothing, many paths.
+        let deep = "a.".repeat(MAX_SEGMENTS - 1) + "keep";
+        assert_eq!(f(&deep, token()), json!({}));
+        let many = "x,".repeat(MAX_PATHS);
         assert_eq!(f(&many, token()), json!({}));
+        let stars = "**.".repeat(MAX_SEGMENTS - 1) + "name";
+        assert_eq!(f(&stars, token()), f("**.name", token()));
+    }
+
+    #[test]
+    fn filters_over_the_bounds_are_refused_not_cut() {
+        let deep = "a.".repeat(MAX_SEGMENTS) + "keep";
+        assert!(FilterPath::parse(&deep).unwrap_err().contains("segments"));
+        let many = "x,".repeat(MAX_PATHS + 1);
+        assert!(FilterPath::parse(&many).unwrap_err().contains("paths"));
+        let half = "x,".repeat(MAX_PATHS / 2 + 1);
+        let a = FilterPath::parse(&half).unwrap();
+        let b = FilterPath::parse(&half).unwrap();
+        assert!(a.merge(b).is_err());
     }
 
     #[test]

@@ -184,12 +184,12 @@ pub async fn get(
     caller.require(Action::ProfileGet)?;
     let keys: Vec<&str> = params.iter().map(|(_, v)| v.as_str()).collect();
     let data = DataFilter::parse(&keys.join(","));
-    let mut asked: Vec<&str> = Vec::new();
-    for uid in uids.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-        if !asked.contains(&uid) {
-            asked.push(uid);
-        }
-    }
+    let mut seen = std::collections::HashSet::new();
+    let asked: Vec<&str> = uids
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty() && seen.insert(*u))
+        .collect();
     let store = state.tokens.store().clone();
     let mut found = Vec::new();
     let mut missing = Map::new();

@@ -62,7 +62,8 @@ pub fn random_urlsafe(n: usize) -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+/// SHA-256 of the concatenation of `parts` (aws-lc-rs): the crate's one digest helper.
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     let mut ctx = Context::new(&SHA256);
     for p in parts {
         ctx.update(p);

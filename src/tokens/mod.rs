@@ -300,29 +300,26 @@ impl TokenService {
         if refreshed.at > now.saturating_add(window) {
             return Err(RefreshError::ClockSkew.into());
         }
-        if now > refreshed.at.saturating_add(window) && reuse == RefreshReuse::Refuse {
-            tracing::warn!(
-                target: "audit",
-                event = "refresh_token_reuse",
-                username = ?doc.user.username,
-                realm = %doc.user.realm.name,
-                family = ?doc.family,
-                "refresh token reused {}s after its first use: refused (token.refresh_reuse: refuse keeps the other tokens valid)",
-                (now - refreshed.at) / 1000
-            );
-            return Err(RefreshError::ReusedAfterWindow.into());
-        }
         if now > refreshed.at.saturating_add(window) {
-            let counts = self.invalidate(Invalidation::Family(doc.family)).await?;
+            let revoke = reuse == RefreshReuse::RevokeFamily;
+            let invalidated = if revoke {
+                self.invalidate(Invalidation::Family(doc.family))
+                    .await?
+                    .invalidated
+            } else {
+                0
+            };
             tracing::warn!(
                 target: "audit",
                 event = "refresh_token_reuse",
                 username = ?doc.user.username,
                 realm = %doc.user.realm.name,
                 family = ?doc.family,
-                invalidated = counts.invalidated,
-                "refresh token reused {}s after its first use: every token of its family is invalidated",
-                (now - refreshed.at) / 1000
+                family_revoked = revoke,
+                invalidated,
+                "refresh token reused {}s after its first use: refused{}",
+                (now - refreshed.at) / 1000,
+                if revoke { ", and every token of its family is invalidated" } else { " (token.refresh_reuse: refuse keeps the family's other tokens valid)" }
             );
             return Err(RefreshError::ReusedAfterWindow.into());
         }
