@@ -44,6 +44,12 @@ pub struct AppState {
     /// Bounds the password verifications running at once (argon2 costs ~19 MiB and a core
     /// each): failed logins cannot exhaust memory or CPU.
     hashing: tokio::sync::Semaphore,
+    /// Full password verifications per client address (a remembered success costs none): a
+    /// flood of bad credentials from some addresses is answered 429 without hashing, so the
+    /// verification slots stay free for everyone else.
+    per_address: PasswordLimiter,
+    /// Full password verifications done (for tests and, later, metrics).
+    verifications: std::sync::atomic::AtomicU64,
     /// Role mappings: the configuration's and the API's (see `roles::live`).
     pub role_mappings: crate::roles::live::LiveMappings,
     /// Reload bookkeeping (config path, last error) for the reloader and the status API.
@@ -78,6 +84,11 @@ impl AppState {
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             ),
+            per_address: governor::RateLimiter::keyed(
+                governor::Quota::per_second(PASSWORD_CHECKS_PER_SECOND)
+                    .allow_burst(PASSWORD_CHECKS_BURST),
+            ),
+            verifications: std::sync::atomic::AtomicU64::new(0),
             reload: crate::reload::ReloadLog::default(),
         }))
     }
@@ -168,40 +179,68 @@ impl AppState {
         }
     }
 
-    /// Check a configured user's password (argon2/bcrypt, remembered on success).
+    /// Check a configured user's password (argon2/bcrypt, remembered on success). `client`
+    /// is the caller's address: full verifications are limited per address.
     pub async fn verify_password(
         &self,
         username: &str,
         password: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Authentication, PasswordRefused> {
         let rt = self.runtime();
         let entry = rt.settings.users.get(username);
-        if entry.is_some() && self.basic.remembered(rt.generation, username, password) {
-            return Authentication::for_file_user(&rt.settings, username)
-                .ok_or(PasswordRefused::Wrong);
+        if let Some(e) = entry {
+            if self.basic.remembered(username, &e.password_hash, password) {
+                return Authentication::for_file_user(&rt.settings, username)
+                    .ok_or(PasswordRefused::Wrong);
+            }
         }
         // No real password is this long; refuse without hashing it.
         if password.len() > MAX_PASSWORD_LEN {
             return Err(PasswordRefused::Wrong);
         }
-        // Unknown users cost one verification too, so timing does not reveal which names exist.
-        let hash = match entry {
-            Some(e) => e.password_hash.clone(),
-            None => dummy_hash().clone(),
+        // A full verification: within this address's allowance only.
+        if let Some(ip) = client {
+            if let Err(not_until) = self.per_address.check_key(&ip) {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                return Err(PasswordRefused::Throttled(wait.as_secs() + 1));
+            }
+        }
+        // Unknown users cost one verification too, so timing does not reveal which names
+        // exist; but when verification slots are scarce they are shed first.
+        let (hash, wait) = match entry {
+            Some(e) => (e.password_hash.clone(), HASHING_WAIT),
+            None => (dummy_hash().clone(), UNKNOWN_USER_HASHING_WAIT),
         };
-        let Ok(Ok(_permit)) = tokio::time::timeout(HASHING_WAIT, self.hashing.acquire()).await
-        else {
+        let Ok(Ok(_permit)) = tokio::time::timeout(wait, self.hashing.acquire()).await else {
             return Err(PasswordRefused::Busy);
         };
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pw = crate::secret::Secret::new(password.to_string());
-        let ok = web::block(move || auth::basic_verify(&hash, pw.expose_secret()))
+        let check = hash.clone();
+        let ok = web::block(move || auth::basic_verify(&check, pw.expose_secret()))
             .await
             .unwrap_or(false);
         if !ok || entry.is_none() {
             return Err(PasswordRefused::Wrong);
         }
-        self.basic.remember(rt.generation, username, password);
+        self.basic.remember(username, &hash, password);
         Authentication::for_file_user(&rt.settings, username).ok_or(PasswordRefused::Wrong)
+    }
+
+    /// How many full password verifications ran (remembered successes not counted).
+    pub fn password_verifications(&self) -> u64 {
+        self.verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Forget the allowance of addresses not seen for a while (called by the sweeper).
+    pub fn forget_idle_addresses(&self) {
+        self.per_address.retain_recent();
+        self.per_address.shrink_to_fit();
     }
 
     /// Authenticate the caller of a `/_security/...` request.
@@ -209,6 +248,7 @@ impl AppState {
         &self,
         authorization: Option<&HeaderValue>,
         uri: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Authentication, ApiError> {
         let Some(value) = authorization else {
             return Err(ApiError::unauthenticated(
@@ -230,7 +270,7 @@ impl AppState {
                 ));
             };
             return self
-                .verify_password(&username, password.expose_secret())
+                .verify_password(&username, password.expose_secret(), client)
                 .await
                 .map_err(|r| {
                     r.into_error(format!(
@@ -299,6 +339,19 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 /// How long a password check waits for a free verification slot before the request is
 /// answered 503.
 pub const HASHING_WAIT: Duration = Duration::from_secs(5);
+/// The same for an unknown user name: shed first when slots are scarce.
+pub const UNKNOWN_USER_HASHING_WAIT: Duration = Duration::from_millis(250);
+/// Full password verifications allowed per client address: a sustained rate and a burst.
+/// A facilitator needs one per (user, password) every 5 minutes; a person typing passwords a
+/// handful per minute.
+pub const PASSWORD_CHECKS_PER_SECOND: std::num::NonZeroU32 = std::num::NonZeroU32::new(2).unwrap();
+pub const PASSWORD_CHECKS_BURST: std::num::NonZeroU32 = std::num::NonZeroU32::new(20).unwrap();
+
+type PasswordLimiter = governor::RateLimiter<
+    std::net::IpAddr,
+    governor::state::keyed::DefaultKeyedStateStore<std::net::IpAddr>,
+    governor::clock::DefaultClock,
+>;
 
 /// Why a password was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +360,9 @@ pub enum PasswordRefused {
     Wrong,
     /// Too many password checks are running; try again.
     Busy,
+    /// This client address used its allowance of password verifications; retry after this
+    /// many seconds.
+    Throttled(u64),
 }
 
 impl PasswordRefused {
@@ -318,6 +374,13 @@ impl PasswordRefused {
             PasswordRefused::Busy => {
                 ApiError::busy("too many password verifications are running; retry shortly")
             }
+            PasswordRefused::Throttled(secs) => ApiError::too_many_requests(
+                "password_checks_throttled",
+                format!(
+                    "too many password verifications from this address; retry in {secs} seconds"
+                ),
+                secs,
+            ),
         }
     }
 }
@@ -389,10 +452,11 @@ impl FromRequest for Caller {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let header = req.headers().get(AUTHORIZATION).cloned();
         let uri = req.uri().path().to_string();
+        let client = req.peer_addr().map(|a| a.ip());
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("AppState not registered"))?;
             state
-                .authenticate_caller(header.as_ref(), &uri)
+                .authenticate_caller(header.as_ref(), &uri, client)
                 .await
                 .map(Caller)
         })
@@ -440,6 +504,7 @@ pub fn spawn_sweeper(state: Arc<AppState>, every: Duration) -> tokio::task::Join
         tick.tick().await;
         loop {
             tick.tick().await;
+            state.forget_idle_addresses();
             match state.tokens.sweep(1_000).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "swept expired tokens and flows"),

@@ -3,7 +3,7 @@
 
 use crate::app::{self, AppState};
 use crate::clock::SystemClock;
-use crate::config::{self, LogFormat, Settings};
+use crate::config::{self, Settings};
 use crate::reload;
 use crate::store::RedbStore;
 use actix_web::{App, HttpServer};
@@ -193,17 +193,6 @@ fn hash_password() -> i32 {
     }
 }
 
-fn init_tracing(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Human => builder.try_init(),
-    };
-}
-
 fn serve(path: &Path) -> i32 {
     let loaded = match config::load(path) {
         Ok(l) => l,
@@ -219,7 +208,7 @@ fn serve(path: &Path) -> i32 {
             return 1;
         }
     };
-    init_tracing(loaded.settings.log.format, &loaded.settings.log.level);
+    crate::logging::init(loaded.settings.log.format, &loaded.settings.log.level);
     for w in &loaded.warnings {
         tracing::warn!("config: {w}");
     }

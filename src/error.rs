@@ -56,6 +56,8 @@ pub struct Inner {
     challenges: Vec<String>,
     /// Elasticsearch's `caused_by` (type, reason), when the error wraps another.
     caused_by: Option<(&'static str, String)>,
+    /// Seconds for a `Retry-After` header (429).
+    retry_after: Option<u64>,
     /// The precise cause, for the server log only.
     detail: Option<String>,
     shape: Shape,
@@ -100,6 +102,7 @@ impl ApiError {
             code,
             challenges: Vec::new(),
             caused_by: None,
+            retry_after: None,
             detail: None,
             shape: Shape::Elasticsearch,
         }))
@@ -293,6 +296,23 @@ impl ApiError {
         .with_detail(detail)
     }
 
+    /// 429 `es_rejected_execution_exception` (Elasticsearch's type for rejected work), with
+    /// `Retry-After: <seconds>`: this client sent too much of something; it may retry later.
+    pub fn too_many_requests(
+        code: &'static str,
+        reason: impl Into<String>,
+        retry_after: u64,
+    ) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "es_rejected_execution_exception",
+            code,
+            reason.into(),
+        );
+        e.retry_after = Some(retry_after.max(1));
+        e
+    }
+
     /// 503: too much work in flight (e.g. password verifications); the client may retry.
     pub fn busy(reason: impl Into<String>) -> Self {
         Self::new(
@@ -381,6 +401,9 @@ impl ResponseError for ApiError {
         }
         if let Ok(v) = HeaderValue::from_str(&id) {
             resp.insert_header((HeaderName::from_static(CORRELATION_HEADER), v));
+        }
+        if let Some(secs) = self.retry_after {
+            resp.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
         }
         resp.json(self.body(&id))
     }

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod logging;
 pub mod oidc;
 pub mod profiles;
 pub mod realm;

@@ -49,6 +49,16 @@ pub struct ReloadInfo {
     pub reloads_failed: u64,
 }
 
+impl ReloadInfo {
+    /// A failed attempt at `at`: kept as the last error for the status API.
+    fn record_failure(&mut self, at: UnixMillis, errors: Vec<String>) {
+        self.last_attempt_at = Some(at);
+        self.last_ok = Some(false);
+        self.reloads_failed += 1;
+        self.last_error = Some(ReloadFailure { at, errors });
+    }
+}
+
 /// Reload bookkeeping, held by [`AppState`].
 #[derive(Debug, Default)]
 pub struct ReloadLog {
@@ -127,25 +137,37 @@ fn restart_only(running: &Settings, new: &mut Settings) -> Vec<String> {
     out
 }
 
+/// What a reload that panicked reports (the panic's own message, which may quote a
+/// configuration value, goes only to standard error).
+const PANIC_MESSAGE: &str = "internal error: the reload panicked (a bug in oidc-realm; the panic message is on standard error, please report it); the running configuration stays";
+
 /// Reload the configuration from `path`: validate it all, and swap it in if valid.
 /// Returns the new generation, or every error (the running configuration stays).
 pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
     let log = state.reload_log();
     let _serial = log.serial.lock().unwrap_or_else(|p| p.into_inner());
     let now = state.clock.now_millis();
-    let result = match config::load(path) {
-        Err(errors) => Err(errors.0.iter().map(ToString::to_string).collect()),
-        Ok(loaded) => {
-            let files = loaded.files;
-            let mut settings = loaded.settings;
-            let mut warnings = loaded.warnings;
-            let restart = restart_only(&state.runtime().settings, &mut settings);
-            warnings.extend(restart.iter().cloned());
-            state
-                .swap_settings(settings, warnings.clone())
-                .map(|generation| (generation, files, warnings, restart))
+    // A panic while loading, validating or building (a bug) is a failed reload like any
+    // other, and the watcher keeps going. The running configuration stays: the new one is
+    // stored only at the end of `swap_settings`, once its realms are built.
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        #[cfg(test)]
+        tests::maybe_panic(path);
+        match config::load(path) {
+            Err(errors) => Err(errors.0.iter().map(ToString::to_string).collect()),
+            Ok(loaded) => {
+                let files = loaded.files;
+                let mut settings = loaded.settings;
+                let mut warnings = loaded.warnings;
+                let restart = restart_only(&state.runtime().settings, &mut settings);
+                warnings.extend(restart.iter().cloned());
+                state
+                    .swap_settings(settings, warnings.clone())
+                    .map(|generation| (generation, files, warnings, restart))
+            }
         }
-    };
+    }));
+    let result = attempt.unwrap_or_else(|_| Err(vec![PANIC_MESSAGE.to_string()]));
     let mut info = log.lock();
     info.config_path = Some(path.to_path_buf());
     info.last_attempt_at = Some(now);
@@ -175,12 +197,7 @@ pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
                 path.display(),
                 errors.len()
             );
-            info.last_ok = Some(false);
-            info.reloads_failed += 1;
-            info.last_error = Some(ReloadFailure {
-                at: now,
-                errors: errors.clone(),
-            });
+            info.record_failure(now, errors.clone());
             Err(errors)
         }
     }
@@ -305,6 +322,24 @@ struct Loop {
 }
 
 impl Loop {
+    /// [`Self::check`], surviving a panic in it (a bug, e.g. while reading a JWKS file): it is
+    /// logged and recorded as a failed reload, and watching goes on.
+    fn check_guarded(&mut self, watcher: &mut Option<notify::RecommendedWatcher>, force: bool) {
+        let run =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.check(watcher, force)));
+        if run.is_err() {
+            tracing::error!(
+                "config watcher: {PANIC_MESSAGE}; still watching {}",
+                self.config_path.display()
+            );
+            let now = self.state.clock.now_millis();
+            self.state
+                .reload_log()
+                .lock()
+                .record_failure(now, vec![PANIC_MESSAGE.to_string()]);
+        }
+    }
+
     /// Compare contents, reload what changed (everything when `force`), re-arm the watches.
     fn check(&mut self, watcher: &mut Option<notify::RecommendedWatcher>, force: bool) {
         let w = watched(&self.state, &self.config_path);
@@ -405,7 +440,7 @@ pub fn spawn_watcher(
         for p in w.config.iter().chain(w.jwks.iter().map(|(_, p)| p)) {
             lp.digests.insert(p.clone(), digest(p));
         }
-        lp.check(&mut watcher, false);
+        lp.check_guarded(&mut watcher, false);
     }
     #[cfg(unix)]
     let mut hup = if opts.sighup {
@@ -457,8 +492,133 @@ pub fn spawn_watcher(
                 _ = poll_tick.tick() => false,
                 _ = hup_fut => true,
             };
-            lp.check(&mut watcher, force);
+            lp.check_guarded(&mut watcher, force);
         }
     });
     Ok(WatcherHandle { task })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::MemoryStore;
+
+    /// Test hook: reloading a configuration file that holds this line panics (in unit tests
+    /// only; the library proper has no such hook).
+    pub(super) const PANIC_MARKER: &str = "# unit-test hook: panic during this reload";
+
+    pub(super) fn maybe_panic(path: &Path) {
+        if std::fs::read_to_string(path).is_ok_and(|t| t.contains(PANIC_MARKER)) {
+            panic!("injected panic (reload test hook)");
+        }
+    }
+
+    /// A configuration with one user and no realm; `token.timeout` tells versions apart.
+    fn config_text(token_timeout: &str, extra: &str) -> String {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        format!(
+            "{extra}\ntoken:\n  timeout: {token_timeout}\nusers:\n  fac:\n    password_hash: \"{hash}\"\n    privileges: [manage_oidc]\n"
+        )
+    }
+
+    fn write_by_rename(path: &Path, text: &str) {
+        let tmp = path.with_extension("tmp~");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn state_for(path: &Path) -> Arc<AppState> {
+        let loaded = config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let state = AppState::new(
+            loaded.settings,
+            loaded.warnings,
+            Arc::new(MemoryStore::new()),
+            ManualClock::at(1_790_000_000_000),
+        );
+        state.reload_log().set_source(path, loaded.files);
+        state
+    }
+
+    /// Poll `pred` for at most 5 s.
+    async fn wait_until(what: &str, pred: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !pred() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[test]
+    fn a_panic_during_a_reload_is_a_failed_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, config_text("10m", "")).unwrap();
+        let state = state_for(&path);
+        std::fs::write(&path, config_text("11m", PANIC_MARKER)).unwrap();
+        let errors = reload_from(&state, &path).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("internal error"), "{errors:?}");
+        let info = state.reload_log().info();
+        assert_eq!(info.last_ok, Some(false));
+        assert_eq!(info.reloads_failed, 1);
+        assert_eq!(info.last_error.map(|f| f.errors), Some(errors));
+        assert_eq!(state.runtime().generation, 1);
+        assert_eq!(
+            state.runtime().settings.token.timeout,
+            Duration::from_secs(600)
+        );
+        // The next reload works (nothing was left locked or half-swapped).
+        std::fs::write(&path, config_text("12m", "")).unwrap();
+        assert_eq!(reload_from(&state, &path), Ok(2));
+        assert_eq!(
+            state.runtime().settings.token.timeout,
+            Duration::from_secs(720)
+        );
+        assert!(state.reload_log().info().last_error.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_panic_during_a_reload_keeps_the_watcher_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, config_text("10m", "")).unwrap();
+        let state = state_for(&path);
+        let _w = spawn_watcher(
+            state.clone(),
+            &path,
+            WatchOptions {
+                debounce: Duration::from_millis(20),
+                max_delay: Duration::from_millis(100),
+                poll: Duration::from_millis(100),
+                sighup: false,
+            },
+        )
+        .unwrap();
+        write_by_rename(&path, &config_text("11m", PANIC_MARKER));
+        wait_until("the failed reload", || {
+            state.reload_log().info().reloads_failed == 1
+        })
+        .await;
+        let info = state.reload_log().info();
+        assert_eq!(info.last_ok, Some(false));
+        let failure = info.last_error.unwrap();
+        assert!(
+            failure.errors.iter().any(|e| e.contains("internal error")),
+            "{:?}",
+            failure.errors
+        );
+        assert_eq!(state.runtime().generation, 1);
+        // Still watching: the next edit is applied.
+        write_by_rename(&path, &config_text("12m", ""));
+        wait_until("the next reload", || state.runtime().generation == 2).await;
+        assert_eq!(
+            state.runtime().settings.token.timeout,
+            Duration::from_secs(720)
+        );
+        assert!(state.reload_log().info().last_error.is_none());
+    }
 }

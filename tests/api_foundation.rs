@@ -332,3 +332,126 @@ async fn unknown_path_404_and_wrong_method_405_in_elasticsearch_shape() {
     assert_eq!(status, 405);
     assert_eq!(body["status"], 405);
 }
+
+/// Issue 10, finding 5: serde's positional form would read a JSON array as a request object
+/// (`["oidc1",null,"hint",null,null]` as a prepare body, `["client_credentials"]` as a token
+/// request). Every body whose top-level value is not an object is refused as Elasticsearch's
+/// `ObjectParser` refuses it: 400 `x_content_parse_exception`,
+/// `[line:col] [<parser>] Expected START_OBJECT but was: <token>`.
+#[actix_web::test]
+async fn json_arrays_and_scalars_are_refused_as_request_bodies() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let cases: Vec<(&str, &str, &str)> = vec![
+        (
+            "/_security/oidc/prepare",
+            r#"["oidc1",null,"hint",null,null]"#,
+            "[1:1] [oidc_prepare_authentication] Expected START_OBJECT but was: START_ARRAY",
+        ),
+        (
+            "/_security/oidc/prepare",
+            r#"["oidc1"]"#,
+            "[1:1] [oidc_prepare_authentication] Expected START_OBJECT but was: START_ARRAY",
+        ),
+        (
+            "/_security/oauth2/token",
+            r#"["client_credentials"]"#,
+            "[1:1] [token_request] Expected START_OBJECT but was: START_ARRAY",
+        ),
+        (
+            "/_security/oauth2/token",
+            "\n  [\"password\", \"facilitator\", \"facilitator-password\"]",
+            "[2:3] [token_request] Expected START_OBJECT but was: START_ARRAY",
+        ),
+        (
+            "/_security/oauth2/token",
+            r#""client_credentials""#,
+            "[1:1] [token_request] Expected START_OBJECT but was: VALUE_STRING",
+        ),
+        (
+            "/_security/oauth2/token",
+            "42",
+            "[1:1] [token_request] Expected START_OBJECT but was: VALUE_NUMBER",
+        ),
+        (
+            "/_security/oauth2/token",
+            "true",
+            "[1:1] [token_request] Expected START_OBJECT but was: VALUE_BOOLEAN",
+        ),
+        (
+            "/_security/oauth2/token",
+            "null",
+            "[1:1] [token_request] Expected START_OBJECT but was: VALUE_NULL",
+        ),
+        (
+            "/_security/oidc/authenticate",
+            r#"["https://app.example.com/cb?code=c&state=s","s","n","oidc1"]"#,
+            "[1:1] [oidc_authn] Expected START_OBJECT but was: START_ARRAY",
+        ),
+        (
+            "/_security/oidc/logout",
+            r#"["token"]"#,
+            "[1:1] [oidc_logout] Expected START_OBJECT but was: START_ARRAY",
+        ),
+    ];
+    for (path, payload, reason) in cases {
+        let (status, _, body) = send(
+            &app,
+            TestRequest::post()
+                .uri(path)
+                .insert_header(basic(ADMIN))
+                .insert_header(("content-type", "application/json"))
+                .set_payload(payload),
+        )
+        .await;
+        assert_eq!(status, 400, "{path} {payload}: {body}");
+        assert_eq!(body["status"], 400, "{body}");
+        assert_eq!(body["error"]["type"], "x_content_parse_exception", "{body}");
+        assert_eq!(body["error"]["reason"], reason, "{path} {payload}: {body}");
+        assert!(!body.to_string().contains("facilitator-password"), "{body}");
+    }
+    // The invalidate API (a DELETE with a body) too.
+    let (status, _, body) = send(
+        &app,
+        TestRequest::delete()
+            .uri("/_security/oauth2/token")
+            .insert_header(basic(ADMIN))
+            .insert_header(("content-type", "application/json"))
+            .set_payload(r#"["some-token"]"#),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["reason"],
+        "[1:1] [invalidate_token_request] Expected START_OBJECT but was: START_ARRAY"
+    );
+    // An object still parses (and a broken document is still a syntax error, not this one).
+    let (status, _, body) = send(
+        &app,
+        post_json(
+            "/_security/oauth2/token",
+            json!({"grant_type": "client_credentials"}),
+        )
+        .insert_header(basic(FACILITATOR)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = send(
+        &app,
+        TestRequest::post()
+            .uri("/_security/oauth2/token")
+            .insert_header(basic(FACILITATOR))
+            .insert_header(("content-type", "application/json"))
+            .set_payload("nope"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["type"], "x_content_parse_exception");
+    assert!(
+        !body["error"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("START_OBJECT"),
+        "{body}"
+    );
+}

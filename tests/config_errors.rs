@@ -191,6 +191,8 @@ fn broken_configs_report_the_expected_errors() {
         (vec![("rp.signature_algorithm", Some("[RS256, HS1]"))], "", format!("{o}rp.signature_algorithm"), "Invalid value [HS1]"),
         (vec![("rp.client_auth_method", Some("private_key_jwt"))], "", format!("{o}rp.client_auth_method"), "Allowed values are [client_secret_basic, client_secret_post, client_secret_jwt]"),
         (vec![("rp.client_auth_jwt_signature_algorithm", Some("RS256"))], "", format!("{o}rp.client_auth_jwt_signature_algorithm"), "Allowed values are [HS256, HS384, HS512]"),
+        (vec![("rp.signature_algorithm", Some("[RS256, HS256]"))], "", format!("{o}rp.client_secret"), "HMAC key of at least 32 bytes"),
+        (vec![("rp.client_auth_method", Some("client_secret_jwt"))], "", format!("{o}rp.client_secret"), "HMAC key of at least 48 bytes"),
         (vec![("rp.requested_scopes", Some("openid profile"))], "", format!("{o}rp.requested_scopes"), "cannot contain spaces"),
         (vec![("rp.pkce", Some("maybe"))], "", format!("{o}rp.pkce"), "only [true] or [false]"),
         (vec![("op.token_endpoint", Some("http://op.example.com/token"))], "", format!("{o}op.token_endpoint"), "The [http] protocol is not supported as it is insecure. Use [https] instead"),

@@ -708,13 +708,16 @@ async fn state_and_flow_refusals() {
         &e.authenticate(&cb, &state, "not-the-nonce").await,
         "nonce_mismatch",
     );
-    // Another facilitator cannot finish a login this one prepared.
+    // Another facilitator cannot finish a login this one prepared, nor consume it: the
+    // login stays pending for the facilitator that prepared it.
     let (cb, state, nonce) = e.start_login().await;
     assert_refused(
         &e.authenticate_as(OTHER_FACILITATOR, &cb, &state, &nonce)
             .await,
         "flow_other_caller",
     );
+    let (s, b) = e.authenticate(&cb, &state, &nonce).await;
+    assert_eq!(s, 200, "{b}");
     // A flow expires after 10 minutes.
     let (cb, state, nonce) = e.start_login().await;
     e.t.advance(Duration::from_secs(601));

@@ -733,3 +733,39 @@ async fn an_edited_role_mapping_file_applies_to_the_next_login_through_the_watch
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["authentication"]["roles"], json!(["finance_admin"]));
 }
+
+/// Issue 10, finding 4: an HMAC key shorter than its hash is refused by reload as by
+/// `check-config` (the running configuration stays, the error names the key, never the value).
+#[actix_web::test]
+async fn a_client_secret_too_short_for_hmac_is_refused_by_reload() {
+    let e = env(url_realm).await;
+    assert_eq!(e.login().await.0, 200);
+    let short = "short-hmac-secret-0123456789";
+    std::fs::write(e.path("client_secret"), format!("{short}\n")).unwrap();
+    e.rewrite_config(&config_text(
+        &[realm_yaml(
+            &e.op,
+            "oidc1",
+            0,
+            "code",
+            &[
+                ("rp.signature_algorithm", "[RS256, HS256]"),
+                ("rp.client_secret", "${file:client_secret}"),
+            ],
+        )],
+        "",
+    ));
+    let errors = e.reload().unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|x| x.starts_with("realms.oidc1.rp.client_secret: ")
+                && x.contains("HS256")
+                && x.contains("at least 32 bytes")),
+        "{errors:?}"
+    );
+    let st = e.status().await;
+    assert_eq!(st["config"]["generation"], 1);
+    assert!(!st.to_string().contains(short), "{st}");
+    assert_eq!(e.login().await.0, 200, "the old realm still serves");
+}

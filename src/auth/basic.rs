@@ -1,17 +1,18 @@
 //! HTTP Basic verification against the configured users' argon2id or bcrypt hashes.
 //!
 //! argon2 is deliberately slow, and a facilitator authenticates on every call, so successful
-//! verifications are remembered for a short time, keyed by an HMAC (with a per-process random
-//! key) of the config generation, user name and password: the cache never holds a password or
-//! anything that would let one be tested offline. Failures are never remembered.
+//! verifications are remembered for a short time, keyed by an HMAC-SHA-256 (with a
+//! per-process random key) of the user name, the stored hash and the password: the cache never
+//! holds a password or anything that would let one be tested offline. A configuration reload
+//! that keeps a user's hash keeps its remembered success; a changed hash (a new password)
+//! misses at once. Failures are never remembered.
 
 use crate::config::PasswordHash;
 use crate::secret::Secret;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use hmac::{Hmac, Mac};
+use aws_lc_rs::hmac;
 use quick_cache::sync::Cache;
-use sha2::Sha256;
 use std::time::{Duration, Instant};
 
 /// How long a successful verification is remembered.
@@ -19,10 +20,15 @@ pub const REMEMBER_FOR: Duration = Duration::from_secs(300);
 const CAPACITY: usize = 10_000;
 
 /// Verifies passwords and remembers successes.
-#[derive(Debug)]
 pub struct BasicVerifier {
-    key: Secret<Vec<u8>>,
+    key: hmac::Key,
     remembered: Cache<[u8; 32], Instant>,
+}
+
+impl std::fmt::Debug for BasicVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicVerifier").finish_non_exhaustive()
+    }
 }
 
 impl Default for BasicVerifier {
@@ -33,27 +39,36 @@ impl Default for BasicVerifier {
 
 impl BasicVerifier {
     pub fn new() -> Self {
-        let mut key = vec![0u8; 32];
-        crate::tokens::crypto::fill_random(&mut key);
+        let key = Secret::new({
+            let mut k = vec![0u8; 32];
+            crate::tokens::crypto::fill_random(&mut k);
+            k
+        });
         Self {
-            key: Secret::new(key),
+            key: hmac::Key::new(hmac::HMAC_SHA256, key.expose_secret()),
             remembered: Cache::new(CAPACITY),
         }
     }
 
-    fn cache_key(&self, generation: u64, username: &str, password: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.expose_secret())
-            .expect("HMAC takes any key length");
-        mac.update(&generation.to_be_bytes());
-        mac.update(&(username.len() as u64).to_be_bytes());
-        mac.update(username.as_bytes());
-        mac.update(password.as_bytes());
-        mac.finalize().into_bytes().into()
+    fn cache_key(&self, username: &str, hash: &PasswordHash, password: &str) -> [u8; 32] {
+        let stored = match hash {
+            PasswordHash::Argon2id(h) | PasswordHash::Bcrypt(h) => h.as_bytes(),
+        };
+        let mut ctx = hmac::Context::with_key(&self.key);
+        // Length-prefixed, so no two different triples give the same input.
+        for part in [username.as_bytes(), stored] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        ctx.update(password.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
     }
 
-    /// Was this exact (generation, user, password) verified recently?
-    pub fn remembered(&self, generation: u64, username: &str, password: &str) -> bool {
-        let k = self.cache_key(generation, username, password);
+    /// Was this exact (user, stored hash, password) verified recently?
+    pub fn remembered(&self, username: &str, hash: &PasswordHash, password: &str) -> bool {
+        let k = self.cache_key(username, hash, password);
         match self.remembered.get(&k) {
             Some(until) if until > Instant::now() => true,
             Some(_) => {
@@ -65,8 +80,8 @@ impl BasicVerifier {
     }
 
     /// Remember a successful verification.
-    pub fn remember(&self, generation: u64, username: &str, password: &str) {
-        let k = self.cache_key(generation, username, password);
+    pub fn remember(&self, username: &str, hash: &PasswordHash, password: &str) {
+        let k = self.cache_key(username, hash, password);
         self.remembered.insert(k, Instant::now() + REMEMBER_FOR);
     }
 }
@@ -117,16 +132,23 @@ mod tests {
     }
 
     #[test]
-    fn remembered_only_for_the_same_generation_user_and_password() {
+    fn remembered_only_for_the_same_user_hash_and_password() {
         let v = BasicVerifier::new();
-        assert!(!v.remembered(1, "u", "p"));
-        v.remember(1, "u", "p");
-        assert!(v.remembered(1, "u", "p"));
-        assert!(!v.remembered(2, "u", "p"));
-        assert!(!v.remembered(1, "u", "q"));
-        assert!(!v.remembered(1, "v", "p"));
+        let h1 = PasswordHash::Bcrypt(
+            "$2b$04$aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into(),
+        );
+        let h2 = PasswordHash::Bcrypt(
+            "$2b$04$bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".into(),
+        );
+        assert!(!v.remembered("u", &h1, "p"));
+        v.remember("u", &h1, "p");
+        assert!(v.remembered("u", &h1, "p"));
+        // A new hash (the password was changed): forgotten at once.
+        assert!(!v.remembered("u", &h2, "p"));
+        assert!(!v.remembered("u", &h1, "q"));
+        assert!(!v.remembered("v", &h1, "p"));
         // length-prefixing: ("u", "xp") and ("ux", "p") differ
-        v.remember(1, "ux", "p");
-        assert!(!v.remembered(1, "u", "xp"));
+        v.remember("ux", &h1, "p");
+        assert!(!v.remembered("u", &h1, "xp"));
     }
 }

@@ -8,6 +8,7 @@ pub(super) const HTTP_KEYS: &[&str] = &["bind", "tls.certificate", "tls.key", "m
 pub(super) const DATA_KEYS: &[&str] = &["path"];
 pub(super) const TOKEN_KEYS: &[&str] = &["enabled", "timeout", "refresh_timeout", "refresh_reuse"];
 pub(super) const COMPAT_KEYS: &[&str] = &["product_header", "version"];
+pub(super) const LIMIT_KEYS: &[&str] = &["pending_logins_per_caller", "pending_logins"];
 pub(super) const SERVICE_TOKEN_KEYS: &[&str] = &["hash", "privileges"];
 pub(super) const LOG_KEYS: &[&str] = &["format", "level"];
 pub(super) const USER_KEYS: &[&str] =
@@ -18,6 +19,7 @@ pub(super) const TOP_SECTIONS: &[&str] = &[
     "token",
     "log",
     "compatibility",
+    "limits",
     "users",
     "service_tokens",
     "realms",
@@ -118,7 +120,7 @@ pub(super) fn check_known(ctx: &mut Ctx) {
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         let loc = ctx.raw_location(&raw);
         match segs[0] {
-            "http" | "data" | "token" | "log" | "compatibility" if segs.len() == 1 => {
+            "http" | "data" | "token" | "log" | "compatibility" | "limits" if segs.len() == 1 => {
                 if value != Value::Null {
                     ctx.error_at(&path, "expected a mapping", loc);
                 }
@@ -135,6 +137,7 @@ pub(super) fn check_known(ctx: &mut Ctx) {
                 "compatibility.",
                 loc,
             ),
+            "limits" => check_in(ctx, &path, &segs[1..].join("."), LIMIT_KEYS, "limits.", loc),
             "users" | "realms" | "service_tokens" if segs.len() == 1 => {
                 if value != Value::Null {
                     ctx.error_at(&path, "expected a mapping of names", loc);
@@ -207,6 +210,7 @@ pub(super) fn check_known(ctx: &mut Ctx) {
                     .chain(TOKEN_KEYS.iter().map(|k| format!("token.{k}")))
                     .chain(LOG_KEYS.iter().map(|k| format!("log.{k}")))
                     .chain(COMPAT_KEYS.iter().map(|k| format!("compatibility.{k}")))
+                    .chain(LIMIT_KEYS.iter().map(|k| format!("limits.{k}")))
                     .collect();
                 let refs: Vec<&str> = top_keys.iter().map(String::as_str).collect();
                 let msg = match suggest(&path, &refs).or_else(|| suggest(segs[0], TOP_SECTIONS)) {

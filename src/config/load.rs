@@ -77,7 +77,24 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
 }
 
 /// Validate YAML text; relative paths resolve against `base_dir`.
+///
+/// A panic during validation (a bug) becomes one error instead of ending the process, so
+/// `check-config` and `serve` print a list and the reloader records a failed reload.
 pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
+    std::panic::catch_unwind(|| validate(yaml, base_dir)).unwrap_or_else(|_| {
+        Err(ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            message: "internal error: validating the configuration panicked (a bug in oidc-realm; the panic message is on standard error, please report it); nothing was loaded".into(),
+            location: None,
+        }]))
+    })
+}
+
+fn validate(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
+    #[cfg(test)]
+    if yaml.contains(tests::PANIC_MARKER) {
+        panic!("injected panic (load test hook)");
+    }
     let base_dir = absolute_dir(base_dir);
     let mut doc: serde_norway::Value = match serde_norway::from_str(yaml) {
         Ok(v) => v,
@@ -114,7 +131,7 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             return Err(ConfigErrors(vec![ConfigError {
             path: String::new(),
             message:
-                "the configuration must be a YAML mapping (http, data, token, log, compatibility, users, service_tokens, realms)"
+                "the configuration must be a YAML mapping (http, data, token, log, compatibility, limits, users, service_tokens, realms)"
                     .into(),
             location: Some((1, 1)),
         }]))
@@ -151,6 +168,7 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
     let token = sections::token(&mut ctx);
     let log = sections::log(&mut ctx);
     let compatibility = sections::compatibility(&mut ctx);
+    let limits = sections::limits(&mut ctx);
     let users = sections::users(&mut ctx);
     let service_tokens = sections::service_tokens(&mut ctx);
     let realms = realm::realms(&mut ctx);
@@ -189,8 +207,8 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             None => format!("{path}: {msg}"),
         })
         .collect();
-    let (Some(http), Some(data), Some(token), Some(log), Some(compatibility)) =
-        (http, data, token, log, compatibility)
+    let (Some(http), Some(data), Some(token), Some(log), Some(compatibility), Some(limits)) =
+        (http, data, token, log, compatibility, limits)
     else {
         // Every `None` above comes with an error, so this is unreachable in practice.
         return Err(ConfigErrors(vec![ConfigError {
@@ -209,6 +227,7 @@ pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             users,
             service_tokens,
             compatibility,
+            limits,
             realms,
             role_mappings,
         },
@@ -230,6 +249,9 @@ fn absolute_dir(dir: &Path) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Test hook: validating YAML that holds this line panics (in unit tests only).
+    pub(super) const PANIC_MARKER: &str = "# unit-test hook: panic while validating";
 
     fn base() -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("oidc-realm-load-{}", std::process::id()));
@@ -279,6 +301,16 @@ realms:
         assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
         assert!(l.warnings[0].starts_with("realms.oidc1.rp.client_secret: "));
         assert!(!l.warnings[0].contains("literal-secret"));
+    }
+
+    #[test]
+    fn a_panic_while_validating_is_an_error() {
+        let e = load_str(&format!("{MINIMAL}{PANIC_MARKER}\n"), &base()).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert!(e.0[0].message.starts_with("internal error: "), "{e}");
+        assert!(e.0[0].path.is_empty());
+        // And the next load is unaffected.
+        assert!(load_str(MINIMAL, &base()).is_ok());
     }
 
     #[test]

@@ -163,6 +163,17 @@ fn realm(
             },
         };
     let pkce = ctx.bool(&k("rp.pkce"), true);
+    if let Some(secret) = &client_secret {
+        check_hmac_key_length(
+            ctx,
+            &k("rp.client_secret"),
+            secret.expose_secret().len(),
+            signature_algorithms.as_deref().unwrap_or_default(),
+            (client_auth_method == Some(ClientAuthMethod::ClientSecretJwt))
+                .then_some(client_auth_jwt_signature_algorithm)
+                .flatten(),
+        );
+    }
 
     // op.*
     let issuer = ctx.req_string(&k("op.issuer"));
@@ -331,6 +342,56 @@ fn realm(
         http: http?,
         ssl: ssl?,
     })
+}
+
+/// RFC 7518 §3.2: a key used with HS256/384/512 must be at least as long as the hash output
+/// (32/48/64 bytes); Elasticsearch refuses shorter ones. The client secret is that key for
+/// HMAC-signed ID tokens (`id_token_algs`) and for `client_secret_jwt` assertions
+/// (`assertion_alg`). `secret_len` is in bytes (the key is the secret's UTF-8 bytes); the
+/// message names the uses and the length needed, never the secret or its length.
+fn check_hmac_key_length(
+    ctx: &mut Ctx,
+    key: &str,
+    secret_len: usize,
+    id_token_algs: &[SignatureAlgorithm],
+    assertion_alg: Option<SignatureAlgorithm>,
+) {
+    let too_short =
+        |a: &SignatureAlgorithm| a.min_hmac_key_len().is_some_and(|need| secret_len < need);
+    let id_short: Vec<&str> = id_token_algs
+        .iter()
+        .filter(|a| too_short(a))
+        .map(|a| a.as_str())
+        .collect();
+    let mut uses = Vec::new();
+    if !id_short.is_empty() {
+        uses.push(format!(
+            "{} ID tokens (rp.signature_algorithm)",
+            id_short.join(" and ")
+        ));
+    }
+    if let Some(a) = assertion_alg.filter(too_short) {
+        uses.push(format!(
+            "{} client_secret_jwt assertions (rp.client_auth_jwt_signature_algorithm)",
+            a.as_str()
+        ));
+    }
+    let need = id_token_algs
+        .iter()
+        .chain(assertion_alg.as_ref())
+        .filter(|a| too_short(a))
+        .filter_map(|a| a.min_hmac_key_len())
+        .max();
+    let Some(need) = need else {
+        return;
+    };
+    ctx.error(
+        key,
+        format!(
+            "too short: {} need an HMAC key of at least {need} bytes, as long as the hash output (RFC 7518 §3.2; Elasticsearch refuses shorter keys); use a random secret of {need} bytes or more (e.g. from `openssl rand -base64 {need}`) and register it with the OpenID Provider",
+            uses.join(" and ")
+        ),
+    );
 }
 
 fn optional_secure_url(ctx: &mut Ctx, key: &str) -> Option<Option<url::Url>> {

@@ -3,21 +3,22 @@
 use super::ctx::{scalar_text, shown, Ctx};
 use super::duration::format_time;
 use super::{
-    CompatibilitySettings, DataSettings, HttpSettings, LogFormat, LogSettings, PasswordHash,
-    Privilege, RefreshReuse, ServiceTokenEntry, TlsSettings, TokenSettings, UserEntry,
-    DEFAULT_COMPAT_VERSION,
+    CompatibilitySettings, DataSettings, HttpSettings, LimitSettings, LogFormat, LogSettings,
+    PasswordHash, Privilege, RefreshReuse, ServiceTokenEntry, TlsSettings, TokenSettings,
+    UserEntry, DEFAULT_COMPAT_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-pub(super) const DEFAULT_BIND: &str = "127.0.0.1:9280";
+pub(super) const DEFAULT_BIND: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 9280);
 pub(super) const DEFAULT_MAX_BODY: usize = 64 * 1024;
 pub(super) const DEFAULT_DATA_PATH: &str = "data/oidc-realm.redb";
 
 pub(super) fn http(ctx: &mut Ctx) -> Option<HttpSettings> {
     let bind = match ctx.string("http.bind") {
-        None => Some(DEFAULT_BIND.parse::<SocketAddr>().expect("valid default")),
+        None => Some(DEFAULT_BIND),
         Some(s) => match s.trim().parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -67,11 +68,32 @@ pub(super) fn http(ctx: &mut Ctx) -> Option<HttpSettings> {
             }
         }
     };
+    if let (Some(addr), Some(None)) = (&bind, &tls) {
+        if !is_loopback_ip(addr.ip()) {
+            ctx.warn(
+                "http.bind",
+                format!(
+                    "plain HTTP on {addr}, which is not a loopback address: Basic passwords, bearer tokens and refresh tokens travel in clear over the network; set http.tls (certificate and key), or bind to 127.0.0.1 behind a TLS-terminating proxy"
+                ),
+            );
+        }
+    }
     Some(HttpSettings {
         bind: bind?,
         tls: tls?,
         max_body: max_body?,
     })
+}
+
+/// Whether a listening address is loopback: `127.0.0.0/8`, `::1`, or an IPv4-mapped
+/// `::ffff:127.x.y.z`.
+fn is_loopback_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
 }
 
 /// `65536`, `64kb`, `1mb`, `1gb`, `512b` (1024-based, case-insensitive, as Elasticsearch's
@@ -180,6 +202,35 @@ pub(super) fn token(ctx: &mut Ctx) -> Option<TokenSettings> {
         timeout: timeout?,
         refresh_timeout: refresh_timeout?,
         refresh_reuse: refresh_reuse?,
+    })
+}
+
+/// `limits.*`.
+pub(super) fn limits(ctx: &mut Ctx) -> Option<LimitSettings> {
+    let d = LimitSettings::default();
+    let total = ctx.int_in(
+        "limits.pending_logins",
+        d.pending_logins as i64,
+        1,
+        10_000_000,
+    );
+    let per_caller = ctx.int_in(
+        "limits.pending_logins_per_caller",
+        d.pending_logins_per_caller as i64,
+        1,
+        10_000_000,
+    );
+    let (total, per_caller) = (total? as usize, per_caller? as usize);
+    if per_caller > total {
+        ctx.error(
+            "limits.pending_logins_per_caller",
+            format!("must not exceed limits.pending_logins ({total})"),
+        );
+        return None;
+    }
+    Some(LimitSettings {
+        pending_logins_per_caller: per_caller,
+        pending_logins: total,
     })
 }
 
@@ -469,19 +520,24 @@ pub(super) fn parse_password_hash(ctx: &mut Ctx, key: &str, h: &str) -> Option<P
     None
 }
 
+/// `$2a$`/`$2b$`/`$2y$`, a cost 04-31, `$`, 53 characters of `[./A-Za-z0-9]`: 60 bytes.
+/// Works on bytes only (never slices the text, so a multi-byte character anywhere is simply
+/// "not bcrypt", not a panic).
 fn is_bcrypt(h: &str) -> bool {
-    let b = h.as_bytes();
-    if b.len() != 60 {
+    let Some((head, body)) = h.as_bytes().split_first_chunk::<7>() else {
         return false;
-    }
-    let prefix_ok = matches!(&h[..4], "$2a$" | "$2b$" | "$2y$");
-    let cost_ok = b[4].is_ascii_digit()
-        && b[5].is_ascii_digit()
-        && matches!(h[4..6].parse::<u32>(), Ok(4..=31))
-        && b[6] == b'$';
-    let body_ok = b[7..]
-        .iter()
-        .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/');
+    };
+    let [b'$', b'2', variant, b'$', tens, units, b'$'] = *head else {
+        return false;
+    };
+    let prefix_ok = matches!(variant, b'a' | b'b' | b'y');
+    let cost_ok = tens.is_ascii_digit()
+        && units.is_ascii_digit()
+        && (4..=31).contains(&((tens - b'0') * 10 + (units - b'0')));
+    let body_ok = body.len() == 53
+        && body
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/');
     prefix_ok && cost_ok && body_ok
 }
 
@@ -510,5 +566,23 @@ mod tests {
         assert!(!is_bcrypt(&good.replace("$12$", "$32$")));
         assert!(!is_bcrypt(&good[..59]));
         assert!(!is_bcrypt(&good.replace("$2b$", "$2x$")));
+    }
+
+    #[test]
+    fn bcrypt_shape_never_slices_inside_a_character() {
+        // 60 bytes, a multi-byte character across byte 4, across byte 6, and at the end.
+        for h in [
+            format!("$2b{}{}", '\u{e9}', "a".repeat(55)),
+            format!("$2{}{}", '\u{20ac}', "a".repeat(55)),
+            format!("$2b$1{}{}", '\u{e9}', "a".repeat(53)),
+            format!("$2b$12{}{}", '\u{20ac}', "a".repeat(51)),
+            format!(
+                "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jW{}",
+                '\u{20ac}'
+            ),
+        ] {
+            assert_eq!(h.len(), 60);
+            assert!(!is_bcrypt(&h), "{h}");
+        }
     }
 }

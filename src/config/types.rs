@@ -23,6 +23,8 @@ pub struct Settings {
     pub service_tokens: BTreeMap<String, ServiceTokenEntry>,
     /// `compatibility.*`: what Elasticsearch's official clients need to see.
     pub compatibility: CompatibilitySettings,
+    /// `limits.*`: bounds on what callers can make the server hold.
+    pub limits: LimitSettings,
     /// OIDC realms, sorted by `order`.
     pub realms: Vec<RealmConfig>,
     /// Role mappings from `role_mappings` and `role_mapping_files`, compiled (read-only
@@ -93,6 +95,26 @@ impl Default for CompatibilitySettings {
         Self {
             product_header: true,
             version: DEFAULT_COMPAT_VERSION.to_string(),
+        }
+    }
+}
+
+/// `limits.*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// `limits.pending_logins_per_caller` (default 10,000): logins one facilitator may have
+    /// prepared and not yet completed.
+    pub pending_logins_per_caller: usize,
+    /// `limits.pending_logins` (default 100,000): the same for all facilitators together, a
+    /// safety cap on memory.
+    pub pending_logins: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            pending_logins_per_caller: 10_000,
+            pending_logins: 100_000,
         }
     }
 }
@@ -308,6 +330,17 @@ impl SignatureAlgorithm {
 
     pub fn is_hmac(self) -> bool {
         matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
+    }
+
+    /// For HS256/384/512, the shortest key allowed: the hash output size, 32/48/64 bytes
+    /// (RFC 7518 §3.2). `None` for the other algorithms.
+    pub fn min_hmac_key_len(self) -> Option<usize> {
+        match self {
+            Self::HS256 => Some(32),
+            Self::HS384 => Some(48),
+            Self::HS512 => Some(64),
+            _ => None,
+        }
     }
 }
 

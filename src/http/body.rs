@@ -82,7 +82,18 @@ impl<T: Parser> FromRequest for EsJson<T> {
 
 /// Parse `bytes` as `T`, turning serde's message into Elasticsearch's
 /// `[line:col] [parser] message` form (the message names a field, never a value).
+///
+/// The top-level value must be an object: serde would otherwise read a JSON array into a
+/// struct by position (`["oidc1",null,"hint"]` as `{"realm":"oidc1","login_hint":"hint"}`).
+/// Anything else is refused as Elasticsearch's `ObjectParser` refuses it:
+/// `[1:1] [token_request] Expected START_OBJECT but was: START_ARRAY`.
 pub fn parse<T: Parser>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Some((line, column, token)) = non_object_start(bytes) {
+        return Err(ApiError::parse(format!(
+            "[{line}:{column}] [{}] Expected START_OBJECT but was: {token}",
+            T::NAME
+        )));
+    }
     serde_json::from_slice::<T>(bytes).map_err(|e| {
         let msg = e.to_string();
         // serde_json appends " at line L column C"; keep only the description.
@@ -99,6 +110,51 @@ pub fn parse<T: Parser>(bytes: &[u8]) -> Result<T, ApiError> {
             describe(&msg)
         ))
     })
+}
+
+/// Where the document's first token is and its Elasticsearch (Jackson) name, when that token
+/// is a value other than an object. `None` for an object, and for a document whose first token
+/// is not a JSON value (`nope`, `01`: left to serde's syntax error). As Jackson, an array or
+/// a string is known from its first character; a number or literal must be complete.
+/// Positions are 1-based; JSON whitespace is ASCII, so counting bytes counts columns.
+fn non_object_start(bytes: &[u8]) -> Option<(usize, usize, &'static str)> {
+    let (mut line, mut column) = (1usize, 1usize);
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\n' => {
+                line += 1;
+                column = 1;
+                continue;
+            }
+            b' ' | b'\t' | b'\r' => {
+                column += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let token = match b {
+            b'{' => return None,
+            b'[' => "START_ARRAY",
+            b'"' => "VALUE_STRING",
+            _ => {
+                let rest = bytes.get(i..).unwrap_or_default();
+                let end = rest
+                    .iter()
+                    .position(|c| b" \t\r\n,:[]{}\"".contains(c))
+                    .unwrap_or(rest.len());
+                match rest.get(..end).unwrap_or_default() {
+                    b"true" | b"false" => "VALUE_BOOLEAN",
+                    b"null" => "VALUE_NULL",
+                    word if serde_json::from_slice::<serde_json::Number>(word).is_ok() => {
+                        "VALUE_NUMBER"
+                    }
+                    _ => return None,
+                }
+            }
+        };
+        return Some((line, column, token));
+    }
+    None
 }
 
 /// serde's message with any echoed value removed: `invalid type: string "x", expected a
@@ -154,7 +210,82 @@ mod tests {
             .contains("duplicate field"));
         assert!(parse::<Body>(b"{").is_err());
         assert!(parse::<Body>(b"[]").is_err());
+        assert!(parse::<Body>(b"{}").is_ok());
+        assert!(parse::<Body>(b" \r\n\t{\"a\":\"x\"} ").is_ok());
         assert!(parse::<Body>(b"{\"a\":\"\xff\"}").is_err());
+    }
+
+    #[test]
+    fn only_an_object_is_a_body() {
+        // serde alone reads this one by position.
+        let positional: Result<Body, _> = serde_json::from_slice(br#"["x"]"#);
+        assert!(positional.is_ok());
+        for (body, reason) in [
+            (
+                &br#"["x"]"#[..],
+                "[1:1] [test_parser] Expected START_OBJECT but was: START_ARRAY",
+            ),
+            (
+                b"[",
+                "[1:1] [test_parser] Expected START_OBJECT but was: START_ARRAY",
+            ),
+            (
+                b"\n\n   [\"x\"]",
+                "[3:4] [test_parser] Expected START_OBJECT but was: START_ARRAY",
+            ),
+            (
+                b"\"x\"",
+                "[1:1] [test_parser] Expected START_OBJECT but was: VALUE_STRING",
+            ),
+            (
+                b" -1",
+                "[1:2] [test_parser] Expected START_OBJECT but was: VALUE_NUMBER",
+            ),
+            (
+                b"7",
+                "[1:1] [test_parser] Expected START_OBJECT but was: VALUE_NUMBER",
+            ),
+            (
+                b"false",
+                "[1:1] [test_parser] Expected START_OBJECT but was: VALUE_BOOLEAN",
+            ),
+            (
+                b"null",
+                "[1:1] [test_parser] Expected START_OBJECT but was: VALUE_NULL",
+            ),
+        ] {
+            let e = parse::<Body>(body).unwrap_err();
+            assert_eq!(e.status().as_u16(), 400);
+            assert_eq!(e.reason(), reason, "{body:?}");
+        }
+        // Not a JSON value: serde's syntax error, not this one.
+        for body in [
+            &b"x"[..],
+            b"nope",
+            b"nulls",
+            b"truex",
+            b"01",
+            b"-",
+            b"1.",
+            b"@",
+        ] {
+            let e = parse::<Body>(body).unwrap_err();
+            assert!(!e.reason().contains("START_OBJECT"), "{}", e.reason());
+        }
+        // Complete scalars followed by more are still named by their first token.
+        let e = parse::<Body>(b"1,2").unwrap_err();
+        assert!(
+            e.reason().ends_with("but was: VALUE_NUMBER"),
+            "{}",
+            e.reason()
+        );
+        let e = parse::<Body>(b"[1,").unwrap_err();
+        assert!(
+            e.reason().ends_with("but was: START_ARRAY"),
+            "{}",
+            e.reason()
+        );
+        assert!(parse::<Body>(b"   ").is_err());
     }
 
     #[test]

@@ -4,10 +4,12 @@ use super::{EsJson, Parser};
 use crate::app::{bearer_error, token_error, AppState, Caller};
 use crate::auth::{user_json, Action, AuthenticationType};
 use crate::error::ApiError;
+use crate::realm::flow::{FlowError, PendingLimit, TOO_MANY_PENDING_RETRY_AFTER};
 use crate::realm::{
     self, AuthenticateParams, LoginContext, LoginError, LogoutError, PrepareError, PrepareParams,
 };
 use crate::secret::Secret;
+use crate::store::FlowLimits;
 use crate::tokens::{BearerError, TokenError};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -55,6 +57,30 @@ pub struct LogoutRequest {
 
 impl Parser for LogoutRequest {
     const NAME: &'static str = "oidc_logout";
+}
+
+/// The bounds on pending logins.
+// TODO(config): the per-caller quota from the configuration, once it has a key for it.
+fn flow_limits(state: &AppState) -> FlowLimits {
+    let limits = state.runtime().settings.limits;
+    FlowLimits {
+        per_caller: limits.pending_logins_per_caller,
+        total: limits.pending_logins,
+    }
+}
+
+/// The `reason_code` of a prepare refused for too many pending logins.
+pub const TOO_MANY_PENDING_CODE: &str = "too_many_pending_logins";
+
+/// 429 `es_rejected_execution_exception` (Elasticsearch's type for rejected work) with
+/// `Retry-After`: the caller (or, past the global cap, every caller) has too many logins
+/// pending. Not a store outage: that stays a 503.
+fn too_many_pending(limit: PendingLimit) -> ApiError {
+    ApiError::too_many_requests(
+        TOO_MANY_PENDING_CODE,
+        limit.to_string(),
+        TOO_MANY_PENDING_RETRY_AFTER.as_secs(),
+    )
 }
 
 fn realm_lookup_error(reason: String) -> ApiError {
@@ -113,6 +139,7 @@ pub async fn prepare(
         clock: state.clock.as_ref(),
         lifetimes: state.lifetimes(),
         flows: state.flows(),
+        flow_limits: flow_limits(&state),
         caller: caller.client_ref(),
         roles: &no_roles,
     };
@@ -129,10 +156,9 @@ pub async fn prepare(
                 "the state is already used by a pending login; let prepare generate one",
             ),
             PrepareError::Invalid(m) => ApiError::validation(&[m]),
-            // The only store failure of an in-memory flow table: too many pending logins.
-            PrepareError::Flow(crate::realm::flow::FlowError::Store(
-                crate::store::StoreError::Unavailable(why),
-            )) => ApiError::busy(why),
+            PrepareError::TooManyPending(limit) => too_many_pending(limit),
+            // A store outage: 503 `store_unavailable`.
+            PrepareError::Flow(FlowError::Store(s)) => s.into(),
             PrepareError::Flow(f) => ApiError::internal(f.to_string()),
         })?;
     Ok(HttpResponse::Ok().json(resp))
@@ -182,6 +208,7 @@ pub async fn authenticate(
         clock: state.clock.as_ref(),
         lifetimes: state.lifetimes(),
         flows: state.flows(),
+        flow_limits: flow_limits(&state),
         caller: caller.client_ref(),
         roles: &roles,
     };

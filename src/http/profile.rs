@@ -118,10 +118,12 @@ async fn subject(
         Grant::AccessToken(token) => {
             let header = HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| crate::app::bearer_error(BearerError::Malformed))?;
-            state.authenticate_caller(Some(&header), req.path()).await?
+            state
+                .authenticate_caller(Some(&header), req.path(), req.peer_addr().map(|a| a.ip()))
+                .await?
         }
         Grant::Password(username, password) => state
-            .verify_password(username, password)
+            .verify_password(username, password, req.peer_addr().map(|a| a.ip()))
             .await
             .map_err(|r| {
                 r.into_error(format!(

@@ -101,6 +101,7 @@ fn oauth_validation(error: &'static str, messages: &[String]) -> ApiError {
 
 /// `POST /_security/oauth2/token`.
 pub async fn create(
+    req_head: actix_web::HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     body: EsJson<GetTokenRequest>,
@@ -151,7 +152,11 @@ pub async fn create(
             let username = req.username.unwrap_or_default();
             let password = req.password.unwrap_or_default();
             let user = state
-                .verify_password(&username, password.expose_secret())
+                .verify_password(
+                    &username,
+                    password.expose_secret(),
+                    req_head.peer_addr().map(|a| a.ip()),
+                )
                 .await
                 .map_err(|r| {
                     r.into_error(format!(

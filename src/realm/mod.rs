@@ -10,10 +10,10 @@ use crate::config::{RealmConfig, ResponseType, Settings};
 use crate::oidc::client::{OpClient, OpError};
 use crate::oidc::id_token::{self, IdTokenError, IdTokenPolicy};
 use crate::secret::{ct_eq, Secret};
-use crate::store::{ClientRef, Invalidation, RealmRef, UserRecord};
+use crate::store::{ClientRef, FlowLimits, Invalidation, RealmRef, UserRecord};
 use crate::tokens::crypto::{random_urlsafe, TokenKind};
 use crate::tokens::{IssuedPair, Lifetimes, TokenError, TokenService};
-use flow::{FlowError, FlowSecrets, Flows};
+use flow::{FlowError, FlowSecrets, Flows, PendingLimit};
 use keys::RealmKeys;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -155,6 +155,8 @@ pub struct LoginContext<'a> {
     pub clock: &'a dyn Clock,
     pub lifetimes: Lifetimes,
     pub flows: &'a Flows,
+    /// Bounds on pending logins (checked by `prepare`; see [`flow::DEFAULT_FLOW_LIMITS`]).
+    pub flow_limits: FlowLimits,
     /// The facilitator making the call.
     pub caller: ClientRef,
     /// Roles from role mapping for a mapped user of a realm.
@@ -186,6 +188,9 @@ pub struct PrepareResponse {
 pub enum PrepareError {
     #[error("the state is already used by a pending login")]
     StateInUse,
+    /// Too many pending logins (of this caller, or of all): not a store outage.
+    #[error("{0}")]
+    TooManyPending(PendingLimit),
     #[error("{0}")]
     Invalid(&'static str),
     #[error(transparent)]
@@ -242,11 +247,18 @@ pub async fn prepare(
     };
     match ctx
         .flows
-        .start(&cfg.name, &state, &secrets, ctx.clock.now_millis())
+        .start(
+            &cfg.name,
+            &state,
+            &secrets,
+            &ctx.flow_limits,
+            ctx.clock.now_millis(),
+        )
         .await
     {
         Ok(()) => {}
         Err(FlowError::InUse) => return Err(PrepareError::StateInUse),
+        Err(FlowError::TooMany(limit)) => return Err(PrepareError::TooManyPending(limit)),
         Err(e) => return Err(e.into()),
     }
     Ok(PrepareResponse {
@@ -317,7 +329,7 @@ pub enum LoginError {
     FlowUnknown,
     #[error("the state belongs to a login of realm {flow_realm}, not {realm}")]
     FlowOtherRealm { flow_realm: String, realm: String },
-    #[error("the state was prepared by caller [{prepared_by}], not [{caller}]")]
+    #[error("the state was prepared by caller [{prepared_by}], not [{caller}]; the login stays pending for its caller")]
     FlowOtherCaller { prepared_by: String, caller: String },
     #[error("the nonce in the request differs from the nonce of the pending login")]
     NonceMismatch,
@@ -325,6 +337,13 @@ pub enum LoginError {
     ResponseType { got: String, configured: String },
     #[error("the redirect carries no {0}")]
     MissingParam(&'static str),
+    /// `id_token token`: the fragment's `token_type` is missing or not `Bearer`
+    /// (RFC 6749 §4.2.2 requires it; only bearer tokens are supported).
+    #[error("{}", match .0 {
+        Some(t) => format!("the redirect's token_type is [{t}]; only [Bearer] is supported"),
+        None => "the redirect has an access_token but no token_type; only [Bearer] is supported".to_string(),
+    })]
+    ImplicitTokenType(Option<String>),
     #[error("{0}")]
     Op(#[from] OpError),
     #[error("no signing keys are available for realm {0} (JWKS not loaded)")]
@@ -356,6 +375,7 @@ impl LoginError {
             LoginError::NonceMismatch => "nonce_mismatch",
             LoginError::ResponseType { .. } => "response_type_mismatch",
             LoginError::MissingParam(_) => "redirect_param_missing",
+            LoginError::ImplicitTokenType(_) => "unsupported_token_type",
             LoginError::Op(e) => e.code(),
             LoginError::NoKeys(_) => "jwks_unavailable",
             LoginError::IdToken(e) => e.code(),
@@ -384,6 +404,20 @@ fn part_params(part: Option<&str>) -> Result<BTreeMap<String, String>, LoginErro
         out.insert(k, v);
     }
     Ok(out)
+}
+
+/// At most `max` characters of a value from a redirect, control characters replaced, for a
+/// log message.
+fn printable(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Where path-only redirects are parsed before their realm is known; replaced by the origin
@@ -483,8 +517,10 @@ pub async fn authenticate(
         return Err(LoginError::DuplicateParam("state".into()));
     }
 
-    // 2. The state in the redirect equals the state in the request, and names a pending flow,
-    //    which is consumed now: whatever happens next, it cannot be used again.
+    // 2. The state in the redirect equals the state in the request, and names a pending flow
+    //    of this caller (and of the requested realm), which is consumed now, in one atomic
+    //    step: whatever happens next, it cannot be used again. A flow of another caller or
+    //    realm is left pending, so a facilitator that learnt a state cannot burn the login.
     let Some(redirect_state) = query.get("state").or_else(|| fragment.get("state")) else {
         let either = |k: &str| query.get(k).or_else(|| fragment.get(k)).cloned();
         if let Some(error) = either("error") {
@@ -504,32 +540,32 @@ pub async fn authenticate(
     let now = ctx.clock.now_millis();
     let (flow_realm, secrets) = ctx
         .flows
-        .take(params.state.expose_secret(), now)
+        .take(
+            params.state.expose_secret(),
+            &ctx.caller,
+            params.realm.as_deref(),
+            now,
+        )
         .await
         .map_err(|e| match e {
-            FlowError::Unknown => LoginError::FlowUnknown,
-            FlowError::Store(s) => LoginError::Token(TokenError::Store(s)),
-            FlowError::InUse | FlowError::Corrupt => LoginError::FlowUnknown,
-        })?;
-    if let Some(asked) = &params.realm {
-        if *asked != flow_realm {
-            return Err(LoginError::FlowOtherRealm {
+            FlowError::Unknown | FlowError::InUse | FlowError::Corrupt => LoginError::FlowUnknown,
+            FlowError::OtherCaller { prepared_by } => LoginError::FlowOtherCaller {
+                prepared_by: prepared_by.map_or_else(|| "?".to_string(), |c| c.username),
+                caller: ctx.caller.username.clone(),
+            },
+            FlowError::OtherRealm { flow_realm } => LoginError::FlowOtherRealm {
                 flow_realm,
-                realm: asked.clone(),
-            });
-        }
-    }
+                realm: params.realm.clone().unwrap_or_default(),
+            },
+            FlowError::Store(s) => LoginError::Token(TokenError::Store(s)),
+            // Not an outcome of a take.
+            FlowError::TooMany(_) => LoginError::FlowUnknown,
+        })?;
     let realm = realms
         .get(&flow_realm)
         .ok_or_else(|| LoginError::UnknownRealm(flow_realm.clone()))?
         .clone();
     let cfg = &realm.config;
-    if secrets.caller != ctx.caller {
-        return Err(LoginError::FlowOtherCaller {
-            prepared_by: secrets.caller.username.clone(),
-            caller: ctx.caller.username.clone(),
-        });
-    }
     if !ct_eq(
         secrets.nonce.as_bytes(),
         params.nonce.expose_secret().as_bytes(),
@@ -600,9 +636,13 @@ pub async fn authenticate(
         }
         ResponseType::IdToken => (p.get("id_token").cloned().unwrap_or_default(), None, None),
         ResponseType::IdTokenToken => {
-            if let Some(t) = p.get("token_type") {
-                if !t.eq_ignore_ascii_case("bearer") {
-                    return Err(LoginError::MissingParam("token_type Bearer"));
+            // RFC 6749 §4.2.2: token_type is required; as in the code flow, only Bearer.
+            match p.get("token_type") {
+                Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+                other => {
+                    return Err(LoginError::ImplicitTokenType(
+                        other.map(|t| printable(t, 64)),
+                    ))
                 }
             }
             (
@@ -762,7 +802,9 @@ pub async fn logout(
         return Err(LogoutError::NotOidc);
     }
     let data = tokens
-        .open_sealed(access_token, &doc)
+        .open_sealed(access_token)
+        .await
+        .map_err(LogoutError::Token)?
         .and_then(|b| serde_json::from_slice::<LogoutData>(&b).ok());
     // 3. Invalidate the access token.
     tokens

@@ -5,7 +5,7 @@
 //! is what a bearer-token check pays on a cache miss. The user's `metadata` (arbitrary JSON)
 //! is kept as JSON inside.
 //!
-//! Layout: a format byte ([`TOKEN_V1`], [`FLOW_V1`]), then the fields in declaration order:
+//! Layout: a format byte ([`TOKEN_V1`], [`FLOW_V2`]), then the fields in declaration order:
 //! fixed-size ids raw, times as big-endian `i64`, strings and byte strings as a big-endian `u32`
 //! length and the bytes, optional fields behind presence bits. Anything that does not parse
 //! exactly (wrong format byte, short, trailing bytes, bad UTF-8) is an error, never a panic.
@@ -14,8 +14,9 @@ use super::*;
 
 /// Format byte of a token record.
 pub const TOKEN_V1: u8 = 0xd1;
-/// Format byte of a flow record.
-pub const FLOW_V1: u8 = 0xf1;
+/// Format byte of a flow record. (Version 1, `0xf1`, had no caller hash; no backend ever
+/// stored it, so it is not read.)
+pub const FLOW_V2: u8 = 0xf2;
 
 const HAS_REFRESH: u8 = 1;
 const HAS_REFRESH_EXPIRY: u8 = 1 << 1;
@@ -179,9 +180,10 @@ pub fn decode_token(bytes: &[u8]) -> Result<TokenDoc, DecodeError> {
 
 /// The binary form of `flow`.
 pub fn encode_flow(flow: &FlowRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + 8 + 8 + flow.realm.len() + flow.sealed.len());
-    out.push(FLOW_V1);
+    let mut out = Vec::with_capacity(1 + 8 + 32 + 8 + flow.realm.len() + flow.sealed.len());
+    out.push(FLOW_V2);
     out.extend_from_slice(&flow.expires_at.to_be_bytes());
+    out.extend_from_slice(&flow.caller.0);
     put_bytes(&mut out, flow.realm.as_bytes());
     put_bytes(&mut out, &flow.sealed);
     out
@@ -190,10 +192,11 @@ pub fn encode_flow(flow: &FlowRecord) -> Vec<u8> {
 /// A flow record from its binary form.
 pub fn decode_flow(bytes: &[u8]) -> Result<FlowRecord, DecodeError> {
     let mut r = Reader(bytes);
-    if r.u8()? != FLOW_V1 {
+    if r.u8()? != FLOW_V2 {
         return Err(DecodeError("not a flow record"));
     }
     let expires_at = r.i64()?;
+    let caller = Hash32(r.array()?);
     let realm = r.string()?;
     let sealed = r.bytes()?.to_vec();
     if !r.0.is_empty() {
@@ -201,6 +204,7 @@ pub fn decode_flow(bytes: &[u8]) -> Result<FlowRecord, DecodeError> {
     }
     Ok(FlowRecord {
         realm,
+        caller,
         expires_at,
         sealed,
     })

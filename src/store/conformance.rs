@@ -41,6 +41,10 @@ where
     invalidate_owner(make().await).await;
     flows_are_single_use(make().await).await;
     concurrent_flow_takes(make().await).await;
+    flow_limits_count_live_flows_per_caller(make().await).await;
+    conditional_takes_leave_mismatched_flows(make().await).await;
+    concurrent_conditional_takes(make().await).await;
+    concurrent_inserts_respect_the_quota(make().await).await;
     sweep_removes_only_expired(make().await).await;
     sweep_then_reuse_keys(make().await).await;
     role_mappings_put_get_delete(make().await).await;
@@ -107,13 +111,36 @@ pub fn token(n: u32, with_refresh: bool, fam: Id16, realm: &str, username: &str)
     }
 }
 
-/// A pending flow expiring at `expires_at`.
+/// A pending flow of caller `caller(0)` expiring at `expires_at`.
 pub fn flow(realm: &str, expires_at: UnixMillis) -> FlowRecord {
+    flow_of(realm, caller(0), expires_at)
+}
+
+/// A pending flow of `caller` expiring at `expires_at`.
+pub fn flow_of(realm: &str, caller: Hash32, expires_at: UnixMillis) -> FlowRecord {
     FlowRecord {
         realm: realm.to_owned(),
+        caller,
         expires_at,
         sealed: vec![9, 8, 7, 0, 255],
     }
+}
+
+/// A caller hash that differs for each `n`.
+pub fn caller(n: u32) -> Hash32 {
+    hash(b'c', n)
+}
+
+/// The condition "started by `caller(n)`, for `realm` if given".
+pub fn by(n: u32, realm: Option<&str>) -> FlowCondition {
+    FlowCondition {
+        caller: Some(caller(n)),
+        realm: realm.map(str::to_owned),
+    }
+}
+
+fn limits(per_caller: usize, total: usize) -> FlowLimits {
+    FlowLimits { per_caller, total }
 }
 
 fn counts(inv: u64, prev: u64) -> (u64, u64) {
@@ -778,6 +805,281 @@ pub async fn concurrent_flow_takes(store: Arc<dyn Store>) {
         }
         assert_eq!(got, 1, "round {round}");
     }
+}
+
+/// Each caller has its own quota and all callers together a cap; a state in use is refused
+/// first; nothing is stored when refused; expired flows (`expires_at <= now`) never count,
+/// swept or not, and do not hold their state.
+pub async fn flow_limits_count_live_flows_per_caller(store: Arc<dyn Store>) {
+    let lim = limits(3, 5);
+    let insert = |n: u32, c: u32, expires_at: UnixMillis, now: UnixMillis| {
+        let store = store.clone();
+        async move {
+            store
+                .insert_flow_within(
+                    &hash(b's', n),
+                    flow_of("oidc1", caller(c), expires_at),
+                    &lim,
+                    now,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    for n in 0..3 {
+        assert_eq!(insert(n, 1, NOW + 100, NOW).await, FlowInsert::Inserted);
+    }
+    assert_eq!(insert(3, 1, NOW + 100, NOW).await, FlowInsert::CallerFull);
+    assert_eq!(insert(0, 2, NOW + 100, NOW).await, FlowInsert::StateInUse);
+    // Caller 2 is not held back by caller 1...
+    assert_eq!(insert(3, 2, NOW + 100, NOW).await, FlowInsert::Inserted);
+    assert_eq!(insert(4, 2, NOW + 50, NOW).await, FlowInsert::Inserted);
+    // ...until all callers together reach the cap.
+    assert_eq!(insert(5, 3, NOW + 100, NOW).await, FlowInsert::TableFull);
+    // Refused inserts stored nothing.
+    assert_eq!(
+        store
+            .take_flow_if(&hash(b's', 5), NOW, &by(3, None))
+            .await
+            .unwrap(),
+        FlowTake::NotFound
+    );
+    // Taking a flow frees its caller's slot.
+    assert!(matches!(
+        store
+            .take_flow_if(&hash(b's', 0), NOW, &by(1, None))
+            .await
+            .unwrap(),
+        FlowTake::Taken(_)
+    ));
+    assert_eq!(insert(6, 1, NOW + 100, NOW).await, FlowInsert::Inserted);
+    assert_eq!(insert(7, 1, NOW + 100, NOW).await, FlowInsert::CallerFull);
+    // At NOW + 50 flow 4 has expired (inclusive), unswept: it counts toward no limit and its
+    // state is free again.
+    assert_eq!(
+        insert(4, 3, NOW + 200, NOW + 50).await,
+        FlowInsert::Inserted
+    );
+    assert_eq!(
+        insert(8, 3, NOW + 200, NOW + 50).await,
+        FlowInsert::TableFull
+    );
+    // At NOW + 100 every flow of callers 1 and 2 has expired.
+    for n in 10..13 {
+        assert_eq!(
+            insert(n, 1, NOW + 300, NOW + 100).await,
+            FlowInsert::Inserted
+        );
+    }
+    assert_eq!(
+        insert(13, 1, NOW + 300, NOW + 100).await,
+        FlowInsert::CallerFull
+    );
+    assert_eq!(
+        insert(14, 2, NOW + 300, NOW + 100).await,
+        FlowInsert::Inserted
+    );
+    assert_eq!(
+        insert(15, 2, NOW + 300, NOW + 100).await,
+        FlowInsert::TableFull
+    );
+    for n in [1u32, 2, 3, 6] {
+        assert_eq!(
+            store
+                .take_flow_if(
+                    &hash(b's', n),
+                    NOW + 100,
+                    &FlowCondition {
+                        caller: None,
+                        realm: None
+                    }
+                )
+                .await
+                .unwrap(),
+            FlowTake::NotFound,
+            "flow {n} expired"
+        );
+    }
+    assert!(matches!(
+        store.take_flow_if(&hash(b's', 4), NOW + 100, &by(3, Some("oidc1"))).await.unwrap(),
+        FlowTake::Taken(f) if f.expires_at == NOW + 200
+    ));
+}
+
+/// A take by another caller, or for another realm, leaves the flow in place for the right
+/// one; the caller is checked before the realm (another caller learns nothing about it).
+pub async fn conditional_takes_leave_mismatched_flows(store: Arc<dyn Store>) {
+    let s = hash(b's', 1);
+    let f = flow_of("oidc1", caller(1), NOW + 600_000);
+    assert_eq!(
+        store
+            .insert_flow_within(&s, f.clone(), &limits(10, 10), NOW)
+            .await
+            .unwrap(),
+        FlowInsert::Inserted
+    );
+    for cond in [by(2, Some("oidc1")), by(2, Some("oidc2")), by(2, None)] {
+        assert_eq!(
+            store.take_flow_if(&s, NOW, &cond).await.unwrap(),
+            FlowTake::OtherCaller(f.clone()),
+            "{cond:?}"
+        );
+    }
+    assert_eq!(
+        store
+            .take_flow_if(&s, NOW, &by(1, Some("oidc2")))
+            .await
+            .unwrap(),
+        FlowTake::OtherRealm(f.clone())
+    );
+    assert_eq!(
+        store
+            .take_flow_if(
+                &s,
+                NOW,
+                &FlowCondition {
+                    caller: None,
+                    realm: Some("oidc2".into())
+                }
+            )
+            .await
+            .unwrap(),
+        FlowTake::OtherRealm(f.clone())
+    );
+    // Still pending: the state is in use...
+    assert_eq!(
+        store
+            .insert_flow_within(
+                &s,
+                flow_of("oidc1", caller(2), NOW + 1),
+                &limits(10, 10),
+                NOW
+            )
+            .await
+            .unwrap(),
+        FlowInsert::StateInUse
+    );
+    // ...and the right caller takes it, once.
+    assert_eq!(
+        store
+            .take_flow_if(&s, NOW, &by(1, Some("oidc1")))
+            .await
+            .unwrap(),
+        FlowTake::Taken(f.clone())
+    );
+    assert_eq!(
+        store
+            .take_flow_if(&s, NOW, &by(1, Some("oidc1")))
+            .await
+            .unwrap(),
+        FlowTake::NotFound
+    );
+    assert_eq!(
+        store.take_flow_if(&s, NOW, &by(2, None)).await.unwrap(),
+        FlowTake::NotFound
+    );
+    // The realm alone may be omitted.
+    assert_eq!(
+        store
+            .insert_flow_within(&s, f.clone(), &limits(10, 10), NOW)
+            .await
+            .unwrap(),
+        FlowInsert::Inserted
+    );
+    assert_eq!(
+        store.take_flow_if(&s, NOW, &by(1, None)).await.unwrap(),
+        FlowTake::Taken(f.clone())
+    );
+    // An expired flow is not found, whoever asks, and is gone.
+    assert_eq!(
+        store
+            .insert_flow_within(
+                &s,
+                flow_of("oidc1", caller(1), NOW),
+                &limits(10, 10),
+                NOW - 1
+            )
+            .await
+            .unwrap(),
+        FlowInsert::Inserted
+    );
+    assert_eq!(
+        store.take_flow_if(&s, NOW, &by(2, None)).await.unwrap(),
+        FlowTake::NotFound
+    );
+    assert_eq!(
+        store.take_flow_if(&s, NOW - 1, &by(1, None)).await.unwrap(),
+        FlowTake::NotFound,
+        "an expired flow stayed"
+    );
+}
+
+/// Of many concurrent takes of one flow by its caller and by others, exactly one succeeds,
+/// always its caller's; the others get `OtherCaller` (while it is there) or `NotFound`.
+pub async fn concurrent_conditional_takes(store: Arc<dyn Store>) {
+    for round in 0..8u32 {
+        let s = hash(b's', round);
+        let f = flow_of("oidc1", caller(1), NOW + 600_000);
+        assert_eq!(
+            store
+                .insert_flow_within(&s, f, &limits(100, 100), NOW)
+                .await
+                .unwrap(),
+            FlowInsert::Inserted
+        );
+        let mut tasks = Vec::new();
+        for i in 0..32u32 {
+            let store = store.clone();
+            let who = if i % 2 == 0 { 1 } else { 2 };
+            tasks.push(tokio::spawn(async move {
+                (
+                    who,
+                    store.take_flow_if(&s, NOW, &by(who, Some("oidc1"))).await,
+                )
+            }));
+        }
+        let mut taken = 0;
+        for t in tasks {
+            let (who, got) = t.await.expect("task");
+            match got.unwrap() {
+                FlowTake::Taken(_) => {
+                    assert_eq!(who, 1, "round {round}: taken by another caller");
+                    taken += 1;
+                }
+                FlowTake::OtherCaller(_) => assert_eq!(who, 2, "round {round}"),
+                FlowTake::NotFound => {}
+                FlowTake::OtherRealm(_) => panic!("round {round}: realm mismatch"),
+            }
+        }
+        assert_eq!(taken, 1, "round {round}");
+    }
+}
+
+/// Concurrent inserts by one caller stop exactly at its quota.
+pub async fn concurrent_inserts_respect_the_quota(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for n in 0..64u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .insert_flow_within(
+                    &hash(b's', n),
+                    flow_of("oidc1", caller(1), NOW + 600_000),
+                    &limits(10, 1_000),
+                    NOW,
+                )
+                .await
+        }));
+    }
+    let mut inserted = 0;
+    for t in tasks {
+        match t.await.expect("task").unwrap() {
+            FlowInsert::Inserted => inserted += 1,
+            FlowInsert::CallerFull => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(inserted, 10);
 }
 
 // ---------------------------------------------------------------------------------------------

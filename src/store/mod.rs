@@ -119,9 +119,63 @@ impl TokenDoc {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowRecord {
     pub realm: String,
+    /// A labelled hash of the facilitator that started the login (its user name and realm):
+    /// the key of its quota of pending logins, and what [`Store::take_flow_if`] compares
+    /// before consuming. Not a secret (it names a configured caller); the caller itself is
+    /// also sealed.
+    pub caller: Hash32,
     pub expires_at: UnixMillis,
     /// Sealed with a key derived from the state: nonce, PKCE verifier, caller.
     pub sealed: Vec<u8>,
+}
+
+/// Bounds on pending logins, checked by [`Store::insert_flow_within`] against the flows that
+/// have not expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowLimits {
+    /// Most pending logins of one caller (`FlowRecord::caller`).
+    pub per_caller: usize,
+    /// Most pending logins of all callers together: a safety cap on memory.
+    pub total: usize,
+}
+
+/// What [`Store::insert_flow_within`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum FlowInsert {
+    /// Stored.
+    Inserted,
+    /// A live flow under this state hash exists already; nothing was stored.
+    StateInUse,
+    /// The caller has `FlowLimits::per_caller` live flows already; nothing was stored.
+    CallerFull,
+    /// There are `FlowLimits::total` live flows already; nothing was stored.
+    TableFull,
+}
+
+/// Which flow [`Store::take_flow_if`] may consume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowCondition {
+    /// The caller that must have started it (`None`: any caller).
+    pub caller: Option<Hash32>,
+    /// The realm it must be for (`None`: any realm).
+    pub realm: Option<String>,
+}
+
+/// What [`Store::take_flow_if`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlowTake {
+    /// The flow matched and was removed: nobody else can take it.
+    Taken(FlowRecord),
+    /// No live flow under this state hash (unknown, taken, or expired — an expired one is
+    /// removed).
+    NotFound,
+    /// The flow was started by another caller. It stays, untouched; here is a copy (for the
+    /// log).
+    OtherCaller(FlowRecord),
+    /// The flow is for another realm (and was started by the condition's caller, if one was
+    /// given). It stays, untouched; here is a copy.
+    OtherRealm(FlowRecord),
 }
 
 /// A stored user profile: its record and the version the store gave it.
@@ -214,17 +268,84 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Invalidate (durably) and count.
     async fn invalidate(&self, what: Invalidation) -> Result<InvalidationCounts, StoreError>;
 
-    /// Record a pending login flow under the hash of its state. Need not be durable. A flow
-    /// under this hash exists already → `Conflict`.
-    async fn insert_flow(&self, state_hash: &Hash32, flow: FlowRecord) -> Result<(), StoreError>;
+    // --- Pending logins (flows) -----------------------------------------------------------
+    //
+    // Need not be durable. A flow with `expires_at <= now` is expired: it is never returned
+    // and never counts toward a limit, whether or not it has been swept yet. The defaults
+    // refuse, as for role mappings.
 
-    /// Remove and return the flow, atomically: of two concurrent takes, one gets it. An expired
-    /// flow (`expires_at <= now`) is removed and `None` returned.
+    /// Record a pending login under the hash of its state, if `limits` allow, atomically
+    /// (the checks and the insert cannot interleave with another insert or take). Only flows
+    /// that have not expired at `now` count, and an expired flow under this state hash does
+    /// not make it `StateInUse`; expired flows may be removed on the way.
+    async fn insert_flow_within(
+        &self,
+        state_hash: &Hash32,
+        flow: FlowRecord,
+        limits: &FlowLimits,
+        now: UnixMillis,
+    ) -> Result<FlowInsert, StoreError> {
+        let _ = (state_hash, flow, limits, now);
+        Err(StoreError::Unavailable(
+            "this store backend does not keep pending logins".into(),
+        ))
+    }
+
+    /// Remove and return the flow if it satisfies `condition`, atomically: the check and the
+    /// removal cannot interleave with another take, so of concurrent takes at most one gets
+    /// it, and a take that fails the condition leaves the flow for the right caller. The
+    /// caller is checked before the realm. An expired flow is removed and `NotFound` returned.
+    async fn take_flow_if(
+        &self,
+        state_hash: &Hash32,
+        now: UnixMillis,
+        condition: &FlowCondition,
+    ) -> Result<FlowTake, StoreError> {
+        let _ = (state_hash, now, condition);
+        Err(StoreError::Unavailable(
+            "this store backend does not keep pending logins".into(),
+        ))
+    }
+
+    /// [`insert_flow_within`](Self::insert_flow_within) without limits, as of a time before
+    /// every expiry (nothing counts as expired). Kept for callers that predate limits; the
+    /// server does not use it. A live flow under this hash → `Conflict`.
+    async fn insert_flow(&self, state_hash: &Hash32, flow: FlowRecord) -> Result<(), StoreError> {
+        let unlimited = FlowLimits {
+            per_caller: usize::MAX,
+            total: usize::MAX,
+        };
+        match self
+            .insert_flow_within(state_hash, flow, &unlimited, UnixMillis::MIN)
+            .await?
+        {
+            FlowInsert::Inserted => Ok(()),
+            FlowInsert::StateInUse => Err(StoreError::Conflict),
+            // Unreachable with unlimited limits; a backend with a hard cap of its own may
+            // still refuse.
+            FlowInsert::CallerFull | FlowInsert::TableFull => {
+                Err(StoreError::Unavailable("too many pending logins".into()))
+            }
+        }
+    }
+
+    /// [`take_flow_if`](Self::take_flow_if) with no condition: remove and return the flow,
+    /// atomically. Kept for callers that predate conditional takes; the server does not use
+    /// it.
     async fn take_flow(
         &self,
         state_hash: &Hash32,
         now: UnixMillis,
-    ) -> Result<Option<FlowRecord>, StoreError>;
+    ) -> Result<Option<FlowRecord>, StoreError> {
+        let any = FlowCondition {
+            caller: None,
+            realm: None,
+        };
+        match self.take_flow_if(state_hash, now, &any).await? {
+            FlowTake::Taken(f) => Ok(Some(f)),
+            _ => Ok(None),
+        }
+    }
 
     /// Delete up to `limit` pairs and flows that expired at or before `now`; returns how many.
     async fn sweep_expired(&self, now: UnixMillis, limit: usize) -> Result<usize, StoreError>;

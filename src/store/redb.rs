@@ -36,9 +36,10 @@
 //!
 //! # Flows
 //!
-//! Pending logins are not written to the file: they live in memory (single-use, swept when
-//! expired). A restart loses them, which the contract allows (the user logs in again), and a
-//! login then costs one durable commit (its tokens) instead of three commits.
+//! Pending logins are not written to the file: they live in memory (single-use, limited per
+//! caller and in total, removed when expired; see `memory::FlowTable`). A restart loses them,
+//! which the contract allows (the user logs in again), and a login then costs one durable
+//! commit (its tokens) instead of three commits.
 
 use super::codec;
 use super::memory::{invalidate_doc, owner_matches, FlowTable};
@@ -846,16 +847,23 @@ impl Store for RedbStore {
         self.submit(move |t| t.invalidate(what)).await
     }
 
-    async fn insert_flow(&self, state_hash: &Hash32, flow: FlowRecord) -> Result<(), StoreError> {
-        self.flows.insert(state_hash, flow)
+    async fn insert_flow_within(
+        &self,
+        state_hash: &Hash32,
+        flow: FlowRecord,
+        limits: &FlowLimits,
+        now: UnixMillis,
+    ) -> Result<FlowInsert, StoreError> {
+        Ok(self.flows.insert(state_hash, flow, limits, now))
     }
 
-    async fn take_flow(
+    async fn take_flow_if(
         &self,
         state_hash: &Hash32,
         now: UnixMillis,
-    ) -> Result<Option<FlowRecord>, StoreError> {
-        Ok(self.flows.take(state_hash, now))
+        condition: &FlowCondition,
+    ) -> Result<FlowTake, StoreError> {
+        Ok(self.flows.take_if(state_hash, now, condition))
     }
 
     async fn sweep_expired(&self, now: UnixMillis, limit: usize) -> Result<usize, StoreError> {

@@ -119,7 +119,7 @@ impl TokenService {
         Self {
             store,
             clock,
-            cache: Arc::new(BearerCache::new(100_000)),
+            cache: Arc::new(BearerCache::new(cache::DEFAULT_CACHE_BYTES)),
         }
     }
 
@@ -197,7 +197,7 @@ impl TokenService {
                 let Some(doc) = self.store.get_by_access(&hash).await? else {
                     return Err(bearer(BearerError::Unknown));
                 };
-                let doc = Arc::new(doc);
+                let doc = Arc::new(BearerCache::slim(&doc));
                 if !doc.access_invalidated {
                     self.cache.insert(hash, doc.clone(), epoch);
                 }
@@ -363,11 +363,19 @@ impl TokenService {
     }
 
     /// Open the data sealed under an access token at issue time (and carried over by
-    /// refreshes).
-    pub fn open_sealed(&self, access_token: &str, doc: &TokenDoc) -> Option<Vec<u8>> {
-        let secret = TokenSecret::parse(TokenKind::Access, access_token)?;
-        let (under_access, _) = split_sealed(doc.sealed.as_deref()?)?;
-        secret.open(under_access)
+    /// refreshes). Read from the store: the bearer cache does not keep sealed data.
+    pub async fn open_sealed(&self, access_token: &str) -> Result<Option<Vec<u8>>, TokenError> {
+        let Some(secret) = TokenSecret::parse(TokenKind::Access, access_token) else {
+            return Ok(None);
+        };
+        let Some(doc) = self.store.get_by_access(&secret.lookup_hash()).await? else {
+            return Ok(None);
+        };
+        Ok(doc
+            .sealed
+            .as_deref()
+            .and_then(split_sealed)
+            .and_then(|(under_access, _)| secret.open(under_access)))
     }
 
     /// Delete expired records in bounded batches until none are left; returns how many.

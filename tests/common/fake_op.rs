@@ -98,7 +98,8 @@ use std::time::Duration;
 pub const CLIENT_ID: &str = "oidc-realm-test";
 /// Default client secret. `/`, `+`, `:`, `=` and the space change under RFC 6749 §2.3.1
 /// form-encoding, so a client that skips it fails `client_secret_basic`.
-pub const CLIENT_SECRET: &str = "fake-op/secret+with:odd= chars-0123456789abcdef";
+pub const CLIENT_SECRET: &str =
+    "fake-op/secret+with:odd= chars-0123456789abcdef0123456789abcdef0123";
 /// Default (and only) registered redirect URI.
 pub const REDIRECT_URI: &str = "https://kibana.example.org/api/security/oidc/callback";
 /// `rp.post_logout_redirect_uri` used by [`realm_yaml`].

@@ -99,6 +99,7 @@ pub fn settings() -> Settings {
         users,
         service_tokens: BTreeMap::new(),
         compatibility: CompatibilitySettings::default(),
+        limits: LimitSettings::default(),
         realms: Vec::new(),
         role_mappings: Vec::new(),
     }

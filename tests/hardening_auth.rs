@@ -1,0 +1,119 @@
+//! Issue 10, finding 1: a flood of bad Basic credentials from some addresses cannot deny
+//! service to callers whose credentials are good.
+
+mod common;
+
+use actix_web::test::TestRequest;
+use common::*;
+use futures_util::future::join_all;
+use std::net::SocketAddr;
+
+fn from(addr: &str) -> SocketAddr {
+    format!("{addr}:40000").parse().unwrap()
+}
+
+fn authenticate(who: (&str, &str), addr: &str) -> TestRequest {
+    TestRequest::get()
+        .uri("/_security/_authenticate")
+        .insert_header(basic(who))
+        .peer_addr(from(addr))
+}
+
+#[actix_web::test]
+async fn a_flood_of_bad_credentials_from_one_address_does_not_block_a_facilitator() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    // The facilitator's first call verifies its password once.
+    let (s, _, _) = send(&app, authenticate(FACILITATOR, "127.0.0.1")).await;
+    assert_eq!(s, 200);
+    let before = t.state.password_verifications();
+
+    // 300 bad credentials from 127.0.0.2 (unknown users and a known user with a wrong
+    // password), interleaved with the facilitator's calls from 127.0.0.1.
+    let mut flood = Vec::new();
+    let mut good = Vec::new();
+    for i in 0..300 {
+        let user = if i % 2 == 0 {
+            (format!("nobody{i}"), "guess".to_string())
+        } else {
+            (FACILITATOR.0.to_string(), format!("wrong{i}"))
+        };
+        flood.push(
+            TestRequest::get()
+                .uri("/_security/_authenticate")
+                .insert_header(basic((&user.0, &user.1)))
+                .peer_addr(from("127.0.0.2")),
+        );
+        if i % 10 == 0 {
+            good.push(authenticate(FACILITATOR, "127.0.0.1"));
+        }
+    }
+    let started = std::time::Instant::now();
+    let flood_answers = join_all(flood.into_iter().map(|r| send(&app, r))).await;
+    // The allowance refills in real time (2/s): what the flood may have used.
+    let allowance = oidc_realm::app::PASSWORD_CHECKS_BURST.get() as f64
+        + started.elapsed().as_secs_f64() * 2.0
+        + 1.0;
+    let good_answers = join_all(good.into_iter().map(|r| send(&app, r))).await;
+    assert!(good_answers.iter().all(|(s, _, _)| *s == 200));
+
+    let throttled: Vec<_> = flood_answers.iter().filter(|(s, _, _)| *s == 429).collect();
+    let refused = flood_answers.iter().filter(|(s, _, _)| *s == 401).count();
+    // Unknown users are shed first when the verification slots are busy: 503, retry.
+    let shed = flood_answers.iter().filter(|(s, _, _)| *s == 503).count();
+    assert_eq!(
+        throttled.len() + refused + shed,
+        300,
+        "only 401, 429 and 503"
+    );
+    assert!(
+        (refused + shed) as f64 <= allowance,
+        "{refused} verifications and {shed} shed from one address, allowance {allowance}"
+    );
+    assert!(throttled.len() >= 200, "{} throttled", throttled.len());
+    let (_, h, b) = throttled[0];
+    assert_eq!(b["error"]["type"], "es_rejected_execution_exception");
+    assert_eq!(b["error"]["reason_code"], "password_checks_throttled");
+    assert_eq!(b["status"], 429);
+    assert!(
+        h.get("retry-after")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    // The flood cost at most the burst in hashing; the facilitator none (remembered).
+    assert!(t.state.password_verifications() - before <= refused as u64);
+
+    // Another address is not affected by 127.0.0.2's allowance.
+    let (s, _, _) = send(&app, authenticate(ADMIN, "127.0.0.3")).await;
+    assert_eq!(s, 200);
+    // The facilitator's remembered success is served even from the flooding address.
+    let (s, _, _) = send(&app, authenticate(FACILITATOR, "127.0.0.2")).await;
+    assert_eq!(s, 200);
+}
+
+#[actix_web::test]
+async fn a_reload_keeps_remembered_successes_unless_the_hash_changed() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let (s, _, _) = send(&app, authenticate(FACILITATOR, "127.0.0.1")).await;
+    assert_eq!(s, 200);
+    let n = t.state.password_verifications();
+    // Reload with the same users (same hashes): no new verification.
+    let same = (*t.state.runtime().settings).clone();
+    t.state.swap_settings(same.clone(), Vec::new()).unwrap();
+    let (s, _, _) = send(&app, authenticate(FACILITATOR, "127.0.0.1")).await;
+    assert_eq!(s, 200);
+    assert_eq!(t.state.password_verifications(), n);
+    // A new hash for the same password: verified again (and still accepted).
+    let mut s2 = same;
+    s2.users.get_mut(FACILITATOR.0).unwrap().password_hash =
+        oidc_realm::config::PasswordHash::Bcrypt(bcrypt::hash(FACILITATOR.1, 4).unwrap());
+    t.state.swap_settings(s2, Vec::new()).unwrap();
+    let (s, _, _) = send(&app, authenticate(FACILITATOR, "127.0.0.1")).await;
+    assert_eq!(s, 200);
+    assert_eq!(t.state.password_verifications(), n + 1);
+}
