@@ -32,6 +32,10 @@ data:
   path: data/bench.redb
 log:
   level: warn
+# The benchmark measures capacity: request rate limits off.
+limits:
+  requests_per_caller: 0
+  requests_per_address: 0
 users:
   bench:
     password_hash: "$HASH"

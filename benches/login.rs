@@ -46,6 +46,10 @@ http:
   bind: 127.0.0.1:{port}
 log:
   level: warn
+# The benchmark measures capacity: request rate limits off.
+limits:
+  requests_per_caller: 0
+  requests_per_address: 0
 users:
   facilitator:
     password_hash: "{hash}"

@@ -50,6 +50,9 @@ pub struct AppState {
     per_address: PasswordLimiter,
     /// Full password verifications done (for tests and, later, metrics).
     verifications: std::sync::atomic::AtomicU64,
+    /// Request rate limits per caller and address (`limits.requests_*`), rebuilt on a reload
+    /// that changes them.
+    request_limits: ArcSwap<auth::limits::RequestLimits>,
     /// Role mappings: the configuration's and the API's (see `roles::live`).
     pub role_mappings: crate::roles::live::LiveMappings,
     /// Reload bookkeeping (config path, last error) for the reloader and the status API.
@@ -68,7 +71,10 @@ impl AppState {
         let now = clock.now_millis();
         let realms = Realms::build_from(&settings, None, now)?;
         let role_mappings = crate::roles::live::LiveMappings::new(settings.role_mappings.clone());
+        let request_limits =
+            ArcSwap::from_pointee(auth::limits::RequestLimits::new(settings.limits));
         Ok(Arc::new(Self {
+            request_limits,
             role_mappings,
             runtime: ArcSwap::from_pointee(Runtime {
                 generation: 1,
@@ -128,6 +134,10 @@ impl AppState {
         let realms = Realms::build_from(&settings, Some(&old.realms), now)?;
         let generation = old.generation + 1;
         self.role_mappings.set_file(settings.role_mappings.clone());
+        if self.request_limits.load().settings != settings.limits {
+            self.request_limits
+                .store(Arc::new(auth::limits::RequestLimits::new(settings.limits)));
+        }
         self.runtime.store(Arc::new(Runtime {
             generation,
             settings: Arc::new(settings),
@@ -237,10 +247,12 @@ impl AppState {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Forget the allowance of addresses not seen for a while (called by the sweeper).
+    /// Forget the allowance of addresses and callers not seen for a while (called by the
+    /// sweeper).
     pub fn forget_idle_addresses(&self) {
         self.per_address.retain_recent();
         self.per_address.shrink_to_fit();
+        self.request_limits.load().forget_idle();
     }
 
     /// Authenticate the caller of a `/_security/...` request.
@@ -432,15 +444,28 @@ fn dummy_hash() -> &'static crate::config::PasswordHash {
     })
 }
 
-/// The authenticated caller of a request, as an extractor.
+/// The authenticated caller of a request, as an extractor, with the client address and the
+/// request limits in force.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Authentication);
+pub struct Caller {
+    pub auth: Authentication,
+    pub client: Option<std::net::IpAddr>,
+    limits: Arc<auth::limits::RequestLimits>,
+}
 
 impl Caller {
-    /// Refuse with 403 unless the caller may perform `action`.
+    /// Refuse with 403 unless the caller may perform `action`, then with 429 if the action
+    /// counts against the request limits and the caller or its address is over them.
     pub fn require(self, action: auth::Action) -> Result<Authentication, ApiError> {
-        self.0.require(action)?;
-        Ok(self.0)
+        self.auth.require(action)?;
+        if auth::limits::RequestLimits::applies_to(action) {
+            self.limits.admit(
+                &self.auth.user.username,
+                &self.auth.user.realm.name,
+                self.client,
+            )?;
+        }
+        Ok(self.auth)
     }
 }
 
@@ -455,10 +480,14 @@ impl FromRequest for Caller {
         let client = req.peer_addr().map(|a| a.ip());
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("AppState not registered"))?;
-            state
+            let auth = state
                 .authenticate_caller(header.as_ref(), &uri, client)
-                .await
-                .map(Caller)
+                .await?;
+            Ok(Caller {
+                auth,
+                client,
+                limits: state.request_limits.load_full(),
+            })
         })
     }
 }

@@ -117,3 +117,58 @@ async fn a_reload_keeps_remembered_successes_unless_the_hash_changed() {
     assert_eq!(s, 200);
     assert_eq!(t.state.password_verifications(), n + 1);
 }
+
+#[actix_web::test]
+async fn request_limits_per_caller_and_per_address() {
+    let mut s = settings();
+    // Slow refills (1/s and 2/s), so the test does not depend on how fast it runs.
+    s.limits.requests_per_caller = 1; // bursts of 2
+    s.limits.requests_per_address = 2; // bursts of 4
+    let t = TestApp::with(
+        s,
+        std::sync::Arc::new(oidc_realm::store::MemoryStore::new()),
+    );
+    let app = t.service().await;
+    let token = |who: (&str, &str), addr: &str| {
+        post_json(
+            "/_security/oauth2/token",
+            serde_json::json!({"grant_type": "client_credentials"}),
+        )
+        .insert_header(basic(who))
+        .peer_addr(from(addr))
+    };
+    // The facilitator: 2 requests in its burst, then 429 with Retry-After.
+    for i in 0..2 {
+        let (s, _, b) = send(&app, token(FACILITATOR, "127.0.0.1")).await;
+        assert_eq!(s, 200, "request {i}: {b}");
+    }
+    let (s, h, b) = send(&app, token(FACILITATOR, "127.0.0.1")).await;
+    assert_eq!(s, 429, "{b}");
+    assert_eq!(b["error"]["reason_code"], "rate_limited");
+    assert_eq!(b["error"]["type"], "es_rejected_execution_exception");
+    assert!(h.contains_key("retry-after"));
+    // Another caller on another address is not affected.
+    let (s, _, _) = send(&app, token(ADMIN, "127.0.0.3")).await;
+    assert_eq!(s, 200);
+    // The address limit counts every caller from it: 127.0.0.1 already sent 3 (the refused
+    // one too: the address is counted first).
+    let (s, _, b) = send(&app, token(ADMIN, "127.0.0.1")).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _, b) = send(&app, token(ADMIN, "127.0.0.1")).await;
+    assert_eq!(
+        (s, b["error"]["reason_code"].clone()),
+        (429, serde_json::json!("rate_limited"))
+    );
+    // _authenticate is not limited (a bearer or Basic check does no work for the caller).
+    for _ in 0..30 {
+        let (s, _, _) = send(&app, authenticate(FACILITATOR, "127.0.0.1")).await;
+        assert_eq!(s, 200);
+    }
+    // A reload that changes the limits applies them at once: 0 turns them off.
+    let mut s = (*t.state.runtime().settings).clone();
+    s.limits.requests_per_caller = 0;
+    s.limits.requests_per_address = 0;
+    t.state.swap_settings(s, Vec::new()).unwrap();
+    let (s, _, _) = send(&app, token(FACILITATOR, "127.0.0.1")).await;
+    assert_eq!(s, 200);
+}

@@ -2,6 +2,7 @@
 //! token service; and whether they hold the privilege an action needs.
 
 mod basic;
+pub mod limits;
 pub mod service_tokens;
 
 pub use basic::{hash_password, verify as basic_verify, BasicVerifier};

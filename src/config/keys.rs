@@ -8,7 +8,12 @@ pub(super) const HTTP_KEYS: &[&str] = &["bind", "tls.certificate", "tls.key", "m
 pub(super) const DATA_KEYS: &[&str] = &["path"];
 pub(super) const TOKEN_KEYS: &[&str] = &["enabled", "timeout", "refresh_timeout", "refresh_reuse"];
 pub(super) const COMPAT_KEYS: &[&str] = &["product_header", "version"];
-pub(super) const LIMIT_KEYS: &[&str] = &["pending_logins_per_caller", "pending_logins"];
+pub(super) const LIMIT_KEYS: &[&str] = &[
+    "pending_logins_per_caller",
+    "pending_logins",
+    "requests_per_caller",
+    "requests_per_address",
+];
 pub(super) const SERVICE_TOKEN_KEYS: &[&str] = &["hash", "privileges"];
 pub(super) const LOG_KEYS: &[&str] = &["format", "level"];
 pub(super) const USER_KEYS: &[&str] =

@@ -220,6 +220,12 @@ pub(super) fn limits(ctx: &mut Ctx) -> Option<LimitSettings> {
         1,
         10_000_000,
     );
+    let rate = |ctx: &mut Ctx, key: &str, default: u32| {
+        ctx.int_in(key, default as i64, 0, 1_000_000)
+            .map(|n| n as u32)
+    };
+    let requests_per_caller = rate(ctx, "limits.requests_per_caller", d.requests_per_caller);
+    let requests_per_address = rate(ctx, "limits.requests_per_address", d.requests_per_address);
     let (total, per_caller) = (total? as usize, per_caller? as usize);
     if per_caller > total {
         ctx.error(
@@ -231,6 +237,8 @@ pub(super) fn limits(ctx: &mut Ctx) -> Option<LimitSettings> {
     Some(LimitSettings {
         pending_logins_per_caller: per_caller,
         pending_logins: total,
+        requests_per_caller: requests_per_caller?,
+        requests_per_address: requests_per_address?,
     })
 }
 

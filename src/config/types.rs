@@ -108,6 +108,12 @@ pub struct LimitSettings {
     /// `limits.pending_logins` (default 100,000): the same for all facilitators together, a
     /// safety cap on memory.
     pub pending_logins: usize,
+    /// `limits.requests_per_caller` (default 1,000 per second, bursts of twice that; 0 = no
+    /// limit): prepare, authenticate, logout, token and profile-activation requests of one
+    /// caller.
+    pub requests_per_caller: u32,
+    /// `limits.requests_per_address` (the same, per client address).
+    pub requests_per_address: u32,
 }
 
 impl Default for LimitSettings {
@@ -115,6 +121,8 @@ impl Default for LimitSettings {
         Self {
             pending_logins_per_caller: 10_000,
             pending_logins: 100_000,
+            requests_per_caller: 1_000,
+            requests_per_address: 1_000,
         }
     }
 }

@@ -99,7 +99,12 @@ pub fn settings() -> Settings {
         users,
         service_tokens: BTreeMap::new(),
         compatibility: CompatibilitySettings::default(),
-        limits: LimitSettings::default(),
+        // Request rate limits off: tests that need them set them (tests/compat.rs).
+        limits: LimitSettings {
+            requests_per_caller: 0,
+            requests_per_address: 0,
+            ..LimitSettings::default()
+        },
         realms: Vec::new(),
         role_mappings: Vec::new(),
     }

@@ -1,0 +1,149 @@
+//! Request rate limits per caller and per client address (`limits.requests_per_caller`,
+//! `limits.requests_per_address`), applied to the actions that do work for a caller: OIDC
+//! prepare, authenticate and logout, the token API and profile activation. A caller or an
+//! address over its limit gets 429 `es_rejected_execution_exception` with `Retry-After`
+//! before any work is done, so one noisy client cannot take the capacity of the others.
+//! Token buckets from the `governor` crate: the configured rate per second, bursts of twice
+//! that.
+
+use crate::auth::Action;
+use crate::config::LimitSettings;
+use crate::error::ApiError;
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
+
+/// The limiters of one configuration (rebuilt when `limits.*` change).
+pub struct RequestLimits {
+    /// The settings these were built from.
+    pub settings: LimitSettings,
+    per_caller: Option<Keyed<String>>,
+    per_address: Option<Keyed<IpAddr>>,
+}
+
+impl std::fmt::Debug for RequestLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestLimits")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn limiter<K: std::hash::Hash + Eq + Clone>(per_second: u32) -> Option<Keyed<K>> {
+    let rate = NonZeroU32::new(per_second)?;
+    let burst = NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
+    Some(RateLimiter::keyed(
+        Quota::per_second(rate).allow_burst(burst),
+    ))
+}
+
+impl RequestLimits {
+    pub fn new(settings: LimitSettings) -> Self {
+        Self {
+            settings,
+            per_caller: limiter(settings.requests_per_caller),
+            per_address: limiter(settings.requests_per_address),
+        }
+    }
+
+    /// Whether `action` counts against the limits.
+    pub fn applies_to(action: Action) -> bool {
+        matches!(
+            action,
+            Action::OidcPrepare
+                | Action::OidcAuthenticate
+                | Action::OidcLogout
+                | Action::TokenCreate
+                | Action::TokenRefresh
+                | Action::TokenInvalidate
+                | Action::ProfileActivate
+        )
+    }
+
+    /// Count one request of `caller` (user name and realm) from `client`; 429 when either
+    /// is over its limit.
+    pub fn admit(&self, caller: &str, realm: &str, client: Option<IpAddr>) -> Result<(), ApiError> {
+        let refused = |what: &str, not_until: governor::NotUntil<_>| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let secs = wait.as_secs() + 1;
+            ApiError::too_many_requests(
+                "rate_limited",
+                format!("too many requests from this {what}; retry in {secs} seconds"),
+                secs,
+            )
+        };
+        if let (Some(l), Some(ip)) = (&self.per_address, client) {
+            l.check_key(&ip).map_err(|n| refused("client address", n))?;
+        }
+        if let Some(l) = &self.per_caller {
+            let key = format!("{caller}\u{0}{realm}");
+            l.check_key(&key).map_err(|n| refused("caller", n))?;
+        }
+        Ok(())
+    }
+
+    /// Forget keys not seen for a while (called by the sweeper).
+    pub fn forget_idle(&self) {
+        if let Some(l) = &self.per_caller {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        if let Some(l) = &self.per_address {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_caller: u32, per_address: u32) -> RequestLimits {
+        RequestLimits::new(LimitSettings {
+            requests_per_caller: per_caller,
+            requests_per_address: per_address,
+            ..LimitSettings::default()
+        })
+    }
+
+    #[test]
+    fn a_caller_over_its_burst_is_refused_others_are_not() {
+        let l = limits(5, 0);
+        for _ in 0..10 {
+            l.admit("a", "default_file", None).unwrap();
+        }
+        let e = l.admit("a", "default_file", None).unwrap_err();
+        assert_eq!(e.status().as_u16(), 429);
+        assert_eq!(e.code(), "rate_limited");
+        l.admit("b", "default_file", None).unwrap();
+        // The same name in another realm is another caller.
+        l.admit("a", "oidc1", None).unwrap();
+    }
+
+    #[test]
+    fn an_address_over_its_burst_is_refused_whoever_calls() {
+        let l = limits(0, 3);
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        for i in 0..6 {
+            l.admit(&format!("u{i}"), "r", Some(ip)).unwrap();
+        }
+        assert!(l.admit("u9", "r", Some(ip)).is_err());
+        l.admit("u9", "r", Some("127.0.0.3".parse().unwrap()))
+            .unwrap();
+        l.admit("u9", "r", None).unwrap();
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let l = limits(0, 0);
+        for _ in 0..10_000 {
+            l.admit("a", "r", Some("127.0.0.1".parse().unwrap()))
+                .unwrap();
+        }
+    }
+}
