@@ -49,38 +49,63 @@ fn write_field(
     }
 }
 
+/// The filter of the running subscriber, replaceable on reload (`log.level`).
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+static FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
+
+fn filter_for(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
 /// A subscriber for `format`, filtered by `level` (or `RUST_LOG`), writing to `writer`;
-/// `ansi`: colour the human format's own parts (timestamps, levels), for a terminal.
+/// `ansi`: colour the human format's own parts (timestamps, levels), for a terminal. Returns
+/// the handle that replaces the filter.
 fn builder<W>(
     format: LogFormat,
     level: &str,
     writer: W,
     ansi: bool,
-) -> Box<dyn tracing::Subscriber + Send + Sync>
+) -> (Box<dyn tracing::Subscriber + Send + Sync>, FilterHandle)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let base = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter_for(level));
+    let registry = tracing_subscriber::registry().with(filter);
+    let base = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(writer);
-    match format {
-        LogFormat::Json => Box::new(base.json().finish()),
-        LogFormat::Human => Box::new(
-            base.fmt_fields(tracing_subscriber::fmt::format::debug_fn(write_field).delimited(" "))
-                .finish(),
-        ),
-    }
+    let subscriber: Box<dyn tracing::Subscriber + Send + Sync> = match format {
+        LogFormat::Json => Box::new(registry.with(base.json())),
+        LogFormat::Human => Box::new(registry.with(
+            base.fmt_fields(tracing_subscriber::fmt::format::debug_fn(write_field).delimited(" ")),
+        )),
+    };
+    (subscriber, handle)
 }
 
 /// Install the process's subscriber (once; later calls do nothing).
 pub fn init(format: LogFormat, level: &str) {
     use std::io::IsTerminal;
     let ansi = std::io::stdout().is_terminal();
-    let _ = tracing::subscriber::set_global_default(builder(format, level, std::io::stdout, ansi));
+    let (subscriber, handle) = builder(format, level, std::io::stdout, ansi);
+    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        let _ = FILTER.set(handle);
+    }
+}
+
+/// Apply a new `log.level` (after a reload). `RUST_LOG`, when set, keeps winning, as at
+/// start. Does nothing before [`init`] (tests, tools).
+pub fn set_level(level: &str) {
+    if let Some(handle) = FILTER.get() {
+        if let Err(e) = handle.reload(filter_for(level)) {
+            tracing::warn!(error = %e, "log.level could not be changed");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -111,7 +136,7 @@ mod tests {
     /// Log one event whose fields and message carry `evil`; return the output.
     fn emit(format: LogFormat, evil: &str) -> String {
         let buf = Buf::default();
-        let sub = builder(format, "info", buf.clone(), false);
+        let (sub, _) = builder(format, "info", buf.clone(), false);
         tracing::subscriber::with_default(sub, || {
             tracing::info!(
                 target: "audit",
@@ -157,6 +182,20 @@ mod tests {
         assert_eq!(out.matches('\n').count(), 1, "{out:?}");
         let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
         assert_eq!(v["fields"]["principal"], FORGED);
+    }
+
+    #[test]
+    fn the_level_can_change_while_running() {
+        let buf = Buf::default();
+        let (sub, handle) = builder(LogFormat::Human, "warn", buf.clone(), false);
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!("hidden at warn");
+            handle.reload(filter_for("info")).unwrap();
+            tracing::info!("shown at info");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(!out.contains("hidden at warn"), "{out}");
+        assert!(out.contains("shown at info"), "{out}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!   is valid, swaps realms, users and secrets as one snapshot
 //!   ([`AppState::swap_settings`]). When it is not, the running configuration stays and every
 //!   error is logged with its key path and kept for the status API. Settings that cannot
-//!   change without a restart keep their running value and are reported as warnings.
+//!   change without a restart keep their running value and are reported as warnings
+//!   (`log.level` applies at once).
 //! - [`spawn_watcher`] watches (with `notify`) the directories of the config file, of the
 //!   secret files it reads and of the realms' JWKS files; watching directories survives
 //!   editors that write by rename and Kubernetes ConfigMap symlink swaps. Events are debounced;
@@ -124,16 +125,11 @@ fn restart_only(running: &Settings, new: &mut Settings) -> Vec<String> {
         format!("{:?}", running.log.format).to_lowercase(),
         format!("{:?}", new.log.format).to_lowercase(),
     );
-    check(
-        "log.level",
-        running.log.level.clone(),
-        new.log.level.clone(),
-    );
     new.http.bind = running.http.bind;
     new.http.tls = running.http.tls.clone();
     new.http.max_body = running.http.max_body;
     new.data.path = running.data.path.clone();
-    new.log = running.log.clone();
+    new.log.format = running.log.format;
     out
 }
 
@@ -173,6 +169,7 @@ pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
     info.last_attempt_at = Some(now);
     match result {
         Ok((generation, files, warnings, restart)) => {
+            crate::logging::set_level(&state.runtime().settings.log.level);
             info.secret_files = files;
             info.last_ok = Some(true);
             info.last_error = None;

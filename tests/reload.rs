@@ -674,15 +674,16 @@ async fn settings_that_need_a_restart_are_reported_and_keep_their_running_value(
     let e = env(url_realm).await;
     let good = std::fs::read_to_string(e.config_path()).unwrap();
     e.rewrite_config(&format!(
-        "http:\n  bind: 127.0.0.1:19999\n  max_body: 1mb\ndata:\n  path: elsewhere.redb\ntoken:\n  timeout: 5m\n{good}"
+        "http:\n  bind: 127.0.0.1:19999\n  max_body: 1mb\ndata:\n  path: elsewhere.redb\ntoken:\n  timeout: 5m\nlog:\n  level: debug\n{good}"
     ));
     assert_eq!(e.reload(), Ok(2));
     let rt = e.state.runtime();
     assert_eq!(rt.settings.http.bind.to_string(), "127.0.0.1:9280");
     assert_eq!(rt.settings.http.max_body, 64 * 1024);
     assert!(!rt.settings.data.path.ends_with("elsewhere.redb"));
-    // Reloadable settings do apply.
+    // Reloadable settings do apply (log.level too: it changes the running filter).
     assert_eq!(rt.settings.token.timeout, Duration::from_secs(300));
+    assert_eq!(rt.settings.log.level, "debug");
     let st = e.status().await;
     let warnings: Vec<&str> = st["config"]["warnings"]
         .as_array()
