@@ -59,8 +59,7 @@ impl Parser for LogoutRequest {
     const NAME: &'static str = "oidc_logout";
 }
 
-/// The bounds on pending logins.
-// TODO(config): the per-caller quota from the configuration, once it has a key for it.
+/// The bounds on pending logins (`limits.pending_logins_per_caller`, `limits.pending_logins`).
 fn flow_limits(state: &AppState) -> FlowLimits {
     let limits = state.runtime().settings.limits;
     FlowLimits {
