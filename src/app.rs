@@ -57,6 +57,8 @@ pub struct AppState {
     pub role_mappings: crate::roles::live::LiveMappings,
     /// Reload bookkeeping (config path, last error) for the reloader and the status API.
     reload: crate::reload::ReloadLog,
+    /// Prometheus metrics of this state (served on `metrics.bind`, see [`crate::metrics`]).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -71,9 +73,13 @@ impl AppState {
         let now = clock.now_millis();
         let realms = Realms::build_from(&settings, None, now)?;
         let role_mappings = crate::roles::live::LiveMappings::new(settings.role_mappings.clone());
-        let request_limits =
-            ArcSwap::from_pointee(auth::limits::RequestLimits::new(settings.limits));
+        let metrics = crate::metrics::Metrics::new();
+        let request_limits = ArcSwap::from_pointee(auth::limits::RequestLimits::with_counters(
+            settings.limits,
+            metrics.rate_limit_counters(),
+        ));
         Ok(Arc::new(Self {
+            metrics,
             request_limits,
             role_mappings,
             runtime: ArcSwap::from_pointee(Runtime {
@@ -136,7 +142,10 @@ impl AppState {
         self.role_mappings.set_file(settings.role_mappings.clone());
         if self.request_limits.load().settings != settings.limits {
             self.request_limits
-                .store(Arc::new(auth::limits::RequestLimits::new(settings.limits)));
+                .store(Arc::new(auth::limits::RequestLimits::with_counters(
+                    settings.limits,
+                    self.metrics.rate_limit_counters(),
+                )));
         }
         self.runtime.store(Arc::new(Runtime {
             generation,
@@ -215,6 +224,8 @@ impl AppState {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(
                     &governor::clock::DefaultClock::default(),
                 ));
+                self.metrics
+                    .rate_limited(crate::metrics::Limit::PasswordChecks);
                 return Err(PasswordRefused::Throttled(wait.as_secs() + 1));
             }
         }
@@ -225,6 +236,7 @@ impl AppState {
             None => (dummy_hash().clone(), UNKNOWN_USER_HASHING_WAIT),
         };
         let Ok(Ok(_permit)) = tokio::time::timeout(wait, self.hashing.acquire()).await else {
+            self.metrics.password_busy();
             return Err(PasswordRefused::Busy);
         };
         self.verifications
@@ -295,7 +307,15 @@ impl AppState {
             if auth::service_tokens::looks_like(token) {
                 return self.authenticate_service_token(token, uri);
             }
-            return match self.tokens.authenticate(token).await {
+            let started = std::time::Instant::now();
+            let checked = self.tokens.authenticate(token).await;
+            let outcome = match &checked {
+                Ok(_) => crate::metrics::BearerOutcome::Success,
+                Err(TokenError::Bearer(e)) => crate::metrics::BearerOutcome::of(*e),
+                Err(_) => crate::metrics::BearerOutcome::Error,
+            };
+            self.metrics.bearer_check(outcome, started.elapsed());
+            return match checked {
                 Ok(doc) => {
                     let rt = self.runtime();
                     Ok(Authentication {

@@ -230,6 +230,7 @@ async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), S
     tracing::info!(path = %data_path.display(), "store opened");
     let bind = settings.http.bind;
     let tls = settings.http.tls.clone();
+    let metrics_bind = settings.metrics.bind;
     tracing::info!("{}", summary(&settings));
     let state = AppState::try_new(
         settings,
@@ -269,7 +270,24 @@ async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), S
     for addr in server.addrs() {
         tracing::info!("listening on {scheme}://{addr}");
     }
+    // Prometheus metrics on their own listener, never on the API's.
+    let metrics = match metrics_bind {
+        Some(addr) => {
+            let (metrics_server, addrs) = crate::metrics::server(state.clone(), addr)
+                .map_err(|e| format!("metrics.bind: cannot listen on {addr}: {e}"))?;
+            for a in addrs {
+                tracing::info!("metrics on http://{a}/metrics");
+            }
+            let handle = metrics_server.handle();
+            actix_web::rt::spawn(metrics_server);
+            Some(handle)
+        }
+        None => None,
+    };
     let result = server.run().await.map_err(|e| e.to_string());
+    if let Some(handle) = metrics {
+        handle.stop(true).await;
+    }
     sweeper.abort();
     refresher.abort();
     drop(watcher);

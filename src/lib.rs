@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod oidc;
 pub mod profiles;
 pub mod realm;

@@ -125,7 +125,14 @@ fn restart_only(running: &Settings, new: &mut Settings) -> Vec<String> {
         format!("{:?}", running.log.format).to_lowercase(),
         format!("{:?}", new.log.format).to_lowercase(),
     );
+    let metrics_bind = |s: &Settings| {
+        s.metrics
+            .bind
+            .map_or_else(|| "none".to_string(), |a| a.to_string())
+    };
+    check("metrics.bind", metrics_bind(running), metrics_bind(new));
     new.http.bind = running.http.bind;
+    new.metrics.bind = running.metrics.bind;
     new.http.tls = running.http.tls.clone();
     new.http.max_body = running.http.max_body;
     new.data.path = running.data.path.clone();
@@ -174,6 +181,7 @@ pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
             info.last_ok = Some(true);
             info.last_error = None;
             info.reloads_ok += 1;
+            state.metrics.reload(true);
             for w in &restart {
                 tracing::warn!("config reload: {w}");
             }
@@ -195,6 +203,7 @@ pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
                 errors.len()
             );
             info.record_failure(now, errors.clone());
+            state.metrics.reload(false);
             Err(errors)
         }
     }

@@ -9,6 +9,7 @@
 use crate::auth::Action;
 use crate::config::LimitSettings;
 use crate::error::ApiError;
+use crate::metrics::Limit;
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
@@ -23,6 +24,8 @@ pub struct RequestLimits {
     pub settings: LimitSettings,
     per_caller: Option<Keyed<String>>,
     per_address: Option<Keyed<IpAddr>>,
+    /// 429s counted for `oidc_realm_rate_limited_total`.
+    refused: crate::metrics::RateLimitCounters,
 }
 
 impl std::fmt::Debug for RequestLimits {
@@ -42,11 +45,21 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(per_second: u32) -> Option<Keyed<K>>
 }
 
 impl RequestLimits {
+    /// Limiters whose refusals are counted nowhere (tools, unit tests).
     pub fn new(settings: LimitSettings) -> Self {
+        Self::with_counters(settings, Default::default())
+    }
+
+    /// Limiters that count their refusals in `refused` (the state's metrics).
+    pub fn with_counters(
+        settings: LimitSettings,
+        refused: crate::metrics::RateLimitCounters,
+    ) -> Self {
         Self {
             settings,
             per_caller: limiter(settings.requests_per_caller),
             per_address: limiter(settings.requests_per_address),
+            refused,
         }
     }
 
@@ -77,11 +90,17 @@ impl RequestLimits {
             )
         };
         if let (Some(l), Some(ip)) = (&self.per_address, client) {
-            l.check_key(&ip).map_err(|n| refused("client address", n))?;
+            l.check_key(&ip).map_err(|n| {
+                self.refused.inc(Limit::RequestsPerAddress);
+                refused("client address", n)
+            })?;
         }
         if let Some(l) = &self.per_caller {
             let key = format!("{caller}\u{0}{realm}");
-            l.check_key(&key).map_err(|n| refused("caller", n))?;
+            l.check_key(&key).map_err(|n| {
+                self.refused.inc(Limit::RequestsPerCaller);
+                refused("caller", n)
+            })?;
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ pub(super) const LIMIT_KEYS: &[&str] = &[
     "requests_per_caller",
     "requests_per_address",
 ];
+pub(super) const METRICS_KEYS: &[&str] = &["bind"];
 pub(super) const SERVICE_TOKEN_KEYS: &[&str] = &["hash", "privileges"];
 pub(super) const LOG_KEYS: &[&str] = &["format", "level"];
 pub(super) const USER_KEYS: &[&str] =
@@ -25,6 +26,7 @@ pub(super) const TOP_SECTIONS: &[&str] = &[
     "log",
     "compatibility",
     "limits",
+    "metrics",
     "users",
     "service_tokens",
     "realms",
@@ -125,7 +127,9 @@ pub(super) fn check_known(ctx: &mut Ctx) {
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         let loc = ctx.raw_location(&raw);
         match segs[0] {
-            "http" | "data" | "token" | "log" | "compatibility" | "limits" if segs.len() == 1 => {
+            "http" | "data" | "token" | "log" | "compatibility" | "limits" | "metrics"
+                if segs.len() == 1 =>
+            {
                 if value != Value::Null {
                     ctx.error_at(&path, "expected a mapping", loc);
                 }
@@ -143,6 +147,14 @@ pub(super) fn check_known(ctx: &mut Ctx) {
                 loc,
             ),
             "limits" => check_in(ctx, &path, &segs[1..].join("."), LIMIT_KEYS, "limits.", loc),
+            "metrics" => check_in(
+                ctx,
+                &path,
+                &segs[1..].join("."),
+                METRICS_KEYS,
+                "metrics.",
+                loc,
+            ),
             "users" | "realms" | "service_tokens" if segs.len() == 1 => {
                 if value != Value::Null {
                     ctx.error_at(&path, "expected a mapping of names", loc);
@@ -216,6 +228,7 @@ pub(super) fn check_known(ctx: &mut Ctx) {
                     .chain(LOG_KEYS.iter().map(|k| format!("log.{k}")))
                     .chain(COMPAT_KEYS.iter().map(|k| format!("compatibility.{k}")))
                     .chain(LIMIT_KEYS.iter().map(|k| format!("limits.{k}")))
+                    .chain(METRICS_KEYS.iter().map(|k| format!("metrics.{k}")))
                     .collect();
                 let refs: Vec<&str> = top_keys.iter().map(String::as_str).collect();
                 let msg = match suggest(&path, &refs).or_else(|| suggest(segs[0], TOP_SECTIONS)) {

@@ -131,7 +131,7 @@ fn validate(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             return Err(ConfigErrors(vec![ConfigError {
             path: String::new(),
             message:
-                "the configuration must be a YAML mapping (http, data, token, log, compatibility, limits, users, service_tokens, realms)"
+                "the configuration must be a YAML mapping (http, data, token, log, compatibility, limits, metrics, users, service_tokens, realms)"
                     .into(),
             location: Some((1, 1)),
         }]))
@@ -169,6 +169,7 @@ fn validate(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
     let log = sections::log(&mut ctx);
     let compatibility = sections::compatibility(&mut ctx);
     let limits = sections::limits(&mut ctx);
+    let metrics = sections::metrics(&mut ctx, http.as_ref());
     let users = sections::users(&mut ctx);
     let service_tokens = sections::service_tokens(&mut ctx);
     let realms = realm::realms(&mut ctx);
@@ -207,8 +208,15 @@ fn validate(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             None => format!("{path}: {msg}"),
         })
         .collect();
-    let (Some(http), Some(data), Some(token), Some(log), Some(compatibility), Some(limits)) =
-        (http, data, token, log, compatibility, limits)
+    let (
+        Some(http),
+        Some(data),
+        Some(token),
+        Some(log),
+        Some(compatibility),
+        Some(limits),
+        Some(metrics),
+    ) = (http, data, token, log, compatibility, limits, metrics)
     else {
         // Every `None` above comes with an error, so this is unreachable in practice.
         return Err(ConfigErrors(vec![ConfigError {
@@ -228,6 +236,7 @@ fn validate(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             service_tokens,
             compatibility,
             limits,
+            metrics,
             realms,
             role_mappings,
         },

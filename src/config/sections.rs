@@ -4,8 +4,8 @@ use super::ctx::{scalar_text, shown, Ctx};
 use super::duration::format_time;
 use super::{
     CompatibilitySettings, DataSettings, HttpSettings, LimitSettings, LogFormat, LogSettings,
-    PasswordHash, Privilege, RefreshReuse, ServiceTokenEntry, TlsSettings, TokenSettings,
-    UserEntry, DEFAULT_COMPAT_VERSION,
+    MetricsSettings, PasswordHash, Privilege, RefreshReuse, ServiceTokenEntry, TlsSettings,
+    TokenSettings, UserEntry, DEFAULT_COMPAT_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -240,6 +240,48 @@ pub(super) fn limits(ctx: &mut Ctx) -> Option<LimitSettings> {
         requests_per_caller: requests_per_caller?,
         requests_per_address: requests_per_address?,
     })
+}
+
+/// `metrics.*`: the Prometheus listener. `metrics.bind` is optional (no listener when
+/// unset), must differ from `http.bind`, and gets a warning when it is not loopback.
+pub(super) fn metrics(ctx: &mut Ctx, http: Option<&HttpSettings>) -> Option<MetricsSettings> {
+    let Some(s) = ctx.string("metrics.bind") else {
+        return Some(MetricsSettings::default());
+    };
+    let Ok(addr) = s.trim().parse::<SocketAddr>() else {
+        ctx.error(
+            "metrics.bind",
+            format!(
+                "not a socket address (\"{}\"); expected IP:port, e.g. 127.0.0.1:9281 or [::1]:9281",
+                shown(&s)
+            ),
+        );
+        return None;
+    };
+    if let Some(h) = http {
+        let same_port = addr.port() != 0 && addr.port() == h.bind.port();
+        let overlap =
+            addr.ip() == h.bind.ip() || addr.ip().is_unspecified() || h.bind.ip().is_unspecified();
+        if same_port && overlap {
+            ctx.error(
+                "metrics.bind",
+                format!(
+                    "{addr} is the API listener's address (http.bind {}); metrics are served on a separate listener: choose another port",
+                    h.bind
+                ),
+            );
+            return None;
+        }
+    }
+    if !is_loopback_ip(addr.ip()) {
+        ctx.warn(
+            "metrics.bind",
+            format!(
+                "metrics on {addr}, which is not a loopback address: anyone who can reach it reads realm names, login and failure counts (no authentication, plain HTTP); bind to 127.0.0.1 and scrape locally, or restrict access with a firewall"
+            ),
+        );
+    }
+    Some(MetricsSettings { bind: Some(addr) })
 }
 
 /// `compatibility.*`: the signals Elasticsearch's official clients need.

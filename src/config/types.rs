@@ -25,6 +25,8 @@ pub struct Settings {
     pub compatibility: CompatibilitySettings,
     /// `limits.*`: bounds on what callers can make the server hold.
     pub limits: LimitSettings,
+    /// `metrics.*`: the Prometheus listener (off unless `metrics.bind` is set).
+    pub metrics: MetricsSettings,
     /// OIDC realms, sorted by `order`.
     pub realms: Vec<RealmConfig>,
     /// Role mappings from `role_mappings` and `role_mapping_files`, compiled (read-only
@@ -125,6 +127,14 @@ impl Default for LimitSettings {
             requests_per_address: 1_000,
         }
     }
+}
+
+/// `metrics.*`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// `metrics.bind`: the address of the separate listener serving `GET /metrics`
+    /// (Prometheus text format). Not set (default): no metrics listener.
+    pub bind: Option<SocketAddr>,
 }
 
 /// The Elasticsearch API level oidc-realm implements.

@@ -4,6 +4,7 @@ use super::{EsJson, Parser};
 use crate::app::{bearer_error, token_error, AppState, Caller};
 use crate::auth::{user_json, Action, AuthenticationType};
 use crate::error::ApiError;
+use crate::metrics::{Limit, TokenEvent};
 use crate::realm::flow::{FlowError, PendingLimit, TOO_MANY_PENDING_RETRY_AFTER};
 use crate::realm::{
     self, AuthenticateParams, LoginContext, LoginError, LogoutError, PrepareError, PrepareParams,
@@ -155,11 +156,15 @@ pub async fn prepare(
                 "the state is already used by a pending login; let prepare generate one",
             ),
             PrepareError::Invalid(m) => ApiError::validation(&[m]),
-            PrepareError::TooManyPending(limit) => too_many_pending(limit),
+            PrepareError::TooManyPending(limit) => {
+                state.metrics.rate_limited(Limit::PendingLogins);
+                too_many_pending(limit)
+            }
             // A store outage: 503 `store_unavailable`.
             PrepareError::Flow(FlowError::Store(s)) => s.into(),
             PrepareError::Flow(f) => ApiError::internal(f.to_string()),
         })?;
+    state.metrics.prepared(realm.name());
     Ok(HttpResponse::Ok().json(resp))
 }
 
@@ -211,6 +216,13 @@ pub async fn authenticate(
         caller: caller.client_ref(),
         roles: &roles,
     };
+    // The realm label of a failure: the requested realm when it is configured (a label never
+    // takes an unchecked request value), else empty.
+    let requested_realm = req
+        .realm
+        .as_deref()
+        .and_then(|r| rt.realms.get(r))
+        .map(|r| r.name().to_string());
     let params = AuthenticateParams {
         redirect_uri: req.redirect_uri.unwrap_or_default(),
         state: req.state.unwrap_or_default(),
@@ -219,7 +231,13 @@ pub async fn authenticate(
     };
     let outcome = realm::authenticate(&rt.realms, params, &ctx)
         .await
-        .map_err(login_error)?;
+        .map_err(|e| {
+            let realm = requested_realm.as_deref().unwrap_or("");
+            state.metrics.login_failed(realm, e.code());
+            login_error(e)
+        })?;
+    state.metrics.login_succeeded(&outcome.user.realm.name);
+    state.metrics.token(TokenEvent::Issued);
     let expires_in = ctx.lifetimes.access.as_secs();
     let mut body = super::token::token_response(
         &outcome.pair,
@@ -268,5 +286,6 @@ pub async fn logout(
             ),
             LogoutError::Token(t) => token_error(t),
         })?;
+    state.metrics.logout();
     Ok(HttpResponse::Ok().json(json!({ "redirect": redirect })))
 }

@@ -5,10 +5,11 @@ use super::{EsJson, Parser};
 use crate::app::{token_error, AppState, Caller};
 use crate::auth::{user_json, Action, AuthenticationType};
 use crate::error::ApiError;
+use crate::metrics::TokenEvent;
 use crate::secret::Secret;
 use crate::store::{Invalidation, InvalidationCounts, UserRecord};
 use crate::tokens::crypto::TokenKind;
-use crate::tokens::{IssuedPair, TokenError};
+use crate::tokens::{IssuedPair, RefreshError, TokenError};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -169,6 +170,7 @@ pub async fn create(
                 .issue((*user.user).clone(), client, lifetimes, true, None)
                 .await
                 .map_err(token_error)?;
+            state.metrics.token(TokenEvent::Issued);
             (pair, (*user.user).clone(), AuthenticationType::Realm)
         }
         "client_credentials" => {
@@ -177,6 +179,7 @@ pub async fn create(
                 .issue((*caller.user).clone(), client, lifetimes, false, None)
                 .await
                 .map_err(token_error)?;
+            state.metrics.token(TokenEvent::Issued);
             (pair, (*caller.user).clone(), caller.kind)
         }
         "refresh_token" => {
@@ -187,14 +190,19 @@ pub async fn create(
                 .refresh(token.expose_secret(), &client, lifetimes, reuse)
                 .await
                 .map_err(|e| match e {
-                    TokenError::Refresh(r) => ApiError::oauth("invalid_grant", r.to_string())
-                        .with_detail(format!(
+                    TokenError::Refresh(r) => {
+                        if r == RefreshError::ReusedAfterWindow {
+                            state.metrics.token(TokenEvent::RefreshReuse);
+                        }
+                        ApiError::oauth("invalid_grant", r.to_string()).with_detail(format!(
                             "refresh refused ({}) for caller [{}]",
                             r.code(),
                             client.username
-                        )),
+                        ))
+                    }
                     other => token_error(other),
                 })?;
+            state.metrics.token(TokenEvent::Refreshed);
             (pair, user, AuthenticationType::Realm)
         }
         _ => {
@@ -280,6 +288,7 @@ pub async fn invalidate(
     }
     .map_err(token_error)?
     .unwrap_or_default();
+    state.metrics.tokens_invalidated(counts.invalidated);
     tracing::info!(
         target: "audit",
         event = "tokens_invalidated",

@@ -105,6 +105,7 @@ pub fn settings() -> Settings {
             requests_per_address: 0,
             ..LimitSettings::default()
         },
+        metrics: MetricsSettings::default(),
         realms: Vec::new(),
         role_mappings: Vec::new(),
     }
