@@ -11,7 +11,7 @@ use crate::realm::{
 };
 use crate::secret::Secret;
 use crate::store::FlowLimits;
-use crate::tokens::{BearerError, TokenError};
+use crate::tokens::BearerError;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -251,7 +251,9 @@ pub async fn authenticate(
 /// A failed login: 401 with Elasticsearch's generic body; the cause goes to the log.
 fn login_error(e: LoginError) -> ApiError {
     match e {
-        LoginError::Token(TokenError::Store(s)) => s.into(),
+        // The login itself succeeded; minting its tokens failed: a server error (503 for a
+        // store outage, 500 otherwise), not a refused login.
+        LoginError::Token(t) => crate::app::token_error(t),
         other => {
             tracing::warn!(target: "audit", event = "oidc_login_failed", code = other.code(), cause = ?other.to_string(), "login failed");
             ApiError::unauthenticated(other.code(), AUTHN_FAILED).with_detail(other.to_string())
