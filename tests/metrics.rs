@@ -424,7 +424,8 @@ async fn metrics_are_served_on_their_own_listener_only() {
     let handle = server.handle();
     actix_web::rt::spawn(server);
     let addr = addrs[0];
-    let client = reqwest::Client::new();
+    // The suite's client installs the process's rustls provider, which reqwest needs.
+    let client = common::fake_op::http_client();
     let r = client
         .get(format!("http://{addr}/metrics"))
         .send()
