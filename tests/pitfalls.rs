@@ -1018,6 +1018,28 @@ async fn row_12_unanchored_patterns_in_role_rules_and_claim_patterns() {
         "{:?}",
         loaded.warnings
     );
+    // A catastrophic-backtracking claim pattern against 50 KB: linear time too.
+    let e2 = env(
+        "code",
+        &[
+            ("claim_patterns.groups", "^((a+)+)$"),
+            ("claims.groups", "groups"),
+        ],
+    )
+    .await;
+    e2.op.set(|k| {
+        k.user.groups = Some(json!([]));
+        k.userinfo_claims
+            .insert("groups".into(), json!([format!("{}!", "a".repeat(50_000))]));
+    });
+    let started = Instant::now();
+    let (s, b) = e2.login().await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     // ...and an anchored one with an escaped dot refuses the look-alike.
     let e = env(
         "code",
