@@ -592,7 +592,11 @@ pub async fn authenticate(
         _ if fragment.is_empty() => &query,
         _ => &fragment,
     };
-    if p.get("state") != Some(redirect_state) {
+    // (Both sides come from the redirect, but every state comparison goes through ct_eq.)
+    if !p
+        .get("state")
+        .is_some_and(|s| ct_eq(s.as_bytes(), redirect_state.as_bytes()))
+    {
         return Err(LoginError::StateMismatch);
     }
     // 3. An error response from the OP.
