@@ -47,7 +47,7 @@ pub struct AppState {
     /// Full password verifications per client address (a remembered success costs none): a
     /// flood of bad credentials from some addresses is answered 429 without hashing, so the
     /// verification slots stay free for everyone else.
-    per_address: PasswordLimiter,
+    per_address: auth::limits::Keyed<std::net::IpAddr>,
     /// Full password verifications done (for tests and, later, metrics).
     verifications: std::sync::atomic::AtomicU64,
     /// Request rate limits per caller and address (`limits.requests_*`), rebuilt on a reload
@@ -96,10 +96,7 @@ impl AppState {
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             ),
-            per_address: governor::RateLimiter::keyed(
-                governor::Quota::per_second(PASSWORD_CHECKS_PER_SECOND)
-                    .allow_burst(PASSWORD_CHECKS_BURST),
-            ),
+            per_address: auth::limits::keyed(PASSWORD_CHECKS_PER_SECOND, PASSWORD_CHECKS_BURST),
             verifications: std::sync::atomic::AtomicU64::new(0),
             reload: crate::reload::ReloadLog::default(),
         }))
@@ -221,12 +218,11 @@ impl AppState {
         // A full verification: within this address's allowance only.
         if let Some(ip) = client {
             if let Err(not_until) = self.per_address.check_key(&ip) {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ));
                 self.metrics
                     .rate_limited(crate::metrics::Limit::PasswordChecks);
-                return Err(PasswordRefused::Throttled(wait.as_secs() + 1));
+                return Err(PasswordRefused::Throttled(auth::limits::retry_after_secs(
+                    &not_until,
+                )));
             }
         }
         // Unknown users cost one verification too, so timing does not reveal which names
@@ -262,8 +258,7 @@ impl AppState {
     /// Forget the allowance of addresses and callers not seen for a while (called by the
     /// sweeper).
     pub fn forget_idle_addresses(&self) {
-        self.per_address.retain_recent();
-        self.per_address.shrink_to_fit();
+        auth::limits::forget_idle(&self.per_address);
         self.request_limits.load().forget_idle();
     }
 
@@ -378,12 +373,6 @@ pub const UNKNOWN_USER_HASHING_WAIT: Duration = Duration::from_millis(250);
 /// handful per minute.
 pub const PASSWORD_CHECKS_PER_SECOND: std::num::NonZeroU32 = std::num::NonZeroU32::new(2).unwrap();
 pub const PASSWORD_CHECKS_BURST: std::num::NonZeroU32 = std::num::NonZeroU32::new(20).unwrap();
-
-type PasswordLimiter = governor::RateLimiter<
-    std::net::IpAddr,
-    governor::state::keyed::DefaultKeyedStateStore<std::net::IpAddr>,
-    governor::clock::DefaultClock,
->;
 
 /// Why a password was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

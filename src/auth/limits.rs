@@ -16,7 +16,27 @@ use governor::{Quota, RateLimiter};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
+/// A token-bucket limiter per key (a caller, a client address).
+pub type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
+
+/// A keyed limiter of `rate` per second with bursts of `burst`.
+pub fn keyed<K: std::hash::Hash + Eq + Clone>(rate: NonZeroU32, burst: NonZeroU32) -> Keyed<K> {
+    RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+}
+
+/// Whole seconds (at least 1) until a refused key may try again: the `Retry-After` value.
+pub fn retry_after_secs(not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> u64 {
+    not_until
+        .wait_time_from(DefaultClock::default().now())
+        .as_secs()
+        + 1
+}
+
+/// Drop the state of keys not seen for a while (called by the sweeper).
+pub fn forget_idle<K: std::hash::Hash + Eq + Clone>(l: &Keyed<K>) {
+    l.retain_recent();
+    l.shrink_to_fit();
+}
 
 /// The limiters of one configuration (rebuilt when `limits.*` change).
 pub struct RequestLimits {
@@ -39,9 +59,7 @@ impl std::fmt::Debug for RequestLimits {
 fn limiter<K: std::hash::Hash + Eq + Clone>(per_second: u32) -> Option<Keyed<K>> {
     let rate = NonZeroU32::new(per_second)?;
     let burst = NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
-    Some(RateLimiter::keyed(
-        Quota::per_second(rate).allow_burst(burst),
-    ))
+    Some(keyed(rate, burst))
 }
 
 impl RequestLimits {
@@ -81,8 +99,7 @@ impl RequestLimits {
     /// is over its limit.
     pub fn admit(&self, caller: &str, realm: &str, client: Option<IpAddr>) -> Result<(), ApiError> {
         let refused = |what: &str, not_until: governor::NotUntil<_>| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let secs = wait.as_secs() + 1;
+            let secs = retry_after_secs(&not_until);
             ApiError::too_many_requests(
                 "rate_limited",
                 format!("too many requests from this {what}; retry in {secs} seconds"),
@@ -108,12 +125,10 @@ impl RequestLimits {
     /// Forget keys not seen for a while (called by the sweeper).
     pub fn forget_idle(&self) {
         if let Some(l) = &self.per_caller {
-            l.retain_recent();
-            l.shrink_to_fit();
+            forget_idle(l);
         }
         if let Some(l) = &self.per_address {
-            l.retain_recent();
-            l.shrink_to_fit();
+            forget_idle(l);
         }
     }
 }
