@@ -9,8 +9,9 @@
 //! The files live in a temporary directory under `$TMPDIR` (make sure it is on a real disk, not
 //! tmpfs, or the durable numbers mean nothing).
 
+use oidc_realm::model::TokenDoc;
 use oidc_realm::store::conformance::{family, hash, token};
-use oidc_realm::store::{codec, RedbStore, Store, TokenDoc};
+use oidc_realm::store::{codec, RedbStore, Store};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -507,7 +507,7 @@ async fn correlation(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = crate::tokens::crypto::random_urlsafe(12);
+    let id = crate::crypto::random_urlsafe(12);
     let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.path());
     let mut res = CORRELATION_ID
         .scope(id.clone(), next.call(req).instrument(span))

@@ -20,7 +20,8 @@
 //! [`ProfileError::Conflict`] (HTTP 409, which Kibana retries).
 
 use crate::clock::UnixMillis;
-use crate::store::{RealmRef, Store, StoreError, StoredProfile, UserRecord};
+use crate::model::{RealmRef, UserRecord};
+use crate::store::{Store, StoreError, StoredProfile};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -46,7 +47,7 @@ const HASH_B64_LEN: usize = 43;
 
 /// `u_` + base64url(SHA-256(`username`)): the uid without its differentiator.
 pub fn base_uid(username: &str) -> String {
-    let hash = crate::tokens::crypto::sha256(&[username.as_bytes()]);
+    let hash = crate::crypto::sha256(&[username.as_bytes()]);
     format!("u_{}", URL_SAFE_NO_PAD.encode(hash))
 }
 
@@ -677,26 +678,26 @@ mod tests {
 
     #[async_trait]
     impl Store for Racing {
-        async fn insert_token(&self, doc: crate::store::TokenDoc) -> Result<(), StoreError> {
+        async fn insert_token(&self, doc: crate::model::TokenDoc) -> Result<(), StoreError> {
             self.inner.insert_token(doc).await
         }
         async fn get_by_access(
             &self,
-            h: &crate::store::Hash32,
-        ) -> Result<Option<crate::store::TokenDoc>, StoreError> {
+            h: &crate::model::Hash32,
+        ) -> Result<Option<crate::model::TokenDoc>, StoreError> {
             self.inner.get_by_access(h).await
         }
         async fn get_by_refresh(
             &self,
-            h: &crate::store::Hash32,
-        ) -> Result<Option<crate::store::TokenDoc>, StoreError> {
+            h: &crate::model::Hash32,
+        ) -> Result<Option<crate::model::TokenDoc>, StoreError> {
             self.inner.get_by_refresh(h).await
         }
         async fn refresh(
             &self,
-            h: &crate::store::Hash32,
-            r: crate::store::Refreshed,
-            d: crate::store::TokenDoc,
+            h: &crate::model::Hash32,
+            r: crate::model::Refreshed,
+            d: crate::model::TokenDoc,
         ) -> Result<crate::store::RefreshOutcome, StoreError> {
             self.inner.refresh(h, r, d).await
         }
@@ -708,14 +709,14 @@ mod tests {
         }
         async fn insert_flow(
             &self,
-            h: &crate::store::Hash32,
+            h: &crate::model::Hash32,
             f: crate::store::FlowRecord,
         ) -> Result<(), StoreError> {
             self.inner.insert_flow(h, f).await
         }
         async fn take_flow(
             &self,
-            h: &crate::store::Hash32,
+            h: &crate::model::Hash32,
             now: UnixMillis,
         ) -> Result<Option<crate::store::FlowRecord>, StoreError> {
             self.inner.take_flow(h, now).await

@@ -20,7 +20,6 @@ use crate::app::AppState;
 use crate::clock::UnixMillis;
 use crate::config::{self, JwksSource, Settings};
 use notify::Watcher;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -277,7 +276,9 @@ impl Drop for WatcherHandle {
 
 /// SHA-256 of a file's content (following symlinks); `None` if it cannot be read.
 fn digest(path: &Path) -> Option<[u8; 32]> {
-    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+    std::fs::read(path)
+        .ok()
+        .map(|b| crate::crypto::sha256(&[&b]))
 }
 
 /// The files a reload depends on: the config file and its secret files (→ config reload),

@@ -10,9 +10,10 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::TestRequest;
 use common::fake_op::*;
 use common::*;
+use oidc_realm::model::{Hash32, Refreshed, TokenDoc};
 use oidc_realm::store::{
-    FlowCondition, FlowInsert, FlowLimits, FlowRecord, FlowTake, Hash32, Invalidation,
-    InvalidationCounts, MemoryStore, RefreshOutcome, Refreshed, Store, StoreError, TokenDoc,
+    FlowCondition, FlowInsert, FlowLimits, FlowRecord, FlowTake, Invalidation, InvalidationCounts,
+    MemoryStore, RefreshOutcome, Store, StoreError,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;

@@ -19,11 +19,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use common::fake_op::*;
 use common::*;
-use hmac::{Hmac, Mac};
 use oidc_realm::config::RealmConfig;
 use oidc_realm::store::MemoryStore;
 use serde_json::{json, Map, Value};
-use sha2::Sha256;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -254,9 +252,9 @@ fn b64(bytes: &[u8]) -> String {
 /// comes after the signature check (payload parsing) is reached.
 fn hs256(header: &str, payload: &[u8]) -> String {
     let input = format!("{}.{}", b64(header.as_bytes()), b64(payload));
-    let mut mac = Hmac::<Sha256>::new_from_slice(CLIENT_SECRET.as_bytes()).unwrap();
-    mac.update(input.as_bytes());
-    format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, CLIENT_SECRET.as_bytes());
+    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+    format!("{input}.{}", b64(tag.as_ref()))
 }
 
 const HS256_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
@@ -2492,7 +2490,7 @@ async fn row_20_malformed_tokens_and_redirects_never_500() {
 
     // Sealed blobs (pending logins, refresh results, logout data) use a fresh random AEAD
     // nonce every time: the same plaintext under the same key never repeats.
-    use oidc_realm::tokens::crypto::{open_under, seal_under};
+    use oidc_realm::crypto::{open_under, seal_under};
     let a = seal_under(b"label", b"the-state", b"the same plaintext");
     let b = seal_under(b"label", b"the-state", b"the same plaintext");
     assert_ne!(a[..12], b[..12], "repeated AES-GCM nonce");

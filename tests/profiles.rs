@@ -9,10 +9,11 @@ use actix_web::test::TestRequest;
 use common::fake_op::*;
 use common::*;
 use oidc_realm::config::{PasswordHash, Privilege, UserEntry};
+use oidc_realm::model::{Hash32, Refreshed, TokenDoc};
 use oidc_realm::profiles::{self, ProfileDoc};
 use oidc_realm::store::{
-    FlowRecord, Hash32, Invalidation, InvalidationCounts, MemoryStore, RedbStore, RefreshOutcome,
-    Refreshed, Store, StoreError, StoredProfile, TokenDoc,
+    FlowRecord, Invalidation, InvalidationCounts, MemoryStore, RedbStore, RefreshOutcome, Store,
+    StoreError, StoredProfile,
 };
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};

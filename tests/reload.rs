@@ -319,10 +319,7 @@ async fn random_kids_cause_at_most_one_fetch_per_min_interval() {
     let mut refused = 0;
     for i in 0..1000u32 {
         e.clock.advance(Duration::from_millis(100));
-        let kid = format!(
-            "random-{i}-{}",
-            oidc_realm::tokens::crypto::random_urlsafe(6)
-        );
+        let kid = format!("random-{i}-{}", oidc_realm::crypto::random_urlsafe(6));
         let (s, b) = implicit(Some(kid)).await;
         assert_eq!(s, 401, "{b}");
         assert_eq!(reason_code(&b), "kid_not_found", "{b}");

@@ -1,11 +1,12 @@
 //! Every `Store` backend against the shared conformance suite, plus what only the redb backend
 //! has to show: a file that outlives the process.
 
+use oidc_realm::model::Refreshed;
 use oidc_realm::store::codec;
 use oidc_realm::store::conformance::{self, flow, hash, token, NOW};
 use oidc_realm::store::{
-    Invalidation, MemoryStore, RedbStore, RefreshOutcome, Refreshed, Store, StoreError,
-    StoredProfile, SCHEMA_VERSION,
+    Invalidation, MemoryStore, RedbStore, RefreshOutcome, Store, StoreError, StoredProfile,
+    SCHEMA_VERSION,
 };
 use redb::ReadableDatabase;
 use std::path::{Path, PathBuf};

@@ -41,7 +41,7 @@ impl BasicVerifier {
     pub fn new() -> Self {
         let key = Secret::new({
             let mut k = vec![0u8; 32];
-            crate::tokens::crypto::fill_random(&mut k);
+            crate::crypto::fill_random(&mut k);
             k
         });
         Self {
@@ -102,7 +102,7 @@ pub fn verify(hash: &PasswordHash, password: &str) -> bool {
 /// An argon2id PHC string for `password` (`oidc-realm hash-password`).
 pub fn hash_password(password: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];
-    crate::tokens::crypto::fill_random(&mut salt);
+    crate::crypto::fill_random(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)

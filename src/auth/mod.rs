@@ -9,7 +9,7 @@ pub use basic::{hash_password, verify as basic_verify, BasicVerifier};
 
 use crate::config::{Privilege, Settings};
 use crate::error::ApiError;
-use crate::store::{ClientRef, RealmRef, UserRecord};
+use crate::model::{ClientRef, RealmRef, UserRecord};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -102,7 +102,7 @@ impl AuthenticationType {
 #[derive(Debug, Clone)]
 pub enum CallerUser {
     Owned(Box<UserRecord>),
-    Token(std::sync::Arc<crate::store::TokenDoc>),
+    Token(std::sync::Arc<crate::model::TokenDoc>),
 }
 
 impl std::ops::Deref for CallerUser {

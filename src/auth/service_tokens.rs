@@ -93,7 +93,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 fn sha256(secret: &str) -> [u8; 32] {
-    crate::tokens::crypto::sha256(&[secret.as_bytes()])
+    crate::crypto::sha256(&[secret.as_bytes()])
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -121,7 +121,7 @@ pub fn parse_hash(s: &str) -> Result<Secret<[u8; 32]>, String> {
 /// configuration).
 pub fn generate(name: &str) -> Result<(String, String), String> {
     check_name(name)?;
-    let secret = crate::tokens::crypto::random_urlsafe(32);
+    let secret = crate::crypto::random_urlsafe(32);
     let mut bytes = PREFIX.to_vec();
     bytes.extend_from_slice(name.as_bytes());
     bytes.push(b':');

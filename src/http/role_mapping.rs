@@ -27,7 +27,7 @@ const MAX_BODY_DEPTH: usize = 64;
 impl<'de> Deserialize<'de> for MappingBody {
     /// Duplicate members are refused at any depth (`Value` would silently keep the last).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::oidc::json::deserialize_strict(d, MAX_BODY_DEPTH).map(MappingBody)
+        crate::json::deserialize_strict(d, MAX_BODY_DEPTH).map(MappingBody)
     }
 }
 

@@ -396,7 +396,7 @@ impl OpClient {
             other => return Err(OpError::UserInfoContentType(other.map(clean))),
         }
         let bytes = read_capped(response, Endpoint::UserInfo).await?;
-        match super::json::parse_strict(&bytes, MAX_RESPONSE_JSON_DEPTH) {
+        match crate::json::parse_strict(&bytes, MAX_RESPONSE_JSON_DEPTH) {
             Ok(Value::Object(map)) => Ok(map),
             Ok(_) => Err(OpError::UserInfoNotJson("not an object".into())),
             Err(e) => Err(OpError::UserInfoNotJson(e)),
@@ -477,9 +477,7 @@ fn client_assertion(
         }
     };
     let mut jti = [0u8; 32];
-    getrandom::fill(&mut jti).map_err(|e| {
-        OpError::ClientAuth(format!("client_secret_jwt: no randomness for jti: {e}"))
-    })?;
+    crate::crypto::fill_random(&mut jti);
     let claims = AssertionClaims {
         iss: client_id,
         sub: client_id,
@@ -500,7 +498,7 @@ fn client_assertion(
 
 /// `error` and `error_description` of an OAuth error JSON body (RFC 6749 §5.2), cleaned.
 fn oauth_error_body(bytes: &[u8]) -> Option<(String, Option<String>)> {
-    let Ok(Value::Object(obj)) = super::json::parse_strict(bytes, MAX_RESPONSE_JSON_DEPTH) else {
+    let Ok(Value::Object(obj)) = crate::json::parse_strict(bytes, MAX_RESPONSE_JSON_DEPTH) else {
         return None;
     };
     let Some(Value::String(error)) = obj.get("error") else {
@@ -527,7 +525,7 @@ fn parse_token_response(status: u16, bytes: &[u8]) -> Result<TokenEndpointRespon
         }
         return Err(OpError::TokenEndpointStatus(status));
     }
-    let json = super::json::parse_strict(bytes, MAX_RESPONSE_JSON_DEPTH).ok();
+    let json = crate::json::parse_strict(bytes, MAX_RESPONSE_JSON_DEPTH).ok();
     let Some(Value::Object(mut obj)) = json else {
         return Err(OpError::TokenResponseNotJson);
     };

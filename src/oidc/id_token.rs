@@ -21,14 +21,13 @@
 //! - `sub` must be a non-empty string of at most 255 bytes (Core §2: "MUST NOT exceed 255 ASCII
 //!   characters").
 
-use super::json::{parse_strict, MAX_JSON_DEPTH};
 use super::jwks::{jwt_algorithm, truncate, KeySelectError, KeySet, MAX_KID_LEN};
 use crate::config::{RealmConfig, SignatureAlgorithm};
+use crate::json::{parse_strict, MAX_JSON_DEPTH};
 use crate::secret::{ct_eq, Secret};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{Map, Value};
-use sha2::Digest;
 use std::fmt;
 use std::time::Duration;
 
@@ -666,13 +665,16 @@ fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, IdTokenError> {
 /// The left-most half of the hash of `value` with the hash function of `alg`, base64url
 /// (Core §3.2.2.9 `at_hash`, §3.3.2.11 `c_hash`).
 fn half_hash(alg: SignatureAlgorithm, value: &str) -> String {
+    use aws_lc_rs::digest::{digest, SHA256, SHA384, SHA512};
     use SignatureAlgorithm::*;
-    let digest: Vec<u8> = match alg {
-        HS256 | RS256 | ES256 | PS256 => sha2::Sha256::digest(value.as_bytes()).to_vec(),
-        HS384 | RS384 | ES384 | PS384 => sha2::Sha384::digest(value.as_bytes()).to_vec(),
-        HS512 | RS512 | ES512 | PS512 => sha2::Sha512::digest(value.as_bytes()).to_vec(),
+    let function = match alg {
+        HS256 | RS256 | ES256 | PS256 => &SHA256,
+        HS384 | RS384 | ES384 | PS384 => &SHA384,
+        HS512 | RS512 | ES512 | PS512 => &SHA512,
     };
-    URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+    let d = digest(function, value.as_bytes());
+    let d = d.as_ref();
+    URL_SAFE_NO_PAD.encode(&d[..d.len() / 2])
 }
 
 fn check_half_hash(

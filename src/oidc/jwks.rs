@@ -276,7 +276,7 @@ impl KeySet {
         }
         // A JWKS is two levels of objects/arrays plus, at most, `x5c`/`key_ops` arrays.
         let doc =
-            super::json::parse_strict(bytes, 8).map_err(|reason| JwksError::NotJson { reason })?;
+            crate::json::parse_strict(bytes, 8).map_err(|reason| JwksError::NotJson { reason })?;
         let entries = doc
             .get("keys")
             .and_then(Value::as_array)

@@ -9,14 +9,13 @@
 
 pub mod client;
 pub mod id_token;
-pub mod json;
 pub mod jwks;
 
 #[cfg(test)]
 mod tests;
 
+pub use crate::json::MAX_JSON_DEPTH;
 pub use id_token::{
     check_at_hash, check_c_hash, validate, IdTokenClaims, IdTokenError, IdTokenPolicy,
 };
-pub use json::MAX_JSON_DEPTH;
 pub use jwks::{JwksError, Key, KeyFamily, KeySelectError, KeySet};

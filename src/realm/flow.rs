@@ -10,11 +10,11 @@
 //! in again), so they are written for speed, not durability.
 
 use crate::clock::UnixMillis;
+use crate::crypto::{labelled_hash, open_under, seal_under};
+use crate::model::{ClientRef, Hash32};
 use crate::store::{
-    ClientRef, FlowCondition, FlowInsert, FlowLimits, FlowRecord, FlowTake, Hash32, Store,
-    StoreError,
+    FlowCondition, FlowInsert, FlowLimits, FlowRecord, FlowTake, Store, StoreError,
 };
-use crate::tokens::crypto::{labelled_hash, open_under, seal_under};
 use aws_lc_rs::digest::{digest, SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

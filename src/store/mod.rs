@@ -8,6 +8,7 @@
 //! login was in flight simply logs in again).
 
 use crate::clock::UnixMillis;
+use crate::model::{ClientRef, Hash32, Id16, RealmRef, Refreshed, TokenDoc, UserRecord};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -23,97 +24,6 @@ pub use memory::MemoryStore;
 /// The schema version written by this build; a store opened with another version is migrated
 /// or refused.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// SHA-256 of a token or of a flow's state: the only form in which tokens are stored.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Hash32(pub [u8; 32]);
-
-impl fmt::Debug for Hash32 {
-    // A short prefix is enough to correlate log lines; never the whole hash.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Hash32({:02x}{:02x}{:02x}{:02x}…)",
-            self.0[0], self.0[1], self.0[2], self.0[3]
-        )
-    }
-}
-
-/// A random 128-bit identifier (token families).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Id16(pub [u8; 16]);
-
-impl fmt::Debug for Id16 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0[..4] {
-            write!(f, "{b:02x}")?;
-        }
-        f.write_str("…")
-    }
-}
-
-/// A realm as Elasticsearch names it in `authentication_realm` / `lookup_realm`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RealmRef {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-}
-
-/// The user a token stands for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UserRecord {
-    pub username: String,
-    pub roles: Vec<String>,
-    pub full_name: Option<String>,
-    pub email: Option<String>,
-    pub metadata: serde_json::Map<String, serde_json::Value>,
-    pub realm: RealmRef,
-}
-
-/// Who created a token pair: only this caller may refresh it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientRef {
-    pub username: String,
-    pub realm: String,
-}
-
-/// The first refresh of a pair: when, and the new pair sealed with a key derived from the
-/// refresh token (so a repeat within the window can return the same pair, and the store alone
-/// cannot reveal it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Refreshed {
-    pub at: UnixMillis,
-    pub superseding: Vec<u8>,
-}
-
-/// A token pair: an access token and, except for `client_credentials`, a refresh token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TokenDoc {
-    pub access_hash: Hash32,
-    pub refresh_hash: Option<Hash32>,
-    /// Shared by every pair descending from one login through refreshes.
-    pub family: Id16,
-    pub user: UserRecord,
-    pub client: ClientRef,
-    pub created_at: UnixMillis,
-    pub access_expires_at: UnixMillis,
-    pub refresh_expires_at: Option<UnixMillis>,
-    pub access_invalidated: bool,
-    pub refresh_invalidated: bool,
-    pub refreshed: Option<Refreshed>,
-    /// Data for OIDC logout (realm, the OP's ID token), sealed with a key derived from the
-    /// access token.
-    pub sealed: Option<Vec<u8>>,
-}
-
-impl TokenDoc {
-    /// When the record is of no further use and may be swept.
-    pub fn expires_at(&self) -> UnixMillis {
-        self.access_expires_at
-            .max(self.refresh_expires_at.unwrap_or(i64::MIN))
-    }
-}
 
 /// A pending login started by `prepare`, consumed once by `authenticate`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

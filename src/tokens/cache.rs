@@ -7,7 +7,7 @@
 //! read only if no invalidation started meanwhile, so a stale record cannot be cached after
 //! an invalidation answered.
 
-use crate::store::{Hash32, TokenDoc};
+use crate::model::{Hash32, TokenDoc};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use serde_json::Value;
@@ -126,7 +126,7 @@ impl BearerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ClientRef, Id16, RealmRef, UserRecord};
+    use crate::model::{ClientRef, Id16, RealmRef, UserRecord};
 
     fn doc(n: u8, claims: usize) -> TokenDoc {
         let mut metadata = serde_json::Map::new();

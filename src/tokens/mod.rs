@@ -12,16 +12,14 @@
 //!   refuse` asks for Elasticsearch's behaviour (refuse only).
 
 mod cache;
-pub mod crypto;
+pub mod format;
 
 use crate::clock::{millis, SharedClock, UnixMillis};
 use crate::config::RefreshReuse;
-use crate::store::{
-    ClientRef, Id16, Invalidation, InvalidationCounts, RefreshOutcome, Refreshed, Store,
-    StoreError, TokenDoc, UserRecord,
-};
+use crate::model::{ClientRef, Id16, Refreshed, TokenDoc, UserRecord};
+use crate::store::{Invalidation, InvalidationCounts, RefreshOutcome, Store, StoreError};
 use cache::BearerCache;
-use crypto::{TokenKind, TokenSecret};
+use format::{TokenKind, TokenSecret};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,7 +141,7 @@ impl TokenService {
             client,
             lifetimes,
             with_refresh,
-            crypto::random_id(),
+            crate::crypto::random_id(),
             sealed_data,
         );
         self.store.insert_token(doc).await?;

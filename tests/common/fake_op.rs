@@ -82,7 +82,6 @@ use base64::Engine;
 use oidc_realm::clock::{ManualClock, SharedClock};
 use oidc_realm::config::{RealmConfig, SignatureAlgorithm as A};
 use serde_json::{json, Map, Value};
-use sha2::Digest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -294,16 +293,29 @@ fn sign_hmac(alg: A, key: &[u8], msg: &[u8]) -> Vec<u8> {
 pub fn half_hash(alg: A, value: &str) -> String {
     use A::*;
     let digest: Vec<u8> = match alg {
-        HS384 | RS384 | ES384 | PS384 => sha2::Sha384::digest(value.as_bytes()).to_vec(),
-        HS512 | RS512 | ES512 | PS512 => sha2::Sha512::digest(value.as_bytes()).to_vec(),
-        _ => sha2::Sha256::digest(value.as_bytes()).to_vec(),
+        HS384 | RS384 | ES384 | PS384 => {
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, value.as_bytes())
+                .as_ref()
+                .to_vec()
+        }
+        HS512 | RS512 | ES512 | PS512 => {
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA512, value.as_bytes())
+                .as_ref()
+                .to_vec()
+        }
+        _ => aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes())
+            .as_ref()
+            .to_vec(),
     };
     B64.encode(&digest[..digest.len() / 2])
 }
 
 /// S256 PKCE challenge of a verifier.
 pub fn pkce_s256(verifier: &str) -> String {
-    B64.encode(sha2::Sha256::digest(verifier.as_bytes()))
+    B64.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ))
 }
 
 fn random_token(bytes: usize) -> String {

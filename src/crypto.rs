@@ -1,0 +1,79 @@
+//! The crate's cryptography, all on aws-lc-rs: randomness, SHA-2 digests, labelled hashes
+//! and authenticated sealing. Token formats (`tokens::format`) and password hashing
+//! (`auth::basic`) build on it.
+
+use crate::model::{Hash32, Id16};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::digest::{Context, SHA256};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+/// Fill `buf` from the operating system's CSPRNG.
+pub fn fill_random(buf: &mut [u8]) {
+    // The OS RNG failing is not a condition a server can recover from or work around safely.
+    aws_lc_rs::rand::fill(buf).expect("the operating system's random generator failed");
+}
+
+/// A random 128-bit id.
+pub fn random_id() -> Id16 {
+    let mut b = [0u8; 16];
+    fill_random(&mut b);
+    Id16(b)
+}
+
+/// `n` random bytes as base64url without padding (state, nonce, PKCE verifier, ids).
+pub fn random_urlsafe(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    fill_random(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// SHA-256 of the concatenation of `parts` (aws-lc-rs): the crate's one digest helper.
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = Context::new(&SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// SHA-256 of `label || text`: the form in which a secret (token, state) is stored.
+pub fn labelled_hash(label: &[u8], text: &[u8]) -> Hash32 {
+    Hash32(sha256(&[label, text]))
+}
+
+fn aead_key(label: &[u8], secret: &[u8]) -> LessSafeKey {
+    let k = sha256(&[label, secret]);
+    // A 32-byte key is always valid for AES-256-GCM.
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &k).expect("AES-256 key length"))
+}
+
+/// Encrypt `plain` under a key derived from `secret` with `label` (AES-256-GCM, fresh random
+/// nonce): `nonce || ciphertext || tag`. Only a holder of `secret` can open it.
+pub fn seal_under(label: &[u8], secret: &[u8], plain: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut nonce);
+    let mut buf = plain.to_vec();
+    aead_key(label, secret)
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
+        .expect("AES-GCM sealing of an in-memory buffer");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// Decrypt what [`seal_under`] produced; `None` if it does not open.
+pub fn open_under(label: &[u8], secret: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_LEN {
+        return None;
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buf = ct.to_vec();
+    let plain = aead_key(label, secret)
+        .open_in_place(nonce, Aad::empty(), &mut buf)
+        .ok()?;
+    Some(plain.to_vec())
+}
