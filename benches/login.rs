@@ -15,7 +15,7 @@
 
 use actix_web::{App, HttpServer};
 use base64::Engine;
-use oidc_realm::app::{configure, AppState};
+use oidc_realm::{configure, AppState};
 use oidc_realm::clock::{Clock, SystemClock};
 use oidc_realm::model::{ClientRef, RealmRef, UserRecord};
 use oidc_realm::store::RedbStore;

@@ -160,7 +160,7 @@ fn create_service_token(name: &str, privileges: &[String]) -> i32 {
         Err(e) => {
             eprintln!(
                 "invalid service token name [{}]: {e}",
-                crate::http::shown_header(name)
+                crate::text::shown_header(name)
             );
             2
         }
@@ -254,7 +254,7 @@ async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), S
     let refresher = reload::spawn_jwks_refresher(state.clone(), JWKS_REFRESH_TICK);
     let factory_state = state.clone();
     let server =
-        HttpServer::new(move || App::new().configure(app::configure(factory_state.clone())));
+        HttpServer::new(move || App::new().configure(crate::http::configure(factory_state.clone())));
     let server = match &tls {
         Some(t) => {
             let cfg = tls_config(&t.certificate, &t.key)?;
@@ -273,7 +273,7 @@ async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), S
     // Prometheus metrics on their own listener, never on the API's.
     let metrics = match metrics_bind {
         Some(addr) => {
-            let (metrics_server, addrs) = crate::metrics::server(state.clone(), addr)
+            let (metrics_server, addrs) = crate::http::metrics::server(state.clone(), addr)
                 .map_err(|e| format!("metrics.bind: cannot listen on {addr}: {e}"))?;
             for a in addrs {
                 tracing::info!("metrics on http://{a}/metrics");

@@ -252,7 +252,7 @@ impl ApiError {
         let reason = match content_type {
             Some(ct) => format!(
                 "Content-Type header [{}] is not supported",
-                crate::http::shown_header(ct)
+                crate::text::shown_header(ct)
             ),
             None => "Content-Type header is missing".to_string(),
         };
@@ -367,15 +367,6 @@ impl ApiError {
                 error["correlation_id"] = json!(correlation_id);
                 json!({ "error": error, "status": self.status.as_u16() })
             }
-        }
-    }
-}
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        match e {
-            crate::store::StoreError::Unavailable(_) => ApiError::unavailable(e.to_string()),
-            _ => ApiError::internal(e.to_string()),
         }
     }
 }

@@ -22,6 +22,8 @@ pub mod reload;
 pub mod roles;
 pub mod secret;
 pub mod store;
+pub mod text;
 pub mod tokens;
 
-pub use app::{configure, AppState};
+pub use app::AppState;
+pub use http::configure;

@@ -1,25 +1,22 @@
 //! Prometheus metrics (`prometheus-client`), served by `GET /metrics` on a listener of its
 //! own (`metrics.bind`, off unless set) and never on the API listener.
 //!
-//! [`Metrics`] owns its [`Registry`] (no global statics: every [`AppState`] has its own, so
+//! [`Metrics`] owns its [`Registry`] (no global statics: every `AppState` has its own, so
 //! tests do not share counters). Request paths only touch pre-created handles (an atomic add,
 //! and for the bearer-check histogram one uncontended lock); label sets are built only for
 //! logins and prepares (which cost an OP round trip anyway). Values that the running
 //! configuration already knows (generation, JWKS keys and their age, password
-//! verifications) are read at scrape time by [`render`]. Every metric is listed in
+//! verifications) are read at scrape time: [`Metrics::render`] takes them as [`ScrapeValues`]. Every metric is listed in
 //! `docs/operations.md` ("Metrics").
 
-use crate::app::AppState;
-use actix_web::{web, HttpResponse};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Every metric name starts with this (followed by `_`).
@@ -409,63 +406,37 @@ impl Metrics {
     }
 }
 
-/// Every metric of `state`, with the scrape-time values read now: what `GET /metrics` answers.
-pub fn render(state: &AppState) -> String {
-    let m = &state.metrics;
-    let _one_scrape = m.scrape.lock().unwrap_or_else(|p| p.into_inner());
-    let rt = state.runtime();
-    m.config_generation
-        .set(i64::try_from(rt.generation).unwrap_or(i64::MAX));
-    m.password_verifications
-        .inner()
-        .store(state.password_verifications(), Ordering::Relaxed);
-    let now = state.clock.now_millis();
-    // Realms removed by a reload disappear from these.
-    m.jwks_keys.clear();
-    m.jwks_age.clear();
-    for realm in rt.realms.iter() {
-        let labels = RealmLabels {
-            realm: realm.name().to_string(),
-        };
-        let keys = realm.keys().snapshot().map_or(0, |s| s.len());
-        m.jwks_keys
-            .get_or_create(&labels)
-            .set(i64::try_from(keys).unwrap_or(i64::MAX));
-        if let Some(at) = realm.keys().status().fetched_at {
-            let age = now.saturating_sub(at).max(0) as f64 / 1000.0;
-            m.jwks_age.get_or_create(&labels).set(age);
+/// The values read from the running state at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct ScrapeValues {
+    pub generation: u64,
+    pub password_verifications: u64,
+    /// Per realm: its name, how many JWKS keys it holds, and how old they are (seconds) when
+    /// known.
+    pub jwks: Vec<(String, usize, Option<f64>)>,
+}
+
+impl Metrics {
+    /// Every metric, with `now`'s scrape-time values: what `GET /metrics` answers.
+    pub fn render(&self, now: ScrapeValues) -> String {
+        let _one_scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.config_generation
+            .set(i64::try_from(now.generation).unwrap_or(i64::MAX));
+        self.password_verifications
+            .inner()
+            .store(now.password_verifications, Ordering::Relaxed);
+        // Realms removed by a reload disappear from these.
+        self.jwks_keys.clear();
+        self.jwks_age.clear();
+        for (realm, keys, age) in now.jwks {
+            let labels = RealmLabels { realm };
+            self.jwks_keys
+                .get_or_create(&labels)
+                .set(i64::try_from(keys).unwrap_or(i64::MAX));
+            if let Some(age) = age {
+                self.jwks_age.get_or_create(&labels).set(age);
+            }
         }
+        self.encode()
     }
-    m.encode()
-}
-
-/// `GET /metrics`.
-pub async fn handler(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(CONTENT_TYPE)
-        .body(render(&state))
-}
-
-/// The routes of the metrics listener: `GET /metrics` only (anything else is 404).
-pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
-    move |cfg: &mut web::ServiceConfig| {
-        cfg.app_data(web::Data::from(state))
-            .route("/metrics", web::get().to(handler));
-    }
-}
-
-/// Bind the metrics listener (one worker, no signal handling of its own: `serve` stops it
-/// after the API listener). Returns the server to run and the addresses it listens on.
-pub fn server(
-    state: Arc<AppState>,
-    bind: SocketAddr,
-) -> std::io::Result<(actix_web::dev::Server, Vec<SocketAddr>)> {
-    let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new().configure(configure(state.clone()))
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(bind)?;
-    let addrs = server.addrs();
-    Ok((server.run(), addrs))
 }

@@ -17,73 +17,13 @@
 //!   has passed.
 
 use crate::app::AppState;
-use crate::clock::UnixMillis;
 use crate::config::{self, JwksSource, Settings};
 use notify::Watcher;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// A failed reload: when, and every error with its key path.
-#[derive(Debug, Clone)]
-pub struct ReloadFailure {
-    pub at: UnixMillis,
-    pub errors: Vec<String>,
-}
-
-/// What the reloader knows, for the status API.
-#[derive(Debug, Clone, Default)]
-pub struct ReloadInfo {
-    /// The config file reloads read (set by `serve` or the first [`reload_from`]).
-    pub config_path: Option<PathBuf>,
-    /// Secret files the running configuration was read from.
-    pub secret_files: Vec<PathBuf>,
-    /// The last reload attempt and whether it succeeded.
-    pub last_attempt_at: Option<UnixMillis>,
-    pub last_ok: Option<bool>,
-    /// The last failed reload; cleared when a later reload succeeds.
-    pub last_error: Option<ReloadFailure>,
-    pub reloads_ok: u64,
-    pub reloads_failed: u64,
-}
-
-impl ReloadInfo {
-    /// A failed attempt at `at`: kept as the last error for the status API.
-    fn record_failure(&mut self, at: UnixMillis, errors: Vec<String>) {
-        self.last_attempt_at = Some(at);
-        self.last_ok = Some(false);
-        self.reloads_failed += 1;
-        self.last_error = Some(ReloadFailure { at, errors });
-    }
-}
-
-/// Reload bookkeeping, held by [`AppState`].
-#[derive(Debug, Default)]
-pub struct ReloadLog {
-    info: Mutex<ReloadInfo>,
-    /// Serialises reloads (watcher, `SIGHUP`, tests).
-    serial: Mutex<()>,
-}
-
-impl ReloadLog {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ReloadInfo> {
-        self.info.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A copy of what is known.
-    pub fn info(&self) -> ReloadInfo {
-        self.lock().clone()
-    }
-
-    /// Record the file the running configuration came from (at start).
-    pub fn set_source(&self, path: &Path, secret_files: Vec<PathBuf>) {
-        let mut i = self.lock();
-        i.config_path = Some(path.to_path_buf());
-        i.secret_files = secret_files;
-    }
-}
 
 /// Settings that take effect only at start: `(key, running value, new value)` for each one
 /// that differs. The new settings get the running values back.
@@ -147,7 +87,7 @@ const PANIC_MESSAGE: &str = "internal error: the reload panicked (a bug in oidc-
 /// Returns the new generation, or every error (the running configuration stays).
 pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
     let log = state.reload_log();
-    let _serial = log.serial.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = log.serialise();
     let now = state.clock.now_millis();
     // A panic while loading, validating or building (a bug) is a failed reload like any
     // other, and the watcher keeps going. The running configuration stays: the new one is

@@ -51,7 +51,7 @@ async fn a_flood_of_bad_credentials_from_one_address_does_not_block_a_facilitato
     let started = std::time::Instant::now();
     let flood_answers = join_all(flood.into_iter().map(|r| send(&app, r))).await;
     // The allowance refills in real time (2/s): what the flood may have used.
-    let allowance = oidc_realm::app::PASSWORD_CHECKS_BURST.get() as f64
+    let allowance = oidc_realm::auth::caller::PASSWORD_CHECKS_BURST.get() as f64
         + started.elapsed().as_secs_f64() * 2.0
         + 1.0;
     let good_answers = join_all(good.into_iter().map(|r| send(&app, r))).await;

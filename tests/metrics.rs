@@ -1,5 +1,5 @@
 //! Prometheus metrics (issue 10, Observability): what each event counts, read back through
-//! `oidc_realm::metrics::render` (what `GET /metrics` answers); `GET /metrics` on its own
+//! `AppState::render_metrics` (what `GET /metrics` answers); `GET /metrics` on its own
 //! listener and never on the API's; the `metrics.bind` key.
 
 mod common;
@@ -56,7 +56,7 @@ async fn env(
 #[actix_web::test]
 async fn logins_tokens_bearer_checks_and_reloads_are_counted() {
     let (t, op, app) = env(|_| {}).await;
-    let m = oidc_realm::metrics::render(&t.state);
+    let m = t.state.render_metrics();
     // Before anything: the fixed series exist at 0.
     assert_sample(&m, "oidc_realm_tokens_total{event=\"issued\"}", "0");
     assert_sample(
@@ -192,7 +192,7 @@ async fn logins_tokens_bearer_checks_and_reloads_are_counted() {
     // The access and the refresh token of the grant.
     assert_eq!(inv["invalidated_tokens"], 2, "{inv}");
 
-    let m = oidc_realm::metrics::render(&t.state);
+    let m = t.state.render_metrics();
     assert_sample(
         &m,
         "oidc_realm_logins_total{realm=\"oidc1\",outcome=\"success\",reason=\"ok\"}",
@@ -271,7 +271,7 @@ async fn logins_tokens_bearer_checks_and_reloads_are_counted() {
     assert_eq!(oidc_realm::reload::reload_from(&t.state, &path), Ok(2));
     std::fs::write(&path, "token:\n  timeout: forever\n").unwrap();
     assert!(oidc_realm::reload::reload_from(&t.state, &path).is_err());
-    let m = oidc_realm::metrics::render(&t.state);
+    let m = t.state.render_metrics();
     assert_sample(&m, "oidc_realm_config_generation", "2");
     assert_sample(
         &m,
@@ -342,7 +342,7 @@ async fn every_kind_of_429_is_counted_by_its_limit() {
     }
     assert!(throttled);
 
-    let m = oidc_realm::metrics::render(&t.state);
+    let m = t.state.render_metrics();
     assert_sample(
         &m,
         "oidc_realm_rate_limited_total{limit=\"pending_logins\"}",
@@ -369,7 +369,7 @@ async fn every_kind_of_429_is_counted_by_its_limit() {
 #[actix_web::test]
 async fn the_exposition_is_openmetrics_and_every_name_is_prefixed() {
     let t = TestApp::new();
-    let m = oidc_realm::metrics::render(&t.state);
+    let m = t.state.render_metrics();
     assert!(m.ends_with("# EOF\n"), "{m}");
     let mut families = Vec::new();
     for line in m.lines().filter(|l| *l != "# EOF") {
@@ -409,7 +409,7 @@ async fn the_exposition_is_openmetrics_and_every_name_is_prefixed() {
         .state
         .metrics
         .token(oidc_realm::metrics::TokenEvent::Issued);
-    let m = oidc_realm::metrics::render(&t.state);
+    let m = t.state.render_metrics();
     assert_sample(&m, "oidc_realm_tokens_total{event=\"issued\"}", "0");
 }
 
@@ -420,7 +420,7 @@ async fn metrics_are_served_on_their_own_listener_only() {
         .metrics
         .token(oidc_realm::metrics::TokenEvent::Refreshed);
     let (server, addrs) =
-        oidc_realm::metrics::server(t.state.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        oidc_realm::http::metrics::server(t.state.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let handle = server.handle();
     actix_web::rt::spawn(server);
     let addr = addrs[0];

@@ -80,7 +80,7 @@ async fn env(
     state.reload_log().set_source(&path, loaded.files);
     op.use_clock(clock.clone());
     let app = actix_web::test::init_service(
-        actix_web::App::new().configure(oidc_realm::app::configure(state.clone())),
+        actix_web::App::new().configure(oidc_realm::configure(state.clone())),
     )
     .await;
     Env {

@@ -8,7 +8,6 @@
 
 use crate::auth::Action;
 use crate::config::LimitSettings;
-use crate::error::ApiError;
 use crate::metrics::Limit;
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -36,6 +35,13 @@ pub fn retry_after_secs(not_until: &governor::NotUntil<governor::clock::QuantaIn
 pub fn forget_idle<K: std::hash::Hash + Eq + Clone>(l: &Keyed<K>) {
     l.retain_recent();
     l.shrink_to_fit();
+}
+
+/// A request over a request limit (429): `what` is over it ("client address" or "caller").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    pub what: &'static str,
+    pub retry_after_secs: u64,
 }
 
 /// The limiters of one configuration (rebuilt when `limits.*` change).
@@ -97,14 +103,15 @@ impl RequestLimits {
 
     /// Count one request of `caller` (user name and realm) from `client`; 429 when either
     /// is over its limit.
-    pub fn admit(&self, caller: &str, realm: &str, client: Option<IpAddr>) -> Result<(), ApiError> {
-        let refused = |what: &str, not_until: governor::NotUntil<_>| {
-            let secs = retry_after_secs(&not_until);
-            ApiError::too_many_requests(
-                "rate_limited",
-                format!("too many requests from this {what}; retry in {secs} seconds"),
-                secs,
-            )
+    pub fn admit(
+        &self,
+        caller: &str,
+        realm: &str,
+        client: Option<IpAddr>,
+    ) -> Result<(), RateLimited> {
+        let refused = |what: &'static str, not_until: governor::NotUntil<_>| RateLimited {
+            what,
+            retry_after_secs: retry_after_secs(&not_until),
         };
         if let (Some(l), Some(ip)) = (&self.per_address, client) {
             l.check_key(&ip).map_err(|n| {

@@ -2,13 +2,13 @@
 //! token service; and whether they hold the privilege an action needs.
 
 mod basic;
+pub mod caller;
 pub mod limits;
 pub mod service_tokens;
 
 pub use basic::{hash_password, verify as basic_verify, BasicVerifier};
 
 use crate::config::{Privilege, Settings};
-use crate::error::ApiError;
 use crate::model::{ClientRef, RealmRef, UserRecord};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -16,6 +16,28 @@ use std::collections::BTreeSet;
 /// The realm Elasticsearch reports for users of its `users` file; ours are config users.
 pub const FILE_REALM: &str = "default_file";
 pub const FILE_REALM_TYPE: &str = "file";
+
+/// A caller without a privilege that grants `action` (403).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forbidden {
+    pub action: Action,
+    pub username: String,
+    pub roles: Vec<String>,
+}
+
+impl std::fmt::Display for Forbidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let granting: Vec<&str> = self.action.granted_by().iter().map(|p| p.as_str()).collect();
+        write!(
+            f,
+            "action [{}] is unauthorized for user [{}] with effective roles [{}], this action is granted by the cluster privileges [{}]",
+            self.action.name(),
+            self.username,
+            self.roles.join(","),
+            granting.join(",")
+        )
+    }
+}
 
 /// An API action, with Elasticsearch's action name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,20 +203,17 @@ impl Authentication {
         BTreeSet::new()
     }
 
-    /// Refuse with 403 unless a privilege granting `action` is held.
-    pub fn require(&self, action: Action) -> Result<(), ApiError> {
+    /// Refuse unless a privilege granting `action` is held.
+    pub fn require(&self, action: Action) -> Result<(), Forbidden> {
         let granted = action.granted_by();
         if granted.is_empty() || granted.iter().any(|p| self.privileges.contains(p)) {
             return Ok(());
         }
-        let granting: Vec<&str> = granted.iter().map(|p| p.as_str()).collect();
-        Err(ApiError::forbidden(format!(
-            "action [{}] is unauthorized for user [{}] with effective roles [{}], this action is granted by the cluster privileges [{}]",
-            action.name(),
-            self.user.username,
-            self.user.roles.join(","),
-            granting.join(",")
-        )))
+        Err(Forbidden {
+            action,
+            username: self.user.username.clone(),
+            roles: self.user.roles.clone(),
+        })
     }
 
     /// This caller as the creating client of a token pair.

@@ -326,15 +326,12 @@ fn kind(v: &Value) -> &'static str {
 
 /// A claim name made safe for a log line (names may come from the OP).
 fn shown_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .take(MAX_NAME_IN_ERROR)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if name.chars().count() > MAX_NAME_IN_ERROR {
-        out.push('…');
+    crate::text::Cap {
+        max_chars: MAX_NAME_IN_ERROR,
+        control: Some('?'),
+        ellipsis: true,
     }
-    out
+    .apply(name)
 }
 
 #[cfg(test)]

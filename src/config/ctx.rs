@@ -32,13 +32,12 @@ pub(super) struct Ctx {
 
 /// Shorten a value for an error message.
 pub(super) fn shown(s: &str) -> String {
-    const MAX: usize = 120;
-    if s.chars().count() > MAX {
-        let cut: String = s.chars().take(MAX).collect();
-        format!("{cut}…")
-    } else {
-        s.to_string()
+    crate::text::Cap {
+        max_chars: 120,
+        control: None,
+        ellipsis: true,
     }
+    .apply(s)
 }
 
 /// What kind of YAML value this is, for "expected X, found Y".

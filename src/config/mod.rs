@@ -15,6 +15,7 @@ mod load;
 mod realm;
 mod role_mappings;
 mod sections;
+pub mod service_tokens;
 pub use load::{load, load_str, ConfigError, ConfigErrors, Loaded};
 
 pub mod duration;

@@ -1,5 +1,6 @@
 //! The server's own sections: `http`, `data`, `token`, `log`, `users`.
 
+use super::service_tokens;
 use super::ctx::{scalar_text, shown, Ctx};
 use super::duration::format_time;
 use super::{
@@ -489,7 +490,7 @@ pub(super) fn service_tokens(ctx: &mut Ctx) -> BTreeMap<String, ServiceTokenEntr
             continue;
         }
         let mut ok = true;
-        if let Err(why) = crate::auth::service_tokens::check_name(&name) {
+        if let Err(why) = service_tokens::check_name(&name) {
             ctx.error(&base, why);
             ok = false;
         }
@@ -502,7 +503,7 @@ pub(super) fn service_tokens(ctx: &mut Ctx) -> BTreeMap<String, ServiceTokenEntr
                 );
                 None
             }
-            Some(h) => match crate::auth::service_tokens::parse_hash(h.trim()) {
+            Some(h) => match service_tokens::parse_hash(h.trim()) {
                 Ok(h) => Some(h),
                 Err(why) => {
                     ctx.error(&hash_key, why);

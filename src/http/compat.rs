@@ -61,15 +61,6 @@ impl Media {
     }
 }
 
-/// A header value as it may appear in a message: at most 200 characters, control
-/// characters replaced.
-pub fn shown_header(v: &str) -> String {
-    v.chars()
-        .take(200)
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-        .collect()
-}
-
 /// Why a media type header was refused: Elasticsearch's exception type and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaTypeError {
@@ -128,7 +119,7 @@ pub fn parse_media(value: &str, header: &str) -> Result<Media, MediaTypeError> {
     let Ok(mime) = value.trim().parse::<mime::Mime>() else {
         return Err(MediaTypeError {
             kind: "illegal_argument_exception",
-            reason: format!("invalid media-type [{}]", shown_header(value)),
+            reason: format!("invalid media-type [{}]", crate::text::shown_header(value)),
         });
     };
     if mime.type_() != mime::APPLICATION {
@@ -152,8 +143,8 @@ pub fn parse_media(value: &str, header: &str) -> Result<Media, MediaTypeError> {
                 _ => {
                     return Err(MediaTypeError::version(format!(
                     "{header} version must be either version 7, 8 or 9, but found {}. {header}={}",
-                    shown_header(text),
-                    shown_header(value)
+                    crate::text::shown_header(text),
+                    crate::text::shown_header(value)
                 )))
                 }
             }
@@ -201,8 +192,8 @@ pub fn negotiate(
         let shown = || {
             format!(
                 "Accept={}, Content-Type={}",
-                shown_header(accept.unwrap_or("null")),
-                shown_header(content_type.unwrap_or("null"))
+                crate::text::shown_header(accept.unwrap_or("null")),
+                crate::text::shown_header(content_type.unwrap_or("null"))
             )
         };
         if a.unwrap_or(current) != c.unwrap_or(current) {

@@ -1,7 +1,13 @@
-//! HTTP handlers: extract, call one function, map the result. No protocol or storage logic.
+//! The HTTP layer: the one route table ([`configure`], used by the binary and by every
+//! test), the middleware around it (correlation ids, Elasticsearch compatibility), the caller
+//! extractor, and handlers that extract, call one service function and map the result through
+//! [`errors`]. No protocol or storage logic.
 
 mod body;
+mod caller;
 pub mod compat;
+pub mod errors;
+pub mod metrics;
 mod filter_path;
 mod oidc;
 mod profile;
@@ -11,13 +17,53 @@ mod status;
 mod token;
 
 pub use body::{EsJson, Parser};
-pub use compat::shown_header;
 
-use crate::error::ApiError;
+use crate::app::AppState;
+use crate::error::{ApiError, CORRELATION_HEADER, CORRELATION_ID};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest, HttpResponse};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// Register state, limits and every route. The binary and the tests call exactly this.
+pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        let max_body = state.runtime().settings.http.max_body;
+        cfg.app_data(web::Data::from(state))
+            .app_data(web::PayloadConfig::new(max_body))
+            .service(
+                web::scope("")
+                    .wrap(from_fn(compat::compat))
+                    .wrap(from_fn(correlation))
+                    .configure(routes)
+                    .default_service(web::to(no_handler)),
+            );
+    }
+}
+
+/// Give every request a correlation id: in the task-local that errors read, in the log span,
+/// and in the `x-correlation-id` response header.
+async fn correlation(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = crate::crypto::random_urlsafe(12);
+    let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.path());
+    let mut res = CORRELATION_ID
+        .scope(id.clone(), next.call(req).instrument(span))
+        .await?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(CORRELATION_HEADER), v);
+    }
+    Ok(res)
+}
 
 /// Every route. Each resource answers other methods with 405.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/")
             .route(web::get().to(security::root))

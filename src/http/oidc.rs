@@ -1,7 +1,8 @@
 //! `POST /_security/oidc/prepare`, `/authenticate` and `/logout` (spec §2).
 
 use super::{EsJson, Parser};
-use crate::app::{bearer_error, token_error, AppState, Caller};
+use crate::app::AppState;
+use crate::auth::caller::Caller;
 use crate::auth::{user_json, Action, AuthenticationType};
 use crate::error::ApiError;
 use crate::metrics::{Limit, TokenEvent};
@@ -253,7 +254,7 @@ fn login_error(e: LoginError) -> ApiError {
     match e {
         // The login itself succeeded; minting its tokens failed: a server error (503 for a
         // store outage, 500 otherwise), not a refused login.
-        LoginError::Token(t) => crate::app::token_error(t),
+        LoginError::Token(t) => t.into(),
         other => {
             tracing::warn!(target: "audit", event = "oidc_login_failed", code = other.code(), cause = ?other.to_string(), "login failed");
             ApiError::unauthenticated(other.code(), AUTHN_FAILED).with_detail(other.to_string())
@@ -281,12 +282,12 @@ pub async fn logout(
     let redirect = realm::logout(&rt.realms, token.expose_secret(), refresh, &state.tokens)
         .await
         .map_err(|e| match e {
-            LogoutError::TokenInvalid => bearer_error(BearerError::Expired),
+            LogoutError::TokenInvalid => BearerError::Expired.into(),
             LogoutError::NotOidc => ApiError::illegal_argument(
                 "token_not_oidc",
                 "Access token is not valid for an OpenID Connect realm",
             ),
-            LogoutError::Token(t) => token_error(t),
+            LogoutError::Token(t) => t.into(),
         })?;
     state.metrics.logout();
     Ok(HttpResponse::Ok().json(json!({ "redirect": redirect })))

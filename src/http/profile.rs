@@ -2,7 +2,8 @@
 //! profiles, which Kibana activates after every login (see [`crate::profiles`]).
 
 use super::{EsJson, Parser};
-use crate::app::{AppState, Caller};
+use crate::app::AppState;
+use crate::auth::caller::Caller;
 use crate::auth::{Action, AuthenticationType};
 use crate::error::ApiError;
 use crate::model::UserRecord;
@@ -117,7 +118,7 @@ async fn subject(
     let auth = match *grant {
         Grant::AccessToken(token) => {
             let header = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| crate::app::bearer_error(BearerError::Malformed))?;
+                .map_err(|_| ApiError::from(BearerError::Malformed))?;
             state
                 .authenticate_caller(Some(&header), req.path(), req.peer_addr().map(|a| a.ip()))
                 .await?
@@ -126,7 +127,7 @@ async fn subject(
             .verify_password(username, password, req.peer_addr().map(|a| a.ip()))
             .await
             .map_err(|r| {
-                r.into_error(format!(
+                super::errors::password_refused(r, format!(
                     "unable to authenticate user [{username}] for action [{}]",
                     Action::ProfileActivate.name()
                 ))

@@ -3,7 +3,8 @@
 //! shown (with `"source": "file"`) but cannot be written or deleted here.
 
 use super::{EsJson, Parser};
-use crate::app::{AppState, Caller};
+use crate::app::AppState;
+use crate::auth::caller::Caller;
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::roles::live::WriteError;

@@ -1,6 +1,7 @@
 //! `GET /` and `GET /_security/_authenticate`.
 
-use crate::app::{AppState, Caller};
+use crate::app::AppState;
+use crate::auth::caller::Caller;
 use crate::auth::Action;
 use crate::error::ApiError;
 use actix_web::{web, HttpResponse};

@@ -1,7 +1,8 @@
 //! `GET /_security/oidc/_status`: the running configuration, the last reload error, and each
 //! realm's key set. Never a secret.
 
-use crate::app::{AppState, Caller};
+use crate::app::AppState;
+use crate::auth::caller::Caller;
 use crate::auth::Action;
 use crate::clock::UnixMillis;
 use crate::error::ApiError;

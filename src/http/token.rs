@@ -2,7 +2,8 @@
 //! (invalidate), with Elasticsearch's bodies, messages and status codes (spec §3.2, §3.4).
 
 use super::{EsJson, Parser};
-use crate::app::{token_error, AppState, Caller};
+use crate::app::AppState;
+use crate::auth::caller::Caller;
 use crate::auth::{user_json, Action, AuthenticationType};
 use crate::error::ApiError;
 use crate::metrics::TokenEvent;
@@ -161,7 +162,7 @@ pub async fn create(
                 )
                 .await
                 .map_err(|r| {
-                    r.into_error(format!(
+                    super::errors::password_refused(r, format!(
                         "unable to authenticate user [{username}] for action [{}]",
                         action.name()
                     ))
@@ -170,7 +171,7 @@ pub async fn create(
                 .tokens
                 .issue((*user.user).clone(), client, lifetimes, true, None)
                 .await
-                .map_err(token_error)?;
+                .map_err(ApiError::from)?;
             state.metrics.token(TokenEvent::Issued);
             (pair, (*user.user).clone(), AuthenticationType::Realm)
         }
@@ -179,7 +180,7 @@ pub async fn create(
                 .tokens
                 .issue((*caller.user).clone(), client, lifetimes, false, None)
                 .await
-                .map_err(token_error)?;
+                .map_err(ApiError::from)?;
             state.metrics.token(TokenEvent::Issued);
             (pair, (*caller.user).clone(), caller.kind)
         }
@@ -201,7 +202,7 @@ pub async fn create(
                             client.username
                         ))
                     }
-                    other => token_error(other),
+                    other => other.into(),
                 })?;
             state.metrics.token(TokenEvent::Refreshed);
             (pair, user, AuthenticationType::Realm)
@@ -287,7 +288,7 @@ pub async fn invalidate(
             .await
             .map(Some),
     }
-    .map_err(token_error)?
+    .map_err(ApiError::from)?
     .unwrap_or_default();
     state.metrics.tokens_invalidated(counts.invalidated);
     tracing::info!(

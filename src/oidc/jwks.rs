@@ -392,16 +392,14 @@ impl KeySet {
     }
 }
 
-/// At most `max` bytes of `s`, cut at a character boundary.
+/// At most `max` characters of `s`, `…` when cut.
 pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
+    crate::text::Cap {
+        max_chars: max,
+        control: None,
+        ellipsis: true,
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    .apply(s)
 }
 
 fn str_member<'a>(entry: &'a Value, name: &str) -> Result<Option<&'a str>, String> {

@@ -9,7 +9,7 @@ use actix_web::test;
 use actix_web::App;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use oidc_realm::app::{configure, AppState};
+use oidc_realm::{configure, AppState};
 use oidc_realm::clock::ManualClock;
 use oidc_realm::config::*;
 use oidc_realm::store::{MemoryStore, Store};

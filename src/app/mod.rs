@@ -1,0 +1,227 @@
+//! The application state shared by every request: the configuration snapshot, the services
+//! over the store, caller authentication, metrics and the reload log. The route table that
+//! serves it is `crate::http::configure`.
+
+mod reload_log;
+mod sweeper;
+
+pub use reload_log::{ReloadFailure, ReloadInfo, ReloadLog};
+pub use sweeper::spawn_sweeper;
+
+use crate::auth::caller::{Authenticator, CallerRefused, PasswordRefused};
+use crate::auth::Authentication;
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::realm::flow::Flows;
+use crate::realm::Realms;
+use crate::store::Store;
+use crate::tokens::{Lifetimes, TokenService};
+use actix_web::http::header::HeaderValue;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+/// One loaded configuration, with the realms built from it; swapped whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Increases by one on every successful (re)load.
+    pub generation: u64,
+    pub settings: Arc<Settings>,
+    pub realms: Arc<Realms>,
+    pub warnings: Vec<String>,
+    /// When this configuration was loaded (the injected clock).
+    pub loaded_at: crate::clock::UnixMillis,
+}
+
+/// Everything a request may need. Shared by all workers.
+#[derive(Debug)]
+pub struct AppState {
+    runtime: ArcSwap<Runtime>,
+    pub tokens: TokenService,
+    pub clock: SharedClock,
+    flows: Flows,
+    /// Caller authentication: passwords, service tokens, bearer tokens, request limits.
+    pub callers: Authenticator,
+    /// Role mappings: the configuration's and the API's (see `roles::live`).
+    pub role_mappings: crate::roles::live::LiveMappings,
+    /// Reload bookkeeping (config path, last error) for the reloader and the status API.
+    reload: ReloadLog,
+    /// Prometheus metrics of this state (served on `metrics.bind`, see [`crate::metrics`]).
+    pub metrics: crate::metrics::Metrics,
+}
+
+impl AppState {
+    /// Build the state: realms (file JWKS are read now) and the services over `store`.
+    /// Every realm that cannot be built is reported.
+    pub fn try_new(
+        settings: Settings,
+        warnings: Vec<String>,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+    ) -> Result<Arc<Self>, Vec<String>> {
+        let now = clock.now_millis();
+        let realms = Realms::build_from(&settings, None, now)?;
+        let role_mappings = crate::roles::live::LiveMappings::new(settings.role_mappings.clone());
+        let metrics = crate::metrics::Metrics::new();
+        let callers = Authenticator::new(settings.limits, &metrics);
+        Ok(Arc::new(Self {
+            callers,
+            metrics,
+            role_mappings,
+            runtime: ArcSwap::from_pointee(Runtime {
+                generation: 1,
+                settings: Arc::new(settings),
+                realms: Arc::new(realms),
+                warnings,
+                loaded_at: now,
+            }),
+            tokens: TokenService::new(store.clone(), clock.clone()),
+            clock,
+            flows: Flows::new(store),
+            reload: ReloadLog::default(),
+        }))
+    }
+
+    /// [`try_new`](Self::try_new) for tests and tools with settings known to be good.
+    ///
+    /// # Panics
+    /// If a realm cannot be built.
+    pub fn new(
+        settings: Settings,
+        warnings: Vec<String>,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+    ) -> Arc<Self> {
+        match Self::try_new(settings, warnings, store, clock) {
+            Ok(s) => s,
+            Err(errors) => panic!("realms could not be built: {}", errors.join("; ")),
+        }
+    }
+
+    /// The configuration as it is now. Hold the `Arc` for the whole request so it sees one
+    /// snapshot.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Replace the configuration and its realms (used by reload). On error the running
+    /// configuration stays. Realms whose `op.jwkset_path` is unchanged keep their key set.
+    /// Requests in flight finish on the snapshot they started with.
+    pub fn swap_settings(
+        &self,
+        settings: Settings,
+        warnings: Vec<String>,
+    ) -> Result<u64, Vec<String>> {
+        let now = self.clock.now_millis();
+        let old = self.runtime.load_full();
+        let realms = Realms::build_from(&settings, Some(&old.realms), now)?;
+        let generation = old.generation + 1;
+        self.role_mappings.set_file(settings.role_mappings.clone());
+        self.callers.set_limits(settings.limits, &self.metrics);
+        self.runtime.store(Arc::new(Runtime {
+            generation,
+            settings: Arc::new(settings),
+            realms: Arc::new(realms),
+            warnings,
+            loaded_at: now,
+        }));
+        Ok(generation)
+    }
+
+    /// Whether responses carry `X-Elastic-Product` (`compatibility.product_header`), and the
+    /// major of `compatibility.version` (the version a header without `compatible-with`
+    /// stands for).
+    pub fn compatibility_signals(&self) -> (bool, u8) {
+        let rt = self.runtime.load();
+        let c = &rt.settings.compatibility;
+        let major = c.version.split('.').next().and_then(|m| m.parse().ok());
+        (c.product_header, major.unwrap_or(8))
+    }
+
+    /// Reload bookkeeping (written by `crate::reload`).
+    pub fn reload_log(&self) -> &ReloadLog {
+        &self.reload
+    }
+
+    /// Pending logins.
+    pub fn flows(&self) -> &Flows {
+        &self.flows
+    }
+
+    /// The roles a realm user gets from the role mappings (sorted, de-duplicated). Never
+    /// touches the store: the mappings are loaded at startup ([`Self::load_role_mappings`]).
+    pub fn roles_for(&self, user: &crate::roles::UserModel) -> Vec<String> {
+        self.role_mappings.roles_for(user)
+    }
+
+    /// Load the stored role mappings (startup; after another node changed them). Returns
+    /// messages about stored mappings that were skipped because they no longer compile.
+    pub async fn load_role_mappings(&self) -> Result<Vec<String>, crate::store::StoreError> {
+        self.role_mappings.reload(&**self.tokens.store()).await
+    }
+
+    /// Token lifetimes from the current configuration.
+    pub fn lifetimes(&self) -> Lifetimes {
+        let rt = self.runtime.load();
+        Lifetimes {
+            access: rt.settings.token.timeout,
+            refresh: rt.settings.token.refresh_timeout,
+        }
+    }
+
+    /// Check a configured user's password with the running configuration (see
+    /// [`Authenticator::verify_password`]).
+    pub async fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Authentication, PasswordRefused> {
+        let rt = self.runtime();
+        self.callers
+            .verify_password(&rt.settings, &self.metrics, username, password, client)
+            .await
+    }
+
+    /// Authenticate the caller of a `/_security/...` request with the running configuration
+    /// (see [`Authenticator::authenticate`]).
+    pub async fn authenticate_caller(
+        &self,
+        authorization: Option<&HeaderValue>,
+        uri: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Authentication, CallerRefused> {
+        let rt = self.runtime();
+        self.callers
+            .authenticate(&rt.settings, &self.tokens, &self.metrics, authorization, uri, client)
+            .await
+    }
+
+    /// How many full password verifications ran (remembered successes not counted).
+    pub fn password_verifications(&self) -> u64 {
+        self.callers.password_verifications()
+    }
+
+    /// Every metric with the values read now (what `GET /metrics` answers).
+    pub fn render_metrics(&self) -> String {
+        let rt = self.runtime();
+        let now = self.clock.now_millis();
+        let jwks = rt
+            .realms
+            .iter()
+            .map(|realm| {
+                let keys = realm.keys().snapshot().map_or(0, |s| s.len());
+                let age = realm
+                    .keys()
+                    .status()
+                    .fetched_at
+                    .map(|at| now.saturating_sub(at).max(0) as f64 / 1000.0);
+                (realm.name().to_string(), keys, age)
+            })
+            .collect();
+        self.metrics.render(crate::metrics::ScrapeValues {
+            generation: rt.generation,
+            password_verifications: self.password_verifications(),
+            jwks,
+        })
+    }
+}
