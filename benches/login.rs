@@ -15,11 +15,11 @@
 
 use actix_web::{App, HttpServer};
 use base64::Engine;
-use oidc_realm::{configure, AppState};
 use oidc_realm::clock::{Clock, SystemClock};
 use oidc_realm::model::{ClientRef, RealmRef, UserRecord};
 use oidc_realm::store::RedbStore;
 use oidc_realm::tokens::{Lifetimes, TokenService};
+use oidc_realm::{configure, AppState};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

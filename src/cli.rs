@@ -253,8 +253,9 @@ async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), S
     let watcher = reload::spawn_watcher(state.clone(), config_path, Default::default())?;
     let refresher = reload::spawn_jwks_refresher(state.clone(), JWKS_REFRESH_TICK);
     let factory_state = state.clone();
-    let server =
-        HttpServer::new(move || App::new().configure(crate::http::configure(factory_state.clone())));
+    let server = HttpServer::new(move || {
+        App::new().configure(crate::http::configure(factory_state.clone()))
+    });
     let server = match &tls {
         Some(t) => {
             let cfg = tls_config(&t.certificate, &t.key)?;

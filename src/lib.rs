@@ -21,6 +21,7 @@ pub mod realm;
 pub mod reload;
 pub mod roles;
 pub mod secret;
+pub mod service;
 pub mod store;
 pub mod text;
 pub mod tokens;

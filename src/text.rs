@@ -90,7 +90,10 @@ mod tests {
                 self.1.as_deref().map(|e| e as _)
             }
         }
-        let e = E("top", Some(Box::new(E("middle", Some(Box::new(E("root", None)))))));
+        let e = E(
+            "top",
+            Some(Box::new(E("middle", Some(Box::new(E("root", None)))))),
+        );
         assert_eq!(error_chain_text(&e), "top: middle: root");
         assert_eq!(error_chain(&e).skip(1).count(), 2);
     }

@@ -14,6 +14,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::realm::flow::Flows;
 use crate::realm::Realms;
+use crate::service::role_mappings::RoleMappings;
 use crate::store::Store;
 use crate::tokens::{Lifetimes, TokenService};
 use actix_web::http::header::HeaderValue;
@@ -41,8 +42,8 @@ pub struct AppState {
     flows: Flows,
     /// Caller authentication: passwords, service tokens, bearer tokens, request limits.
     pub callers: Authenticator,
-    /// Role mappings: the configuration's and the API's (see `roles::live`).
-    pub role_mappings: crate::roles::live::LiveMappings,
+    /// Role mappings: the configuration's and the API's.
+    pub role_mappings: RoleMappings,
     /// Reload bookkeeping (config path, last error) for the reloader and the status API.
     reload: ReloadLog,
     /// Prometheus metrics of this state (served on `metrics.bind`, see [`crate::metrics`]).
@@ -60,7 +61,7 @@ impl AppState {
     ) -> Result<Arc<Self>, Vec<String>> {
         let now = clock.now_millis();
         let realms = Realms::build_from(&settings, None, now)?;
-        let role_mappings = crate::roles::live::LiveMappings::new(settings.role_mappings.clone());
+        let role_mappings = RoleMappings::new(store.clone(), settings.role_mappings.clone());
         let metrics = crate::metrics::Metrics::new();
         let callers = Authenticator::new(settings.limits, &metrics);
         Ok(Arc::new(Self {
@@ -156,7 +157,7 @@ impl AppState {
     /// Load the stored role mappings (startup; after another node changed them). Returns
     /// messages about stored mappings that were skipped because they no longer compile.
     pub async fn load_role_mappings(&self) -> Result<Vec<String>, crate::store::StoreError> {
-        self.role_mappings.reload(&**self.tokens.store()).await
+        self.role_mappings.reload().await
     }
 
     /// Token lifetimes from the current configuration.
@@ -192,7 +193,14 @@ impl AppState {
     ) -> Result<Authentication, CallerRefused> {
         let rt = self.runtime();
         self.callers
-            .authenticate(&rt.settings, &self.tokens, &self.metrics, authorization, uri, client)
+            .authenticate(
+                &rt.settings,
+                &self.tokens,
+                &self.metrics,
+                authorization,
+                uri,
+                client,
+            )
             .await
     }
 
@@ -223,5 +231,28 @@ impl AppState {
             password_verifications: self.password_verifications(),
             jwks,
         })
+    }
+
+    /// The login service over the configuration snapshot `rt`.
+    pub fn login<'a>(&'a self, rt: &'a Runtime) -> crate::service::login::Login<'a> {
+        crate::service::login::Login {
+            realms: &rt.realms,
+            settings: &rt.settings,
+            tokens: &self.tokens,
+            flows: &self.flows,
+            clock: self.clock.as_ref(),
+            role_mappings: &self.role_mappings,
+            metrics: &self.metrics,
+        }
+    }
+
+    /// The token-grant service over the configuration snapshot `rt`.
+    pub fn grants<'a>(&'a self, rt: &'a Runtime) -> crate::service::grants::Grants<'a> {
+        crate::service::grants::Grants {
+            settings: &rt.settings,
+            tokens: &self.tokens,
+            callers: &self.callers,
+            metrics: &self.metrics,
+        }
     }
 }

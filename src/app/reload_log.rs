@@ -67,4 +67,3 @@ impl ReloadLog {
         i.secret_files = secret_files;
     }
 }
-

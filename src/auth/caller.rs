@@ -5,8 +5,8 @@
 //! address. Errors are typed here and mapped to HTTP in one place (`http::errors`).
 
 use super::limits::{self, Keyed, RateLimited, RequestLimits};
-use super::{service_tokens, Action, Authentication, AuthenticationType, CallerUser, Forbidden};
 use super::{basic_verify, hash_password, BasicVerifier};
+use super::{service_tokens, Action, Authentication, AuthenticationType, CallerUser, Forbidden};
 use crate::config::{LimitSettings, PasswordHash, Settings};
 use crate::metrics::{BearerOutcome, Limit, Metrics};
 use crate::secret::Secret;
@@ -230,7 +230,13 @@ impl Authenticator {
                 return Err(refused(Refusal::Malformed));
             };
             return self
-                .verify_password(settings, metrics, &username, password.expose_secret(), client)
+                .verify_password(
+                    settings,
+                    metrics,
+                    &username,
+                    password.expose_secret(),
+                    client,
+                )
                 .await
                 .map_err(|r| {
                     refused(Refusal::Password {

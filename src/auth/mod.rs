@@ -27,7 +27,12 @@ pub struct Forbidden {
 
 impl std::fmt::Display for Forbidden {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let granting: Vec<&str> = self.action.granted_by().iter().map(|p| p.as_str()).collect();
+        let granting: Vec<&str> = self
+            .action
+            .granted_by()
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
         write!(
             f,
             "action [{}] is unauthorized for user [{}] with effective roles [{}], this action is granted by the cluster privileges [{}]",

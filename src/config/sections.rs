@@ -1,8 +1,8 @@
 //! The server's own sections: `http`, `data`, `token`, `log`, `users`.
 
-use super::service_tokens;
 use super::ctx::{scalar_text, shown, Ctx};
 use super::duration::format_time;
+use super::service_tokens;
 use super::{
     CompatibilitySettings, DataSettings, HttpSettings, LimitSettings, LogFormat, LogSettings,
     MetricsSettings, PasswordHash, Privilege, RefreshReuse, ServiceTokenEntry, TlsSettings,

@@ -59,4 +59,3 @@ pub fn parse_hash(s: &str) -> Result<Secret<[u8; 32]>, String> {
     }
     Ok(Secret::new(out))
 }
-

@@ -5,8 +5,16 @@
 
 use crate::auth::caller::{CallerRefused, Denied, PasswordRefused, Refusal};
 use crate::auth::limits::RateLimited;
+use crate::auth::Action;
 use crate::auth::Forbidden;
 use crate::error::ApiError;
+use crate::profiles::ProfileError;
+use crate::realm::flow::{FlowError, PendingLimit, TOO_MANY_PENDING_RETRY_AFTER};
+use crate::realm::{LoginError, LogoutError, PrepareError};
+use crate::roles::MappingError;
+use crate::service::grants::GrantError;
+use crate::service::login::{PrepareFailed, RealmLookupError};
+use crate::service::role_mappings::WriteError;
 use crate::store::StoreError;
 use crate::tokens::{BearerError, TokenError};
 
@@ -14,6 +22,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            StoreError::Full(what) => ApiError::busy(format!("{what}; retry later")),
             _ => ApiError::internal(e.to_string()),
         }
     }
@@ -78,7 +87,10 @@ impl From<RateLimited> for ApiError {
         let secs = e.retry_after_secs;
         ApiError::too_many_requests(
             "rate_limited",
-            format!("too many requests from this {}; retry in {secs} seconds", e.what),
+            format!(
+                "too many requests from this {}; retry in {secs} seconds",
+                e.what
+            ),
             secs,
         )
     }
@@ -122,5 +134,144 @@ impl From<TokenError> for ApiError {
                 ApiError::internal(format!("sealed data did not open: {what}"))
             }
         }
+    }
+}
+
+/// Elasticsearch's message for every refused login (the cause goes to the log).
+const AUTHN_FAILED: &str =
+    "unable to authenticate user [<OIDC Token>] for action [cluster:admin/xpack/security/oidc/authenticate]";
+
+/// The `reason_code` of a prepare refused for too many pending logins.
+pub const TOO_MANY_PENDING_CODE: &str = "too_many_pending_logins";
+
+/// 429 `es_rejected_execution_exception` (Elasticsearch's type for rejected work) with
+/// `Retry-After`: the caller (or, past the global cap, every caller) has too many logins
+/// pending. Not a store outage: that stays a 503.
+impl From<PendingLimit> for ApiError {
+    fn from(limit: PendingLimit) -> Self {
+        ApiError::too_many_requests(
+            TOO_MANY_PENDING_CODE,
+            limit.to_string(),
+            TOO_MANY_PENDING_RETRY_AFTER.as_secs(),
+        )
+    }
+}
+
+/// Elasticsearch answers 500 here; a missing realm is the caller's mistake, so 400 (a
+/// documented deviation).
+impl From<RealmLookupError> for ApiError {
+    fn from(e: RealmLookupError) -> Self {
+        ApiError::security_400("realm_not_found", e.to_string())
+    }
+}
+
+impl From<PrepareFailed> for ApiError {
+    fn from(e: PrepareFailed) -> Self {
+        match e {
+            PrepareFailed::Lookup(l) => l.into(),
+            PrepareFailed::Prepare(p) => p.into(),
+        }
+    }
+}
+
+impl From<PrepareError> for ApiError {
+    fn from(e: PrepareError) -> Self {
+        match e {
+            PrepareError::StateInUse => ApiError::illegal_argument(
+                "state_in_use",
+                "the state is already used by a pending login; let prepare generate one",
+            ),
+            PrepareError::Invalid(m) => ApiError::validation(&[m]),
+            PrepareError::TooManyPending(limit) => limit.into(),
+            // A store outage: 503 `store_unavailable`.
+            PrepareError::Flow(FlowError::Store(s)) => s.into(),
+            PrepareError::Flow(f) => ApiError::internal(f.to_string()),
+        }
+    }
+}
+
+/// A failed login: 401 with Elasticsearch's generic body; the cause goes to the log.
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            // The login itself succeeded; minting its tokens failed: a server error (503 for
+            // a store outage, 500 otherwise), not a refused login.
+            LoginError::Token(t) => t.into(),
+            other => {
+                ApiError::unauthenticated(other.code(), AUTHN_FAILED).with_detail(other.to_string())
+            }
+        }
+    }
+}
+
+impl From<LogoutError> for ApiError {
+    fn from(e: LogoutError) -> Self {
+        match e {
+            LogoutError::TokenInvalid => BearerError::Expired.into(),
+            LogoutError::NotOidc => ApiError::illegal_argument(
+                "token_not_oidc",
+                "Access token is not valid for an OpenID Connect realm",
+            ),
+            LogoutError::Token(t) => t.into(),
+        }
+    }
+}
+
+/// A role mapping defined in the configuration, written through the API.
+pub fn role_mapping_read_only(name: &str) -> ApiError {
+    ApiError::illegal_argument(
+        "role_mapping_read_only",
+        format!(
+            "role mapping [{name}] is defined in the configuration (role_mappings or role_mapping_files) and is read-only through the API; change it there and reload the configuration"
+        ),
+    )
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::FileMapping(name) => role_mapping_read_only(&name),
+            WriteError::Invalid(MappingError::Validation(messages)) => {
+                ApiError::validation(&messages)
+            }
+            WriteError::Invalid(e @ MappingError::Parse { .. }) => {
+                ApiError::parse_exception("role_mapping_invalid", e.to_string())
+            }
+            WriteError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A refused grant of `action` (`POST /_security/oauth2/token`).
+pub fn grant_refused(e: GrantError, action: Action) -> ApiError {
+    match e {
+        GrantError::Password {
+            ref username,
+            refused,
+        } => password_refused(
+            refused,
+            format!(
+                "unable to authenticate user [{username}] for action [{}]",
+                action.name()
+            ),
+        ),
+        GrantError::Refresh { ref refused, .. } => {
+            ApiError::oauth("invalid_grant", refused.to_string()).with_detail(e.to_string())
+        }
+        GrantError::Token(t) => t.into(),
+    }
+}
+
+/// A profile failure: a concurrent write is a 409 that Kibana retries.
+impl From<ProfileError> for ApiError {
+    fn from(e: ProfileError) -> Self {
+        match e {
+        ProfileError::Store(e) => e.into(),
+        e @ ProfileError::Exhausted(_) => ApiError::internal(e.to_string()),
+        ProfileError::Conflict(uid) => ApiError::conflict(
+            "version_conflict",
+            format!("[profile_{uid}]: version conflict, the profile was written concurrently; retry the request"),
+        ),
+    }
     }
 }

@@ -7,7 +7,7 @@ use crate::auth::caller::Caller;
 use crate::auth::{Action, AuthenticationType};
 use crate::error::ApiError;
 use crate::model::UserRecord;
-use crate::profiles::{self, DataFilter, ProfileError};
+use crate::profiles::{self, DataFilter};
 use crate::secret::Secret;
 use crate::tokens::BearerError;
 use actix_web::http::header::HeaderValue;
@@ -96,18 +96,6 @@ impl ActivateRequest {
     }
 }
 
-/// A profile failure: a concurrent write is a 409 that Kibana retries.
-fn profile_error(e: ProfileError) -> ApiError {
-    match e {
-        ProfileError::Store(e) => e.into(),
-        e @ ProfileError::Exhausted(_) => ApiError::internal(e.to_string()),
-        ProfileError::Conflict(uid) => ApiError::conflict(
-            "version_conflict",
-            format!("[profile_{uid}]: version conflict, the profile was written concurrently; retry the request"),
-        ),
-    }
-}
-
 /// The user a grant stands for: the user of an oidc-realm access token (refused exactly as a
 /// bearer caller would be), or a configured user with its password.
 async fn subject(
@@ -127,10 +115,13 @@ async fn subject(
             .verify_password(username, password, req.peer_addr().map(|a| a.ip()))
             .await
             .map_err(|r| {
-                super::errors::password_refused(r, format!(
-                    "unable to authenticate user [{username}] for action [{}]",
-                    Action::ProfileActivate.name()
-                ))
+                super::errors::password_refused(
+                    r,
+                    format!(
+                        "unable to authenticate user [{username}] for action [{}]",
+                        Action::ProfileActivate.name()
+                    ),
+                )
             })?,
     };
     if auth.kind == AuthenticationType::ServiceAccount {
@@ -159,9 +150,7 @@ pub async fn activate(
     let user = subject(&state, &req, &grant).await?;
     let store = state.tokens.store().clone();
     let now = state.clock.now_millis();
-    let profile = profiles::activate(&*store, &user, now)
-        .await
-        .map_err(profile_error)?;
+    let profile = profiles::activate(&*store, &user, now).await?;
     tracing::info!(
         target: "audit",
         event = "profile_activated",
@@ -198,7 +187,7 @@ pub async fn get(
     let mut missing = Map::new();
     for uid in asked {
         let profile = if profiles::is_uid(uid) {
-            profiles::get(&*store, uid).await.map_err(profile_error)?
+            profiles::get(&*store, uid).await?
         } else {
             None
         };

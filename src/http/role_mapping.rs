@@ -7,8 +7,7 @@ use crate::app::AppState;
 use crate::auth::caller::Caller;
 use crate::auth::Action;
 use crate::error::ApiError;
-use crate::roles::live::WriteError;
-use crate::roles::{MappingError, RoleMapper};
+use crate::roles::RoleMapper;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::de::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
@@ -47,26 +46,6 @@ fn check_params(req: &HttpRequest, allow_refresh: bool) -> Result<(), ApiError> 
     Ok(())
 }
 
-fn read_only(name: &str) -> ApiError {
-    ApiError::illegal_argument(
-        "role_mapping_read_only",
-        format!(
-            "role mapping [{name}] is defined in the configuration (role_mappings or role_mapping_files) and is read-only through the API; change it there and reload the configuration"
-        ),
-    )
-}
-
-fn write_error(e: WriteError) -> ApiError {
-    match e {
-        WriteError::FileMapping(name) => read_only(&name),
-        WriteError::Invalid(MappingError::Validation(messages)) => ApiError::validation(&messages),
-        WriteError::Invalid(e @ MappingError::Parse { .. }) => {
-            ApiError::parse_exception("role_mapping_invalid", e.to_string())
-        }
-        WriteError::Store(e) => e.into(),
-    }
-}
-
 /// `PUT`/`POST /_security/role_mapping/{name}`.
 pub async fn put(
     req: HttpRequest,
@@ -78,12 +57,7 @@ pub async fn put(
     caller.require(Action::RoleMappingPut)?;
     check_params(&req, true)?;
     let name = name.into_inner();
-    let store = state.tokens.store().clone();
-    let created = state
-        .role_mappings
-        .put(&*store, &name, &body.0 .0)
-        .await
-        .map_err(write_error)?;
+    let created = state.role_mappings.put(&name, &body.0 .0).await?;
     tracing::info!(mapping = ?name, created, "role mapping written");
     Ok(HttpResponse::Ok().json(json!({"role_mapping": {"created": created}})))
 }
@@ -98,12 +72,7 @@ pub async fn delete(
     caller.require(Action::RoleMappingDelete)?;
     check_params(&req, true)?;
     let name = name.into_inner();
-    let store = state.tokens.store().clone();
-    let found = state
-        .role_mappings
-        .delete(&*store, &name)
-        .await
-        .map_err(write_error)?;
+    let found = state.role_mappings.delete(&name).await?;
     if found {
         tracing::info!(mapping = ?name, "role mapping deleted");
         Ok(HttpResponse::Ok().json(json!({"found": true})))
@@ -162,8 +131,7 @@ pub async fn get(
 }
 
 async fn snapshot(state: &AppState) -> Result<std::sync::Arc<RoleMapper>, ApiError> {
-    let store = state.tokens.store().clone();
-    state.role_mappings.ensure_loaded(&*store).await?;
+    state.role_mappings.ensure_loaded().await?;
     Ok(state.role_mappings.snapshot())
 }
 

@@ -6,12 +6,10 @@ use crate::app::AppState;
 use crate::auth::caller::Caller;
 use crate::auth::{user_json, Action, AuthenticationType};
 use crate::error::ApiError;
-use crate::metrics::TokenEvent;
-use crate::model::UserRecord;
 use crate::secret::Secret;
-use crate::store::{Invalidation, InvalidationCounts};
-use crate::tokens::format::TokenKind;
-use crate::tokens::{IssuedPair, RefreshError, TokenError};
+use crate::service::grants::InvalidateTarget;
+use crate::store::InvalidationCounts;
+use crate::tokens::IssuedPair;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -147,65 +145,21 @@ pub async fn create(
             "the client_credentials grant_type cannot be used by a service account; use its service token directly",
         ));
     }
-    let lifetimes = state.lifetimes();
-    let expires_in = lifetimes.access.as_secs();
-    let client = caller.client_ref();
-    let (pair, user, kind): (IssuedPair, UserRecord, AuthenticationType) = match grant {
+    let rt = state.runtime();
+    let grants = state.grants(&rt);
+    let granted = match grant {
         "password" => {
             let username = req.username.unwrap_or_default();
             let password = req.password.unwrap_or_default();
-            let user = state
-                .verify_password(
-                    &username,
-                    password.expose_secret(),
-                    req_head.peer_addr().map(|a| a.ip()),
-                )
+            let client = req_head.peer_addr().map(|a| a.ip());
+            grants
+                .password(&caller, &username, password.expose_secret(), client)
                 .await
-                .map_err(|r| {
-                    super::errors::password_refused(r, format!(
-                        "unable to authenticate user [{username}] for action [{}]",
-                        action.name()
-                    ))
-                })?;
-            let pair = state
-                .tokens
-                .issue((*user.user).clone(), client, lifetimes, true, None)
-                .await
-                .map_err(ApiError::from)?;
-            state.metrics.token(TokenEvent::Issued);
-            (pair, (*user.user).clone(), AuthenticationType::Realm)
         }
-        "client_credentials" => {
-            let pair = state
-                .tokens
-                .issue((*caller.user).clone(), client, lifetimes, false, None)
-                .await
-                .map_err(ApiError::from)?;
-            state.metrics.token(TokenEvent::Issued);
-            (pair, (*caller.user).clone(), caller.kind)
-        }
+        "client_credentials" => grants.client_credentials(&caller).await,
         "refresh_token" => {
             let token = req.refresh_token.unwrap_or_default();
-            let reuse = state.runtime().settings.token.refresh_reuse;
-            let (pair, user) = state
-                .tokens
-                .refresh(token.expose_secret(), &client, lifetimes, reuse)
-                .await
-                .map_err(|e| match e {
-                    TokenError::Refresh(r) => {
-                        if r == RefreshError::ReusedAfterWindow {
-                            state.metrics.token(TokenEvent::RefreshReuse);
-                        }
-                        ApiError::oauth("invalid_grant", r.to_string()).with_detail(format!(
-                            "refresh refused ({}) for caller [{}]",
-                            r.code(),
-                            client.username
-                        ))
-                    }
-                    other => other.into(),
-                })?;
-            state.metrics.token(TokenEvent::Refreshed);
-            (pair, user, AuthenticationType::Realm)
+            grants.refresh(&caller, token.expose_secret()).await
         }
         _ => {
             return Err(ApiError::oauth(
@@ -213,8 +167,13 @@ pub async fn create(
                 "the _kerberos grant_type is not supported by oidc-realm",
             ))
         }
-    };
-    Ok(HttpResponse::Ok().json(token_response(&pair, expires_in, user_json(&user, kind))))
+    }
+    .map_err(|e| super::errors::grant_refused(e, action))?;
+    Ok(HttpResponse::Ok().json(token_response(
+        &granted.pair,
+        granted.expires_in,
+        user_json(&granted.user, granted.kind),
+    )))
 }
 
 /// Body of `DELETE /_security/oauth2/token`.
@@ -276,36 +235,17 @@ pub async fn invalidate(
         return Err(ApiError::validation(&errors));
     }
     let caller = caller.require(Action::TokenInvalidate)?;
-    let counts = match (token, refresh) {
-        (Some(t), _) => state.tokens.invalidate_token(TokenKind::Access, t).await,
-        (_, Some(r)) => state.tokens.invalidate_token(TokenKind::Refresh, r).await,
-        (None, None) => state
-            .tokens
-            .invalidate(Invalidation::Owner {
-                realm: realm.map(str::to_string),
-                username: username.map(str::to_string),
-            })
-            .await
-            .map(Some),
-    }
-    .map_err(ApiError::from)?
-    .unwrap_or_default();
-    state.metrics.tokens_invalidated(counts.invalidated);
-    tracing::info!(
-        target: "audit",
-        event = "tokens_invalidated",
-        by = ?caller.user.username,
-        realm = realm.unwrap_or(""),
-        username = username.unwrap_or(""),
-        invalidated = counts.invalidated,
-        previously_invalidated = counts.previously_invalidated,
-        "token invalidation"
-    );
+    let target = match (token, refresh) {
+        (Some(t), _) => InvalidateTarget::AccessToken(t),
+        (_, Some(r)) => InvalidateTarget::RefreshToken(r),
+        (None, None) => InvalidateTarget::Owner { realm, username },
+    };
+    let rt = state.runtime();
+    let counts = state.grants(&rt).invalidate(&caller, target).await?;
     let body = counts_body(&counts);
     // An unknown `token`/`refresh_token` is 404; invalidating by realm or user answers 200
     // even when nothing matched (Elasticsearch's TokenService does the same).
-    let single = token.is_some() || refresh.is_some();
-    if single && counts.invalidated == 0 && counts.previously_invalidated == 0 {
+    if target.is_single() && counts.invalidated == 0 && counts.previously_invalidated == 0 {
         return Ok(HttpResponse::NotFound().json(body));
     }
     Ok(HttpResponse::Ok().json(body))

@@ -10,9 +10,8 @@
 //! - [`rules`]: the rule language and its parser.
 //! - [`matcher`]: rule values, wildcards, Lucene regular expressions, DNs.
 //! - [`template`]: the Mustache subset of role templates.
-//! - [`live`]: the snapshot the application holds, and API writes.
+//! - `service::role_mappings` holds the live snapshot and API writes (outside this module).
 
-pub mod live;
 pub mod matcher;
 pub mod rules;
 pub mod template;

@@ -147,6 +147,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("a record with this key exists already")]
     Conflict,
+    /// The store holds as many records of this kind as it may (e.g. pending logins): not an
+    /// outage, and nothing a retry right away would fix.
+    #[error("store full: {0}")]
+    Full(&'static str),
 }
 
 /// The persistence seam.
@@ -234,7 +238,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             // Unreachable with unlimited limits; a backend with a hard cap of its own may
             // still refuse.
             FlowInsert::CallerFull | FlowInsert::TableFull => {
-                Err(StoreError::Unavailable("too many pending logins".into()))
+                Err(StoreError::Full("too many pending logins"))
             }
         }
     }

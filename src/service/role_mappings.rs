@@ -1,12 +1,12 @@
-//! The live set of role mappings: an [`ArcSwap`] of [`RoleMapper`] snapshots, rebuilt from the
-//! store after every API write and on [`LiveMappings::reload`], and given new configuration
+//! The role-mapping service: the live set of role mappings, an [`ArcSwap`] of [`RoleMapper`] snapshots, rebuilt from the
+//! store after every API write and on [`RoleMappings::reload`], and given new configuration
 //! mappings on configuration reload. Logins read the current snapshot without locking.
 //!
-//! Startup: `serve` calls [`LiveMappings::reload`] before it listens. In case a caller forgets
+//! Startup: `serve` calls [`RoleMappings::reload`] before it listens. In case a caller forgets
 //! (tests that build an `AppState` directly), the role-mapping API loads the stored mappings
-//! on first use too ([`LiveMappings::ensure_loaded`]); `roles_for` never touches the store.
+//! on first use too ([`RoleMappings::ensure_loaded`]); `roles_for` never touches the store.
 
-use super::{MappingError, RoleMapper, RoleMapping, UserModel};
+use crate::roles::{MappingError, RoleMapper, RoleMapping, UserModel};
 use crate::store::{Store, StoreError};
 use arc_swap::ArcSwap;
 use serde_json::Value;
@@ -35,7 +35,8 @@ type CompileCache = HashMap<String, (Vec<u8>, Arc<RoleMapping>)>;
 
 /// See the module documentation.
 #[derive(Debug)]
-pub struct LiveMappings {
+pub struct RoleMappings {
+    store: Arc<dyn Store>,
     mapper: ArcSwap<RoleMapper>,
     /// Serialises API writes and store reloads (so an older reload never replaces a newer
     /// one) and guards the compile cache.
@@ -43,10 +44,11 @@ pub struct LiveMappings {
     loaded: AtomicBool,
 }
 
-impl LiveMappings {
+impl RoleMappings {
     /// Start with the configuration's mappings and no API mappings (until loaded).
-    pub fn new(file: Vec<Arc<RoleMapping>>) -> Self {
-        LiveMappings {
+    pub fn new(store: Arc<dyn Store>, file: Vec<Arc<RoleMapping>>) -> Self {
+        RoleMappings {
+            store,
             mapper: ArcSwap::from_pointee(RoleMapper::new(file, Vec::new())),
             write: tokio::sync::Mutex::new(HashMap::new()),
             loaded: AtomicBool::new(false),
@@ -70,28 +72,24 @@ impl LiveMappings {
 
     /// Load every stored mapping, compile the new or changed ones, and swap them in. A stored
     /// mapping that no longer compiles is skipped (logged, and returned as a message).
-    pub async fn reload(&self, store: &dyn Store) -> Result<Vec<String>, StoreError> {
+    pub async fn reload(&self) -> Result<Vec<String>, StoreError> {
         let mut cache = self.write.lock().await;
-        self.reload_locked(store, &mut cache).await
+        self.reload_locked(&mut cache).await
     }
 
     /// [`Self::reload`] unless done already.
-    pub async fn ensure_loaded(&self, store: &dyn Store) -> Result<(), StoreError> {
+    pub async fn ensure_loaded(&self) -> Result<(), StoreError> {
         if !self.loaded.load(Ordering::Acquire) {
             let mut cache = self.write.lock().await;
             if !self.loaded.load(Ordering::Acquire) {
-                self.reload_locked(store, &mut cache).await?;
+                self.reload_locked(&mut cache).await?;
             }
         }
         Ok(())
     }
 
-    async fn reload_locked(
-        &self,
-        store: &dyn Store,
-        cache: &mut CompileCache,
-    ) -> Result<Vec<String>, StoreError> {
-        let rows = store.get_role_mappings().await?;
+    async fn reload_locked(&self, cache: &mut CompileCache) -> Result<Vec<String>, StoreError> {
+        let rows = self.store.get_role_mappings().await?;
         let mut problems = Vec::new();
         let mut api = Vec::with_capacity(rows.len());
         let mut next = HashMap::with_capacity(rows.len());
@@ -120,15 +118,10 @@ impl LiveMappings {
 
     /// Validate, store (durably) and swap in a mapping written through the API: `true` if it
     /// was created, `false` if it replaced one.
-    pub async fn put(
-        &self,
-        store: &dyn Store,
-        name: &str,
-        body: &Value,
-    ) -> Result<bool, WriteError> {
+    pub async fn put(&self, name: &str, body: &Value) -> Result<bool, WriteError> {
         let mut cache = self.write.lock().await;
         if !self.loaded.load(Ordering::Acquire) {
-            self.reload_locked(store, &mut cache).await?;
+            self.reload_locked(&mut cache).await?;
         }
         if self.mapper.load().is_file(name) {
             return Err(WriteError::FileMapping(name.to_string()));
@@ -136,22 +129,22 @@ impl LiveMappings {
         RoleMapping::parse(name, body, "").map_err(WriteError::Invalid)?;
         let bytes = serde_json::to_vec(body)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode role mapping: {e}")))?;
-        let created = store.put_role_mapping(name, bytes).await?;
-        self.reload_locked(store, &mut cache).await?;
+        let created = self.store.put_role_mapping(name, bytes).await?;
+        self.reload_locked(&mut cache).await?;
         Ok(created)
     }
 
     /// Delete a mapping written through the API; whether it existed.
-    pub async fn delete(&self, store: &dyn Store, name: &str) -> Result<bool, WriteError> {
+    pub async fn delete(&self, name: &str) -> Result<bool, WriteError> {
         let mut cache = self.write.lock().await;
         if !self.loaded.load(Ordering::Acquire) {
-            self.reload_locked(store, &mut cache).await?;
+            self.reload_locked(&mut cache).await?;
         }
         if self.mapper.load().is_file(name) {
             return Err(WriteError::FileMapping(name.to_string()));
         }
-        let found = store.delete_role_mapping(name).await?;
-        self.reload_locked(store, &mut cache).await?;
+        let found = self.store.delete_role_mapping(name).await?;
+        self.reload_locked(&mut cache).await?;
         Ok(found)
     }
 }
@@ -179,7 +172,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_swap_the_snapshot_and_file_names_are_read_only() {
-        let store = MemoryStore::new();
+        let store = Arc::new(MemoryStore::new());
         let file = Arc::new(
             RoleMapping::parse(
                 "from-file",
@@ -188,36 +181,36 @@ mod tests {
             )
             .unwrap(),
         );
-        let live = LiveMappings::new(vec![file]);
+        let live = RoleMappings::new(store.clone(), vec![file]);
         assert_eq!(live.roles_for(&user("a")), ["f"]);
         let body = json!({"enabled": true, "roles": ["x"], "rules": {"field": {"username": "a"}}});
-        assert!(live.put(&store, "m", &body).await.unwrap());
-        assert!(!live.put(&store, "m", &body).await.unwrap());
+        assert!(live.put("m", &body).await.unwrap());
+        assert!(!live.put("m", &body).await.unwrap());
         assert_eq!(live.roles_for(&user("a")), ["f", "x"]);
         assert!(matches!(
-            live.put(&store, "from-file", &body).await,
+            live.put("from-file", &body).await,
             Err(WriteError::FileMapping(_))
         ));
         assert!(matches!(
-            live.delete(&store, "from-file").await,
+            live.delete("from-file").await,
             Err(WriteError::FileMapping(_))
         ));
         assert!(matches!(
-            live.put(&store, "bad", &json!({"enabled": true})).await,
+            live.put("bad", &json!({"enabled": true})).await,
             Err(WriteError::Invalid(_))
         ));
         assert_eq!(store.get_role_mappings().await.unwrap().len(), 1);
         // Configuration reload: the file mapping goes, the API one stays.
         live.set_file(Vec::new());
         assert_eq!(live.roles_for(&user("a")), ["x"]);
-        assert!(live.delete(&store, "m").await.unwrap());
-        assert!(!live.delete(&store, "m").await.unwrap());
+        assert!(live.delete("m").await.unwrap());
+        assert!(!live.delete("m").await.unwrap());
         assert!(live.roles_for(&user("a")).is_empty());
     }
 
     #[tokio::test]
     async fn reload_skips_stored_mappings_that_do_not_compile() {
-        let store = MemoryStore::new();
+        let store = Arc::new(MemoryStore::new());
         store
             .put_role_mapping(
                 "ok",
@@ -229,9 +222,9 @@ mod tests {
             .put_role_mapping("broken", b"{not json".to_vec())
             .await
             .unwrap();
-        let live = LiveMappings::new(Vec::new());
+        let live = RoleMappings::new(store.clone(), Vec::new());
         assert!(live.roles_for(&user("a")).is_empty());
-        let problems = live.reload(&store).await.unwrap();
+        let problems = live.reload().await.unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("[broken]"));
         assert_eq!(live.roles_for(&user("a")), ["r"]);

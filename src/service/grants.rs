@@ -1,0 +1,212 @@
+//! The token-grant service: `POST /_security/oauth2/token` (password, client_credentials and
+//! refresh_token grants) and `DELETE /_security/oauth2/token`, over the token service, with
+//! their metrics and audit events. Handlers validate the request and the caller's privilege;
+//! this decides what is issued, refreshed or invalidated.
+
+use crate::auth::caller::{Authenticator, PasswordRefused};
+use crate::auth::{Authentication, AuthenticationType};
+use crate::config::Settings;
+use crate::metrics::{Metrics, TokenEvent};
+use crate::model::UserRecord;
+use crate::store::{Invalidation, InvalidationCounts};
+use crate::tokens::format::TokenKind;
+use crate::tokens::{IssuedPair, Lifetimes, RefreshError, TokenError, TokenService};
+use std::net::IpAddr;
+
+/// Tokens issued by a grant, and whom they stand for.
+#[derive(Debug)]
+pub struct Granted {
+    pub pair: IssuedPair,
+    pub user: UserRecord,
+    pub kind: AuthenticationType,
+    /// Access token lifetime in seconds.
+    pub expires_in: u64,
+}
+
+/// Why a grant failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// The password grant's user or password was refused.
+    #[error("the password of [{username}] was refused")]
+    Password {
+        username: String,
+        refused: PasswordRefused,
+    },
+    /// The refresh token was refused (`caller` is who asked, for the log).
+    #[error("refresh refused ({}) for caller [{caller}]", refused.code())]
+    Refresh {
+        refused: RefreshError,
+        caller: String,
+    },
+    #[error(transparent)]
+    Token(TokenError),
+}
+
+impl From<TokenError> for GrantError {
+    fn from(e: TokenError) -> Self {
+        GrantError::Token(e)
+    }
+}
+
+/// What `DELETE /_security/oauth2/token` invalidates.
+#[derive(Debug, Clone, Copy)]
+pub enum InvalidateTarget<'a> {
+    AccessToken(&'a str),
+    RefreshToken(&'a str),
+    /// Every token of a realm, of a user name, or of both.
+    Owner {
+        realm: Option<&'a str>,
+        username: Option<&'a str>,
+    },
+}
+
+impl InvalidateTarget<'_> {
+    /// One token named (an unknown one is 404), rather than an owner (an empty match is 200).
+    pub fn is_single(&self) -> bool {
+        !matches!(self, InvalidateTarget::Owner { .. })
+    }
+}
+
+/// The grant use cases over one configuration snapshot.
+pub struct Grants<'a> {
+    pub settings: &'a Settings,
+    pub tokens: &'a TokenService,
+    pub callers: &'a Authenticator,
+    pub metrics: &'a Metrics,
+}
+
+impl Grants<'_> {
+    fn lifetimes(&self) -> Lifetimes {
+        Lifetimes {
+            access: self.settings.token.timeout,
+            refresh: self.settings.token.refresh_timeout,
+        }
+    }
+
+    fn granted(&self, pair: IssuedPair, user: UserRecord, kind: AuthenticationType) -> Granted {
+        Granted {
+            pair,
+            user,
+            kind,
+            expires_in: self.lifetimes().access.as_secs(),
+        }
+    }
+
+    /// The password grant: a token pair for a configured user, created by `caller`.
+    pub async fn password(
+        &self,
+        caller: &Authentication,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Granted, GrantError> {
+        let user = self
+            .callers
+            .verify_password(self.settings, self.metrics, username, password, client)
+            .await
+            .map_err(|refused| GrantError::Password {
+                username: username.to_string(),
+                refused,
+            })?;
+        let user = (*user.user).clone();
+        let pair = self
+            .tokens
+            .issue(
+                user.clone(),
+                caller.client_ref(),
+                self.lifetimes(),
+                true,
+                None,
+            )
+            .await?;
+        self.metrics.token(TokenEvent::Issued);
+        Ok(self.granted(pair, user, AuthenticationType::Realm))
+    }
+
+    /// The client_credentials grant: an access token (no refresh token) for the caller itself.
+    pub async fn client_credentials(&self, caller: &Authentication) -> Result<Granted, GrantError> {
+        let user = (*caller.user).clone();
+        let pair = self
+            .tokens
+            .issue(
+                user.clone(),
+                caller.client_ref(),
+                self.lifetimes(),
+                false,
+                None,
+            )
+            .await?;
+        self.metrics.token(TokenEvent::Issued);
+        Ok(self.granted(pair, user, caller.kind))
+    }
+
+    /// The refresh_token grant: a new pair for a pair `caller` created (`token.refresh_reuse`
+    /// decides a reuse after the same-pair window).
+    pub async fn refresh(
+        &self,
+        caller: &Authentication,
+        refresh_token: &str,
+    ) -> Result<Granted, GrantError> {
+        let client = caller.client_ref();
+        let reuse = self.settings.token.refresh_reuse;
+        let (pair, user) = self
+            .tokens
+            .refresh(refresh_token, &client, self.lifetimes(), reuse)
+            .await
+            .map_err(|e| match e {
+                TokenError::Refresh(r) => {
+                    if r == RefreshError::ReusedAfterWindow {
+                        self.metrics.token(TokenEvent::RefreshReuse);
+                    }
+                    GrantError::Refresh {
+                        refused: r,
+                        caller: client.username.clone(),
+                    }
+                }
+                other => GrantError::Token(other),
+            })?;
+        self.metrics.token(TokenEvent::Refreshed);
+        Ok(self.granted(pair, user, AuthenticationType::Realm))
+    }
+
+    /// Invalidate what `target` names, on behalf of `by`; counts of what changed.
+    pub async fn invalidate(
+        &self,
+        by: &Authentication,
+        target: InvalidateTarget<'_>,
+    ) -> Result<InvalidationCounts, TokenError> {
+        let counts = match target {
+            InvalidateTarget::AccessToken(t) => {
+                self.tokens.invalidate_token(TokenKind::Access, t).await?
+            }
+            InvalidateTarget::RefreshToken(r) => {
+                self.tokens.invalidate_token(TokenKind::Refresh, r).await?
+            }
+            InvalidateTarget::Owner { realm, username } => Some(
+                self.tokens
+                    .invalidate(Invalidation::Owner {
+                        realm: realm.map(str::to_string),
+                        username: username.map(str::to_string),
+                    })
+                    .await?,
+            ),
+        }
+        .unwrap_or_default();
+        self.metrics.tokens_invalidated(counts.invalidated);
+        let (realm, username) = match target {
+            InvalidateTarget::Owner { realm, username } => (realm, username),
+            _ => (None, None),
+        };
+        tracing::info!(
+            target: "audit",
+            event = "tokens_invalidated",
+            by = ?by.user.username,
+            realm = realm.unwrap_or(""),
+            username = username.unwrap_or(""),
+            invalidated = counts.invalidated,
+            previously_invalidated = counts.previously_invalidated,
+            "token invalidation"
+        );
+        Ok(counts)
+    }
+}
