@@ -4,15 +4,15 @@
 
 pub mod app;
 pub mod auth;
-pub mod claims;
+mod claims;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod http;
-pub mod json;
-pub mod logging;
+mod json;
+mod logging;
 pub mod metrics;
 pub mod model;
 pub mod oidc;
@@ -21,9 +21,9 @@ pub mod realm;
 pub mod reload;
 pub mod roles;
 pub mod secret;
-pub mod service;
+pub(crate) mod service;
 pub mod store;
-pub mod text;
+mod text;
 pub mod tokens;
 
 pub use app::AppState;
