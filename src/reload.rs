@@ -148,18 +148,6 @@ pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
     }
 }
 
-/// Read every JWKS file of the running realms again (keeping the last good set of a file
-/// that does not parse). Returns how many sets were replaced.
-pub fn reload_jwks_files(state: &AppState) -> usize {
-    let now = state.clock.now_millis();
-    let rt = state.runtime();
-    rt.realms
-        .iter()
-        .filter(|r| matches!(r.keys().source(), JwksSource::File(_)))
-        .filter(|r| r.keys().reload_file(r.name(), now).unwrap_or(false))
-        .count()
-}
-
 /// The periodic refresh of URL key sets, once (the refresher task calls this).
 pub async fn refresh_jwks(state: &AppState) -> usize {
     let rt = state.runtime();
