@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
+mod glob;
 pub mod http;
 mod json;
 mod logging;

@@ -309,12 +309,12 @@ fn filter_object(obj: &Map<String, Value>, prefix: &str, keys: &[String]) -> Map
         } else {
             format!("{prefix}.{k}")
         };
-        if keys.iter().any(|p| glob_matches(p, &path)) {
+        if keys.iter().any(|p| crate::glob::matches(p, &path)) {
             out.insert(k.clone(), v.clone());
             continue;
         }
         let deeper = format!("{path}.");
-        if !keys.iter().any(|p| glob_extends(p, &deeper)) {
+        if !keys.iter().any(|p| crate::glob::extends(p, &deeper)) {
             continue;
         }
         match v {
@@ -352,50 +352,6 @@ fn filter_array(items: &[Value], path: &str, keys: &[String]) -> Vec<Value> {
             _ => None,
         })
         .collect()
-}
-
-/// The positions of `pattern` reachable after reading `text` (`*`: any run of bytes).
-fn glob_states(pattern: &[u8], text: &[u8]) -> Vec<bool> {
-    let n = pattern.len();
-    let close = |states: &mut Vec<bool>| {
-        for i in 0..n {
-            if states[i] && pattern[i] == b'*' {
-                states[i + 1] = true;
-            }
-        }
-    };
-    let mut states = vec![false; n + 1];
-    states[0] = true;
-    close(&mut states);
-    for &c in text {
-        let mut next = vec![false; n + 1];
-        for i in 0..n {
-            if !states[i] {
-                continue;
-            }
-            if pattern[i] == b'*' {
-                next[i] = true;
-            } else if pattern[i] == c {
-                next[i + 1] = true;
-            }
-        }
-        close(&mut next);
-        states = next;
-        if !states.contains(&true) {
-            break;
-        }
-    }
-    states
-}
-
-/// Whether `pattern` matches all of `text`.
-fn glob_matches(pattern: &str, text: &str) -> bool {
-    glob_states(pattern.as_bytes(), text.as_bytes())[pattern.len()]
-}
-
-/// Whether `pattern` could match some text starting with `prefix`.
-fn glob_extends(pattern: &str, prefix: &str) -> bool {
-    glob_states(pattern.as_bytes(), prefix.as_bytes())[..pattern.len()].contains(&true)
 }
 
 /// Elasticsearch's profile object: `uid`, `enabled`, `last_synchronized`, `user`, `labels`,
@@ -850,19 +806,6 @@ mod tests {
             json!({"apm": {"list": [{"b": 2}, {"b": 4}]}})
         );
         assert_eq!(f("nope,kibana.nope,other.x"), json!({}));
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_matches("a*c", "abbbc"));
-        assert!(glob_matches("a*c", "ac"));
-        assert!(glob_matches("**", ""));
-        assert!(!glob_matches("a*c", "acb"));
-        assert!(glob_extends("a.b", "a."));
-        assert!(!glob_extends("a.b", "a.b."));
-        assert!(glob_extends("a*", "a.b.c."));
-        assert!(!glob_extends("x*", "a."));
-        assert!(!glob_extends("", "a."));
     }
 
     #[test]
