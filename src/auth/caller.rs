@@ -4,7 +4,7 @@
 //! bearer access tokens from the token service; then the request limits per caller and
 //! address. Errors are typed here and mapped to HTTP in one place (`http::errors`).
 
-use super::limits::{self, Keyed, RateLimited, RequestLimits};
+use super::limits::{self, CallerKey, Keyed, RateLimited, RequestLimits};
 use super::{basic_verify, hash_password, BasicVerifier};
 use super::{service_tokens, Action, Authentication, AuthenticationType, CallerUser, Forbidden};
 use crate::config::{LimitSettings, PasswordHash, Settings};
@@ -328,8 +328,10 @@ impl Caller {
         if RequestLimits::applies_to(action) {
             self.limits
                 .admit(
-                    &self.auth.user.username,
-                    &self.auth.user.realm.name,
+                    CallerKey {
+                        username: &self.auth.user.username,
+                        realm: &self.auth.user.realm.name,
+                    },
                     self.client,
                 )
                 .map_err(Denied::RateLimited)?;

@@ -37,6 +37,14 @@ pub fn forget_idle<K: std::hash::Hash + Eq + Clone>(l: &Keyed<K>) {
     l.shrink_to_fit();
 }
 
+/// Whom the per-caller limit counts: a user name within its realm (the same name in another
+/// realm is another caller).
+#[derive(Debug, Clone, Copy)]
+pub struct CallerKey<'a> {
+    pub username: &'a str,
+    pub realm: &'a str,
+}
+
 /// A request over a request limit (429): `what` is over it ("client address" or "caller").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimited {
@@ -103,12 +111,7 @@ impl RequestLimits {
 
     /// Count one request of `caller` (user name and realm) from `client`; 429 when either
     /// is over its limit.
-    pub fn admit(
-        &self,
-        caller: &str,
-        realm: &str,
-        client: Option<IpAddr>,
-    ) -> Result<(), RateLimited> {
+    pub fn admit(&self, caller: CallerKey<'_>, client: Option<IpAddr>) -> Result<(), RateLimited> {
         let refused = |what: &'static str, not_until: governor::NotUntil<_>| RateLimited {
             what,
             retry_after_secs: retry_after_secs(&not_until),
@@ -120,7 +123,7 @@ impl RequestLimits {
             })?;
         }
         if let Some(l) = &self.per_caller {
-            let key = format!("{caller}\u{0}{realm}");
+            let key = format!("{}\u{0}{}", caller.username, caller.realm);
             l.check_key(&key).map_err(|n| {
                 self.refused.inc(Limit::RequestsPerCaller);
                 refused("caller", n)
@@ -144,6 +147,10 @@ impl RequestLimits {
 mod tests {
     use super::*;
 
+    fn key<'a>(username: &'a str, realm: &'a str) -> CallerKey<'a> {
+        CallerKey { username, realm }
+    }
+
     fn limits(per_caller: u32, per_address: u32) -> RequestLimits {
         RequestLimits::new(LimitSettings {
             requests_per_caller: per_caller,
@@ -156,14 +163,14 @@ mod tests {
     fn a_caller_over_its_burst_is_refused_others_are_not() {
         let l = limits(5, 0);
         for _ in 0..10 {
-            l.admit("a", "default_file", None).unwrap();
+            l.admit(key("a", "default_file"), None).unwrap();
         }
-        let e = l.admit("a", "default_file", None).unwrap_err();
+        let e = l.admit(key("a", "default_file"), None).unwrap_err();
         assert_eq!(e.what, "caller");
         assert!(e.retry_after_secs >= 1);
-        l.admit("b", "default_file", None).unwrap();
+        l.admit(key("b", "default_file"), None).unwrap();
         // The same name in another realm is another caller.
-        l.admit("a", "oidc1", None).unwrap();
+        l.admit(key("a", "oidc1"), None).unwrap();
     }
 
     #[test]
@@ -171,19 +178,19 @@ mod tests {
         let l = limits(0, 3);
         let ip: IpAddr = "127.0.0.2".parse().unwrap();
         for i in 0..6 {
-            l.admit(&format!("u{i}"), "r", Some(ip)).unwrap();
+            l.admit(key(&format!("u{i}"), "r"), Some(ip)).unwrap();
         }
-        assert!(l.admit("u9", "r", Some(ip)).is_err());
-        l.admit("u9", "r", Some("127.0.0.3".parse().unwrap()))
+        assert!(l.admit(key("u9", "r"), Some(ip)).is_err());
+        l.admit(key("u9", "r"), Some("127.0.0.3".parse().unwrap()))
             .unwrap();
-        l.admit("u9", "r", None).unwrap();
+        l.admit(key("u9", "r"), None).unwrap();
     }
 
     #[test]
     fn zero_means_no_limit() {
         let l = limits(0, 0);
         for _ in 0..10_000 {
-            l.admit("a", "r", Some("127.0.0.1".parse().unwrap()))
+            l.admit(key("a", "r"), Some("127.0.0.1".parse().unwrap()))
                 .unwrap();
         }
     }
