@@ -130,9 +130,7 @@ impl From<TokenError> for ApiError {
             TokenError::Store(s) => s.into(),
             TokenError::Bearer(b) => b.into(),
             TokenError::Refresh(r) => ApiError::oauth("invalid_grant", r.to_string()),
-            TokenError::Seal(what) => {
-                ApiError::internal(format!("sealed data did not open: {what}"))
-            }
+            TokenError::Seal(what) => ApiError::internal(what.to_string()),
         }
     }
 }

@@ -710,7 +710,7 @@ pub async fn authenticate(
         realm: cfg.name.clone(),
         id_token,
     })
-    .map_err(|_| LoginError::Token(TokenError::Seal("logout data")))?;
+    .map_err(|_| LoginError::Token(TokenError::Seal(crate::tokens::SealError::EncodeLogout)))?;
     let pair = ctx
         .tokens
         .issue(

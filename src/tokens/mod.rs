@@ -100,8 +100,26 @@ pub enum TokenError {
     Bearer(BearerError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("sealed data could not be opened: {0}")]
-    Seal(&'static str),
+    #[error(transparent)]
+    Seal(SealError),
+}
+
+/// What failed when data sealed with a token (or to be sealed with one) was handled: each is
+/// a bug or corrupt storage, never a client mistake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// A new pair could not be encoded before sealing it with the refresh token.
+    #[error("the new token pair could not be encoded for sealing")]
+    EncodePair,
+    /// The logout data of a login (realm, ID token) could not be encoded.
+    #[error("the logout data could not be encoded for sealing")]
+    EncodeLogout,
+    /// The store reported a concurrent refresh, but the pair records none.
+    #[error("the store reported a concurrent refresh of a pair that records none")]
+    RaceWithoutRefresh,
+    /// The pair a refresh produced, sealed with the refresh token, did not open or decode.
+    #[error("the superseding pair sealed with the refresh token could not be opened")]
+    SupersedingPair,
 }
 
 /// The token service. Cheap to clone.
@@ -248,7 +266,7 @@ impl TokenService {
             doc.family,
             carried.as_deref(),
         );
-        let sealed_pair = serde_json::to_vec(&pair).map_err(|_| TokenError::Seal("encode"))?;
+        let sealed_pair = serde_json::to_vec(&pair).map_err(|_| TokenError::Seal(SealError::EncodePair))?;
         let refreshed = Refreshed {
             at: now,
             superseding: secret.seal(&sealed_pair),
@@ -258,7 +276,7 @@ impl TokenService {
             RefreshOutcome::AlreadyRefreshed(current) => {
                 // Lost a race with a concurrent refresh of the same token: answer its pair.
                 let Some(r) = &current.refreshed else {
-                    return Err(TokenError::Seal("race without refresh"));
+                    return Err(TokenError::Seal(SealError::RaceWithoutRefresh));
                 };
                 self.superseding(&current, r, &secret, now, reuse).await
             }
@@ -323,9 +341,9 @@ impl TokenService {
         }
         let plain = secret
             .open(&refreshed.superseding)
-            .ok_or(TokenError::Seal("superseding pair"))?;
+            .ok_or(TokenError::Seal(SealError::SupersedingPair))?;
         let pair: IssuedPair =
-            serde_json::from_slice(&plain).map_err(|_| TokenError::Seal("superseding pair"))?;
+            serde_json::from_slice(&plain).map_err(|_| TokenError::Seal(SealError::SupersedingPair))?;
         Ok((pair, doc.user.clone()))
     }
 
