@@ -15,9 +15,9 @@
 //! token, or the client secret; what the OP says (`error`, `error_description`) is kept,
 //! cleaned of control characters and truncated.
 //!
-//! One file per concern: [`calls`] (the outbound calls), [`auth`] (client authentication),
-//! [`response`] (parsing what the OP answers), [`error`] ([`OpError`]), [`transport`] (the
-//! HTTP client and its plumbing) and [`tls`] (the rustls configuration).
+//! One file per concern: `calls` (the outbound calls), `auth` (client authentication),
+//! `response` (parsing what the OP answers), `error` ([`OpError`]), `transport` (the
+//! HTTP client and its plumbing) and `tls` (the rustls configuration).
 
 mod auth;
 mod calls;
