@@ -23,6 +23,11 @@ const CIPHER_SUITES: &[&str] = &[
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
 ];
 
+/// Default of `op.jwkset_reload_interval`: how often a JWKS URL is fetched again.
+const JWKSET_RELOAD_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default of `op.jwkset_min_refetch_interval`: the least time between two fetches of a URL.
+const JWKSET_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+
 /// All realms, sorted by `order`, with `order` checked unique.
 pub(super) fn realms(ctx: &mut Ctx) -> Vec<RealmConfig> {
     let names: BTreeSet<String> = ctx
@@ -220,11 +225,10 @@ fn realm(
         }
     });
 
-    let jwkset_reload_interval =
-        ctx.time(&k("op.jwkset_reload_interval"), Duration::from_secs(3600));
+    let jwkset_reload_interval = ctx.time(&k("op.jwkset_reload_interval"), JWKSET_RELOAD_INTERVAL);
     let jwkset_min_refetch_interval = ctx.time(
         &k("op.jwkset_min_refetch_interval"),
-        Duration::from_secs(30),
+        JWKSET_MIN_REFETCH_INTERVAL,
     );
     for (key, d) in [
         ("op.jwkset_reload_interval", jwkset_reload_interval),

@@ -22,11 +22,6 @@ use arc_swap::ArcSwapOption;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Default of `op.jwkset_min_refetch_interval`: the least time between two fetches of a URL.
-pub const MIN_REFETCH: Duration = Duration::from_secs(30);
-/// Default of `op.jwkset_reload_interval`: how often a JWKS URL is fetched again.
-pub const RELOAD_INTERVAL: Duration = Duration::from_secs(3600);
-
 /// What the realm knows about its key set, for logs and the status API.
 #[derive(Debug, Clone, Default)]
 pub struct KeysStatus {

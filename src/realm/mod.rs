@@ -37,11 +37,6 @@ pub struct Realm {
 }
 
 impl Realm {
-    /// A realm with fresh keys (a JWKS file is read now).
-    pub fn new(config: RealmConfig) -> Result<Self, String> {
-        Self::build(config, None, crate::clock::SystemClock.now_millis())
-    }
-
     /// A realm; `keys`: the key set of the previous realm of this name, when its
     /// `op.jwkset_path` is unchanged (kept across a reload).
     fn build(
