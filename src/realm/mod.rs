@@ -1,8 +1,11 @@
 //! OpenID Connect realms: prepare, authenticate and logout for each configured realm
 //! (Elasticsearch's `_security/oidc/*`), with single-use server-side flow state.
 
+mod build_error;
 pub mod flow;
 pub mod keys;
+
+pub use build_error::{RealmBuildError, RealmBuildErrors};
 
 use crate::claims::{self, MappedUser};
 use crate::clock::{Clock, UnixMillis};
@@ -43,9 +46,11 @@ impl Realm {
         config: RealmConfig,
         keys: Option<Arc<RealmKeys>>,
         now: UnixMillis,
-    ) -> Result<Self, String> {
-        let client = OpClient::new(&config)
-            .map_err(|e| format!("realms.{}: cannot build the HTTP client: {e}", config.name))?;
+    ) -> Result<Self, RealmBuildError> {
+        let client = OpClient::new(&config).map_err(|error| RealmBuildError::HttpClient {
+            realm: config.name.clone(),
+            error,
+        })?;
         let keys = match keys {
             Some(k) => k,
             None => Arc::new(RealmKeys::new(&config.op.jwkset, &config.name, now)?),
@@ -75,7 +80,7 @@ pub struct Realms {
 
 impl Realms {
     /// Build every realm of `settings` (reads file JWKS); every failure is collected.
-    pub fn build(settings: &Settings) -> Result<Self, Vec<String>> {
+    pub fn build(settings: &Settings) -> Result<Self, RealmBuildErrors> {
         Self::build_from(settings, None, crate::clock::SystemClock.now_millis())
     }
 
@@ -86,7 +91,7 @@ impl Realms {
         settings: &Settings,
         previous: Option<&Realms>,
         now: UnixMillis,
-    ) -> Result<Self, Vec<String>> {
+    ) -> Result<Self, RealmBuildErrors> {
         let mut realms = Realms::default();
         let mut errors = Vec::new();
         for cfg in &settings.realms {
@@ -110,7 +115,7 @@ impl Realms {
         if errors.is_empty() {
             Ok(realms)
         } else {
-            Err(errors)
+            Err(RealmBuildErrors(errors))
         }
     }
 

@@ -1,5 +1,6 @@
 //! Why a call to the OP failed: [`OpError`] (with its stable codes and its log-safe
-//! `Display`) and the [`Endpoint`] a call went to.
+//! `Display`) and the [`Endpoint`] a call went to; and why a client could not be built
+//! ([`ClientBuildError`]).
 
 use super::MAX_RESPONSE_BYTES;
 use std::fmt;
@@ -187,3 +188,14 @@ impl fmt::Display for OpError {
 }
 
 impl std::error::Error for OpError {}
+
+/// Why [`OpClient::new`](super::OpClient::new) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientBuildError {
+    /// A TLS setting or PEM file is unusable (the message names the setting and the file).
+    #[error("{0}")]
+    Tls(String),
+    /// The HTTP client itself could not be built (detail: the error chain).
+    #[error("could not build the HTTP client: {0}")]
+    Http(String),
+}

@@ -26,7 +26,7 @@ mod response;
 mod tls;
 mod transport;
 
-pub use error::{Endpoint, OpError};
+pub use error::{ClientBuildError, Endpoint, OpError};
 pub use response::TokenEndpointResponse;
 
 use crate::config::RealmConfig;
@@ -52,11 +52,11 @@ impl fmt::Debug for OpClient {
 impl OpClient {
     /// Build the client from the realm's `http.*` and `ssl.*` settings. Fails (with a message
     /// naming the setting) if a PEM file cannot be read or the TLS settings are unusable.
-    pub fn new(realm: &RealmConfig) -> Result<OpClient, String> {
+    pub fn new(realm: &RealmConfig) -> Result<OpClient, ClientBuildError> {
         let prefix = format!("xpack.security.authc.realms.oidc.{}.", realm.name);
-        let tls = tls_config(&realm.ssl, &prefix)?;
-        let http = http_client(&realm.http, tls)
-            .map_err(|e| format!("could not build the HTTP client: {}", error_chain(&e)))?;
+        let tls = tls_config(&realm.ssl, &prefix).map_err(ClientBuildError::Tls)?;
+        let http =
+            http_client(&realm.http, tls).map_err(|e| ClientBuildError::Http(error_chain(&e)))?;
         Ok(OpClient { http })
     }
 }

@@ -1330,10 +1330,10 @@ fn bad_pem_files_fail_with_the_setting_name() {
     let dir = tempfile::tempdir().unwrap();
     let mut realm = realm_with(None, ClientAuthMethod::ClientSecretBasic);
     realm.ssl.certificate_authorities = vec![write_temp(&dir, "empty.pem", "not a pem\n")];
-    let e = OpClient::new(&realm).unwrap_err();
+    let e = OpClient::new(&realm).unwrap_err().to_string();
     assert!(e.contains("ssl.certificate_authorities"), "{e}");
     realm.ssl.certificate_authorities = vec![dir.path().join("missing.pem")];
-    let e = OpClient::new(&realm).unwrap_err();
+    let e = OpClient::new(&realm).unwrap_err().to_string();
     assert!(e.contains("ssl.certificate_authorities"), "{e}");
 }
 
