@@ -23,6 +23,11 @@ const CIPHER_SUITES: &[&str] = &[
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
 ];
 
+/// Default of `op.jwkset_reload_interval`: how often a JWKS URL is fetched again.
+const JWKSET_RELOAD_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default of `op.jwkset_min_refetch_interval`: the least time between two fetches of a URL.
+const JWKSET_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+
 /// All realms, sorted by `order`, with `order` checked unique.
 pub(super) fn realms(ctx: &mut Ctx) -> Vec<RealmConfig> {
     let names: BTreeSet<String> = ctx
@@ -67,6 +72,8 @@ pub(super) fn realms(ctx: &mut Ctx) -> Vec<RealmConfig> {
     out
 }
 
+/// One realm: each section checked in turn (every error is recorded, in the order of the
+/// sections), then assembled if all of them are valid.
 fn realm(
     ctx: &mut Ctx,
     name: &str,
@@ -74,25 +81,72 @@ fn realm(
     orders: &mut BTreeMap<i64, Vec<String>>,
 ) -> Option<RealmConfig> {
     let k = |key: &str| format!("{base}.{key}");
-    let mut ok = true;
+    let name_ok = check_realm_name(ctx, name, base);
+    let order = realm_order(ctx, name, &k("order"), orders);
+    let enabled = ctx.bool(&k("enabled"), true);
+    let rp = realm_rp(ctx, base);
+    let op = realm_op(ctx, base, rp.response_type);
+    let claims = realm_claims(ctx, base);
+    let populate_user_metadata = ctx.bool(&k("populate_user_metadata"), true);
+    let allowed_clock_skew = allowed_clock_skew(ctx, &k("allowed_clock_skew"));
+    let http = realm_http(ctx, base);
+    let ssl = realm_ssl(ctx, base);
+
+    if !name_ok {
+        return None;
+    }
+    Some(RealmConfig {
+        name: name.to_string(),
+        order: order?,
+        enabled: enabled?,
+        rp: rp.settings?,
+        op: op?,
+        claims: claims?,
+        populate_user_metadata: populate_user_metadata?,
+        allowed_clock_skew: allowed_clock_skew?,
+        http: http?,
+        ssl: ssl?,
+    })
+}
+
+/// The realm name: not empty, no spaces or control characters.
+fn check_realm_name(ctx: &mut Ctx, name: &str, base: &str) -> bool {
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         ctx.error(
             base,
             "realm names cannot be empty or contain spaces or control characters",
         );
-        ok = false;
+        return false;
     }
+    true
+}
 
-    let order = ctx.int(&k("order"));
-    if ctx.value(&k("order")).is_none() {
-        ctx.required(&k("order"));
+/// `order` (required), recorded in `orders` for the uniqueness check across realms.
+fn realm_order(
+    ctx: &mut Ctx,
+    name: &str,
+    key: &str,
+    orders: &mut BTreeMap<i64, Vec<String>>,
+) -> Option<i64> {
+    let order = ctx.int(key);
+    if ctx.value(key).is_none() {
+        ctx.required(key);
     }
     if let Some(o) = order {
         orders.entry(o).or_default().push(name.to_string());
     }
-    let enabled = ctx.bool(&k("enabled"), true);
+    order
+}
 
-    // rp.*
+/// The `rp.*` section, and its response type on its own (the `op.*` checks depend on it even
+/// when another `rp.*` setting is invalid).
+struct RpSection {
+    settings: Option<RpSettings>,
+    response_type: Option<ResponseType>,
+}
+
+fn realm_rp(ctx: &mut Ctx, base: &str) -> RpSection {
+    let k = |key: &str| format!("{base}.{key}");
     let client_id = ctx.req_string(&k("rp.client_id"));
     let client_secret = ctx.secret(&k("rp.client_secret"));
     if ctx.value(&k("rp.client_secret")).is_none() {
@@ -102,24 +156,7 @@ fn realm(
     let redirect_uri = redirect_uri_text
         .clone()
         .and_then(|s| ctx.parse_url(&k("rp.redirect_uri"), &s));
-    let response_type = ctx.req_string(&k("rp.response_type")).and_then(|s| {
-        match s.trim() {
-            "code" => Some(ResponseType::Code),
-            "id_token" => Some(ResponseType::IdToken),
-            "id_token token" => Some(ResponseType::IdTokenToken),
-            other => {
-                ctx.error(
-                    &k("rp.response_type"),
-                    format!(
-                        "Invalid value [{}] for [{}]. Allowed values are [code, id_token, id_token token]",
-                        shown(other),
-                        k("rp.response_type")
-                    ),
-                );
-                None
-            }
-        }
-    });
+    let response_type = response_type(ctx, &k("rp.response_type"));
     let requested_scopes = requested_scopes(ctx, &k("rp.requested_scopes"));
     let signature_algorithms = signature_algorithms(ctx, &k("rp.signature_algorithm"));
     let post_logout_redirect_uri = match ctx.string(&k("rp.post_logout_redirect_uri")) {
@@ -128,40 +165,9 @@ fn realm(
             .parse_url(&k("rp.post_logout_redirect_uri"), &s)
             .map(Some),
     };
-    let client_auth_method = match ctx.string(&k("rp.client_auth_method")).as_deref() {
-        None | Some("client_secret_basic") => Some(ClientAuthMethod::ClientSecretBasic),
-        Some("client_secret_post") => Some(ClientAuthMethod::ClientSecretPost),
-        Some("client_secret_jwt") => Some(ClientAuthMethod::ClientSecretJwt),
-        Some(other) => {
-            let key = k("rp.client_auth_method");
-            ctx.error(
-                &key,
-                format!(
-                    "Invalid value [{}] for [{key}]. Allowed values are [client_secret_basic, client_secret_post, client_secret_jwt]",
-                    shown(other)
-                ),
-            );
-            None
-        }
-    };
+    let client_auth_method = client_auth_method(ctx, &k("rp.client_auth_method"));
     let client_auth_jwt_signature_algorithm =
-        match ctx.string(&k("rp.client_auth_jwt_signature_algorithm")) {
-            None => Some(SignatureAlgorithm::HS384),
-            Some(s) => match SignatureAlgorithm::parse(s.trim()) {
-                Some(a) if a.is_hmac() => Some(a),
-                _ => {
-                    let key = k("rp.client_auth_jwt_signature_algorithm");
-                    ctx.error(
-                        &key,
-                        format!(
-                        "Invalid value [{}] for [{key}]. Allowed values are [HS256, HS384, HS512]",
-                        shown(&s)
-                    ),
-                    );
-                    None
-                }
-            },
-        };
+        client_auth_jwt_signature_algorithm(ctx, &k("rp.client_auth_jwt_signature_algorithm"));
     let pkce = ctx.bool(&k("rp.pkce"), true);
     if let Some(secret) = &client_secret {
         check_hmac_key_length(
@@ -174,8 +180,90 @@ fn realm(
                 .flatten(),
         );
     }
+    let settings = (|| {
+        Some(RpSettings {
+            client_id: client_id?,
+            client_secret: client_secret?,
+            redirect_uri: redirect_uri?,
+            redirect_uri_exact: redirect_uri_text?,
+            response_type: response_type?,
+            requested_scopes: requested_scopes?,
+            signature_algorithms: signature_algorithms?,
+            post_logout_redirect_uri: post_logout_redirect_uri?,
+            client_auth_method: client_auth_method?,
+            client_auth_jwt_signature_algorithm: client_auth_jwt_signature_algorithm?,
+            pkce: pkce?,
+        })
+    })();
+    RpSection {
+        settings,
+        response_type,
+    }
+}
 
-    // op.*
+/// `rp.response_type` (required).
+fn response_type(ctx: &mut Ctx, key: &str) -> Option<ResponseType> {
+    ctx.req_string(key).and_then(|s| match s.trim() {
+        "code" => Some(ResponseType::Code),
+        "id_token" => Some(ResponseType::IdToken),
+        "id_token token" => Some(ResponseType::IdTokenToken),
+        other => {
+            ctx.error(
+                key,
+                format!(
+                    "Invalid value [{}] for [{}]. Allowed values are [code, id_token, id_token token]",
+                    shown(other),
+                    key
+                ),
+            );
+            None
+        }
+    })
+}
+
+/// `rp.client_auth_method` (default `client_secret_basic`).
+fn client_auth_method(ctx: &mut Ctx, key: &str) -> Option<ClientAuthMethod> {
+    match ctx.string(key).as_deref() {
+        None | Some("client_secret_basic") => Some(ClientAuthMethod::ClientSecretBasic),
+        Some("client_secret_post") => Some(ClientAuthMethod::ClientSecretPost),
+        Some("client_secret_jwt") => Some(ClientAuthMethod::ClientSecretJwt),
+        Some(other) => {
+            ctx.error(
+                key,
+                format!(
+                    "Invalid value [{}] for [{key}]. Allowed values are [client_secret_basic, client_secret_post, client_secret_jwt]",
+                    shown(other)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `rp.client_auth_jwt_signature_algorithm` (default HS384; HMAC algorithms only).
+fn client_auth_jwt_signature_algorithm(ctx: &mut Ctx, key: &str) -> Option<SignatureAlgorithm> {
+    match ctx.string(key) {
+        None => Some(SignatureAlgorithm::HS384),
+        Some(s) => match SignatureAlgorithm::parse(s.trim()) {
+            Some(a) if a.is_hmac() => Some(a),
+            _ => {
+                ctx.error(
+                    key,
+                    format!(
+                        "Invalid value [{}] for [{key}]. Allowed values are [HS256, HS384, HS512]",
+                        shown(&s)
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// The `op.*` section. `response_type`: the realm's `rp.response_type`, when valid (the token
+/// endpoint is required for the code flow).
+fn realm_op(ctx: &mut Ctx, base: &str, response_type: Option<ResponseType>) -> Option<OpSettings> {
+    let k = |key: &str| format!("{base}.{key}");
     let issuer = ctx.req_string(&k("op.issuer"));
     let authorization_endpoint = ctx
         .req_string(&k("op.authorization_endpoint"))
@@ -200,15 +288,30 @@ fn realm(
     };
     let userinfo_endpoint = optional_secure_url(ctx, &k("op.userinfo_endpoint"));
     let endsession_endpoint = optional_secure_url(ctx, &k("op.endsession_endpoint"));
-    let jwkset = ctx.req_string(&k("op.jwkset_path")).and_then(|s| {
-        let key = k("op.jwkset_path");
+    let jwkset = jwkset_source(ctx, &k("op.jwkset_path"));
+    let (jwkset_reload_interval, jwkset_min_refetch_interval) = jwkset_intervals(ctx, base);
+    Some(OpSettings {
+        issuer: issuer?,
+        authorization_endpoint: authorization_endpoint?,
+        token_endpoint: token_endpoint?,
+        userinfo_endpoint: userinfo_endpoint?,
+        endsession_endpoint: endsession_endpoint?,
+        jwkset: jwkset?,
+        jwkset_reload_interval: jwkset_reload_interval?,
+        jwkset_min_refetch_interval: jwkset_min_refetch_interval?,
+    })
+}
+
+/// `op.jwkset_path` (required): an https URL, or an existing file.
+fn jwkset_source(ctx: &mut Ctx, key: &str) -> Option<JwksSource> {
+    ctx.req_string(key).and_then(|s| {
         let t = s.trim();
         let lower = t.to_ascii_lowercase();
         if lower.starts_with("https://") || lower.starts_with("http://") {
-            ctx.secure_url(&key, t).map(JwksSource::Url)
+            ctx.secure_url(key, t).map(JwksSource::Url)
         } else if lower.contains("://") {
             ctx.error(
-                &key,
+                key,
                 format!(
                     "Invalid value [{}] for [{key}]: an https URL or a file path is expected",
                     shown(t)
@@ -216,15 +319,18 @@ fn realm(
             );
             None
         } else {
-            ctx.existing_file(&key, t).map(JwksSource::File)
+            ctx.existing_file(key, t).map(JwksSource::File)
         }
-    });
+    })
+}
 
-    let jwkset_reload_interval =
-        ctx.time(&k("op.jwkset_reload_interval"), Duration::from_secs(3600));
+/// `op.jwkset_reload_interval` and `op.jwkset_min_refetch_interval`, each at least 1s.
+fn jwkset_intervals(ctx: &mut Ctx, base: &str) -> (Option<Duration>, Option<Duration>) {
+    let k = |key: &str| format!("{base}.{key}");
+    let jwkset_reload_interval = ctx.time(&k("op.jwkset_reload_interval"), JWKSET_RELOAD_INTERVAL);
     let jwkset_min_refetch_interval = ctx.time(
         &k("op.jwkset_min_refetch_interval"),
-        Duration::from_secs(30),
+        JWKSET_MIN_REFETCH_INTERVAL,
     );
     for (key, d) in [
         ("op.jwkset_reload_interval", jwkset_reload_interval),
@@ -237,8 +343,13 @@ fn realm(
             ctx.error(&k(key), format!("[{}] must be at least 1s", k(key)));
         }
     }
+    (jwkset_reload_interval, jwkset_min_refetch_interval)
+}
 
-    // claims.* and claim_patterns.*
+/// `claims.*` and `claim_patterns.*`: `claims.principal` is required, a pattern needs its
+/// claim. `None` if any of them is invalid.
+fn realm_claims(ctx: &mut Ctx, base: &str) -> Option<ClaimSettings> {
+    let k = |key: &str| format!("{base}.{key}");
     let mut claims_ok = true;
     let mut rules: BTreeMap<&str, Option<ClaimRule>> = BTreeMap::new();
     for c in ["principal", "groups", "name", "mail", "dn"] {
@@ -278,69 +389,33 @@ fn realm(
             _ => claims_ok = false,
         }
     }
-
-    let populate_user_metadata = ctx.bool(&k("populate_user_metadata"), true);
-    // Bounded: a skew of hours or days would switch the exp/iat/nbf checks off in effect.
-    const MAX_SKEW: Duration = Duration::from_secs(300);
-    let allowed_clock_skew = ctx
-        .time(&k("allowed_clock_skew"), Duration::from_secs(60))
-        .and_then(|d| {
-            if d > MAX_SKEW {
-                ctx.error(
-                    &k("allowed_clock_skew"),
-                    "must be at most 5m: a larger tolerance would accept expired ID tokens; fix the clocks (NTP) instead",
-                );
-                None
-            } else {
-                Some(d)
-            }
-        });
-    let http = realm_http(ctx, base);
-    let ssl = realm_ssl(ctx, base);
-
-    if !(ok && claims_ok) {
+    if !claims_ok {
         return None;
     }
     let mut take = |c: &str| rules.remove(c).flatten();
-    let claims = ClaimSettings {
+    Some(ClaimSettings {
         principal: take("principal")?,
         groups: take("groups"),
         name: take("name"),
         mail: take("mail"),
         dn: take("dn"),
-    };
-    Some(RealmConfig {
-        name: name.to_string(),
-        order: order?,
-        enabled: enabled?,
-        rp: RpSettings {
-            client_id: client_id?,
-            client_secret: client_secret?,
-            redirect_uri: redirect_uri?,
-            redirect_uri_exact: redirect_uri_text?,
-            response_type: response_type?,
-            requested_scopes: requested_scopes?,
-            signature_algorithms: signature_algorithms?,
-            post_logout_redirect_uri: post_logout_redirect_uri?,
-            client_auth_method: client_auth_method?,
-            client_auth_jwt_signature_algorithm: client_auth_jwt_signature_algorithm?,
-            pkce: pkce?,
-        },
-        op: OpSettings {
-            issuer: issuer?,
-            authorization_endpoint: authorization_endpoint?,
-            token_endpoint: token_endpoint?,
-            userinfo_endpoint: userinfo_endpoint?,
-            endsession_endpoint: endsession_endpoint?,
-            jwkset: jwkset?,
-            jwkset_reload_interval: jwkset_reload_interval?,
-            jwkset_min_refetch_interval: jwkset_min_refetch_interval?,
-        },
-        claims,
-        populate_user_metadata: populate_user_metadata?,
-        allowed_clock_skew: allowed_clock_skew?,
-        http: http?,
-        ssl: ssl?,
+    })
+}
+
+/// `allowed_clock_skew` (default 60s), at most 5m.
+fn allowed_clock_skew(ctx: &mut Ctx, key: &str) -> Option<Duration> {
+    // Bounded: a skew of hours or days would switch the exp/iat/nbf checks off in effect.
+    const MAX_SKEW: Duration = Duration::from_secs(300);
+    ctx.time(key, Duration::from_secs(60)).and_then(|d| {
+        if d > MAX_SKEW {
+            ctx.error(
+                key,
+                "must be at most 5m: a larger tolerance would accept expired ID tokens; fix the clocks (NTP) instead",
+            );
+            None
+        } else {
+            Some(d)
+        }
     })
 }
 

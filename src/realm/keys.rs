@@ -18,14 +18,10 @@ use crate::clock::UnixMillis;
 use crate::config::JwksSource;
 use crate::oidc::client::OpClient;
 use crate::oidc::jwks::KeySet;
+use crate::realm::RealmBuildError;
 use arc_swap::ArcSwapOption;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Default of `op.jwkset_min_refetch_interval`: the least time between two fetches of a URL.
-pub const MIN_REFETCH: Duration = Duration::from_secs(30);
-/// Default of `op.jwkset_reload_interval`: how often a JWKS URL is fetched again.
-pub const RELOAD_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// What the realm knows about its key set, for logs and the status API.
 #[derive(Debug, Clone, Default)]
@@ -76,11 +72,13 @@ impl RealmKeys {
     }
 
     /// Keys of a realm; a file source is read now (an error is a configuration error).
-    pub fn new(source: &JwksSource, realm: &str, now: UnixMillis) -> Result<Self, String> {
+    pub fn new(source: &JwksSource, realm: &str, now: UnixMillis) -> Result<Self, RealmBuildError> {
         let keys = Self::empty(source);
         if let JwksSource::File(path) = source {
-            let set = read_file(path, realm)
-                .map_err(|e| format!("realms.{realm}.op.jwkset_path: {e}"))?;
+            let set = read_file(path, realm).map_err(|detail| RealmBuildError::JwksFile {
+                realm: realm.to_string(),
+                detail,
+            })?;
             keys.current.store(Some(Arc::new(set)));
             let mut st = keys.lock_state();
             st.fetched_at = Some(now);

@@ -1,8 +1,11 @@
 //! OpenID Connect realms: prepare, authenticate and logout for each configured realm
 //! (Elasticsearch's `_security/oidc/*`), with single-use server-side flow state.
 
+mod build_error;
 pub mod flow;
 pub mod keys;
+
+pub use build_error::{RealmBuildError, RealmBuildErrors};
 
 use crate::claims::{self, MappedUser};
 use crate::clock::{Clock, UnixMillis};
@@ -37,20 +40,17 @@ pub struct Realm {
 }
 
 impl Realm {
-    /// A realm with fresh keys (a JWKS file is read now).
-    pub fn new(config: RealmConfig) -> Result<Self, String> {
-        Self::build(config, None, crate::clock::SystemClock.now_millis())
-    }
-
     /// A realm; `keys`: the key set of the previous realm of this name, when its
     /// `op.jwkset_path` is unchanged (kept across a reload).
     fn build(
         config: RealmConfig,
         keys: Option<Arc<RealmKeys>>,
         now: UnixMillis,
-    ) -> Result<Self, String> {
-        let client = OpClient::new(&config)
-            .map_err(|e| format!("realms.{}: cannot build the HTTP client: {e}", config.name))?;
+    ) -> Result<Self, RealmBuildError> {
+        let client = OpClient::new(&config).map_err(|error| RealmBuildError::HttpClient {
+            realm: config.name.clone(),
+            error,
+        })?;
         let keys = match keys {
             Some(k) => k,
             None => Arc::new(RealmKeys::new(&config.op.jwkset, &config.name, now)?),
@@ -80,7 +80,7 @@ pub struct Realms {
 
 impl Realms {
     /// Build every realm of `settings` (reads file JWKS); every failure is collected.
-    pub fn build(settings: &Settings) -> Result<Self, Vec<String>> {
+    pub fn build(settings: &Settings) -> Result<Self, RealmBuildErrors> {
         Self::build_from(settings, None, crate::clock::SystemClock.now_millis())
     }
 
@@ -91,7 +91,7 @@ impl Realms {
         settings: &Settings,
         previous: Option<&Realms>,
         now: UnixMillis,
-    ) -> Result<Self, Vec<String>> {
+    ) -> Result<Self, RealmBuildErrors> {
         let mut realms = Realms::default();
         let mut errors = Vec::new();
         for cfg in &settings.realms {
@@ -115,7 +115,7 @@ impl Realms {
         if errors.is_empty() {
             Ok(realms)
         } else {
-            Err(errors)
+            Err(RealmBuildErrors(errors))
         }
     }
 
@@ -512,17 +512,63 @@ pub async fn authenticate(
     ctx: &LoginContext<'_>,
 ) -> Result<LoginOutcome, LoginError> {
     // 1. The redirect, parsed: a realm's flow is found through its state.
-    let given = Redirect::parse(&params.redirect_uri)?;
-    let query = part_params(given.url().query())?;
-    let fragment = part_params(given.url().fragment())?;
-    if query.contains_key("state") && fragment.contains_key("state") {
-        return Err(LoginError::DuplicateParam("state".into()));
-    }
+    let redirect = RedirectParts::parse(&params.redirect_uri)?;
+    // 2. The pending login, consumed; the redirect is for its realm and carries its state.
+    let (realm, secrets, redirect_state) = consume_flow(realms, &params, &redirect, ctx).await?;
+    let cfg = &realm.config;
+    check_redirect_target(cfg, &redirect.given)?;
+    let p = response_params(cfg, &redirect, &redirect_state)?;
+    // 3. An error response from the OP, and 4. the response type.
+    check_response(cfg, p)?;
+    // 5. The ID token (and OP access token): from the token endpoint or the fragment.
+    let tokens = obtain_tokens(&realm, p, &secrets, ctx).await?;
+    // 6. Validate the ID token (OpenID Connect Core 3.1.3.7, in `oidc::id_token`).
+    let claims = validate_id_token(&realm, &tokens, &secrets, ctx).await?;
+    // 7. UserInfo, merged into the claims.
+    let all_claims = userinfo_claims(&realm, &claims, tokens.op_access_token.as_ref()).await?;
+    // 8. The user, its roles, and a token pair bound to the realm and the facilitator.
+    let user = map_user(cfg, &all_claims, ctx)?;
+    let pair = issue_tokens(cfg, &user, tokens.id_token, ctx).await?;
+    Ok(LoginOutcome { pair, user })
+}
 
-    // 2. The state in the redirect equals the state in the request, and names a pending flow
-    //    of this caller (and of the requested realm), which is consumed now, in one atomic
-    //    step: whatever happens next, it cannot be used again. A flow of another caller or
-    //    realm is left pending, so a facilitator that learnt a state cannot burn the login.
+/// The OP's redirect: parsed, with the parameters of its query and of its fragment.
+struct RedirectParts {
+    given: Redirect,
+    query: BTreeMap<String, String>,
+    fragment: BTreeMap<String, String>,
+}
+
+impl RedirectParts {
+    /// Step 1: parse the redirect; a parameter given twice in one part, or a state in both
+    /// parts, is refused.
+    fn parse(redirect_uri: &str) -> Result<Self, LoginError> {
+        let given = Redirect::parse(redirect_uri)?;
+        let query = part_params(given.url().query())?;
+        let fragment = part_params(given.url().fragment())?;
+        if query.contains_key("state") && fragment.contains_key("state") {
+            return Err(LoginError::DuplicateParam("state".into()));
+        }
+        Ok(Self {
+            given,
+            query,
+            fragment,
+        })
+    }
+}
+
+/// Step 2: the state in the redirect equals the state in the request, and names a pending flow
+/// of this caller (and of the requested realm), which is consumed now, in one atomic step:
+/// whatever happens next, it cannot be used again. A flow of another caller or realm is left
+/// pending, so a facilitator that learnt a state cannot burn the login. Then the nonce of the
+/// request must be the flow's. Returns the flow's realm, its secrets and the redirect's state.
+async fn consume_flow(
+    realms: &Realms,
+    params: &AuthenticateParams,
+    redirect: &RedirectParts,
+    ctx: &LoginContext<'_>,
+) -> Result<(Arc<Realm>, FlowSecrets, String), LoginError> {
+    let (query, fragment) = (&redirect.query, &redirect.fragment);
     let Some(redirect_state) = query.get("state").or_else(|| fragment.get("state")) else {
         let either = |k: &str| query.get(k).or_else(|| fragment.get(k)).cloned();
         if let Some(error) = either("error") {
@@ -567,13 +613,17 @@ pub async fn authenticate(
         .get(&flow_realm)
         .ok_or_else(|| LoginError::UnknownRealm(flow_realm.clone()))?
         .clone();
-    let cfg = &realm.config;
     if !ct_eq(
         secrets.nonce.as_bytes(),
         params.nonce.expose_secret().as_bytes(),
     ) {
         return Err(LoginError::NonceMismatch);
     }
+    Ok((realm, secrets, redirect_state.clone()))
+}
+
+/// The redirect goes to the realm's `rp.redirect_uri` (scheme, host, port and path).
+fn check_redirect_target(cfg: &RealmConfig, given: &Redirect) -> Result<(), LoginError> {
     let redirect = given.resolve(&cfg.rp.redirect_uri)?;
     if !same_base(&redirect, &cfg.rp.redirect_uri) {
         return Err(LoginError::RedirectMismatch {
@@ -587,12 +637,20 @@ pub async fn authenticate(
             ),
         });
     }
-    // The response parameters: the query for the code flow, the fragment for the implicit
-    // flows (an OP error may come in the query for those too). The state must be among them.
+    Ok(())
+}
+
+/// The response parameters: the query for the code flow, the fragment for the implicit flows
+/// (an OP error may come in the query for those too). The state must be among them.
+fn response_params<'r>(
+    cfg: &RealmConfig,
+    redirect: &'r RedirectParts,
+    redirect_state: &str,
+) -> Result<&'r BTreeMap<String, String>, LoginError> {
     let p = match cfg.rp.response_type {
-        ResponseType::Code => &query,
-        _ if fragment.is_empty() => &query,
-        _ => &fragment,
+        ResponseType::Code => &redirect.query,
+        _ if redirect.fragment.is_empty() => &redirect.query,
+        _ => &redirect.fragment,
     };
     // (Both sides come from the redirect, but every state comparison goes through ct_eq.)
     if !p
@@ -601,14 +659,18 @@ pub async fn authenticate(
     {
         return Err(LoginError::StateMismatch);
     }
-    // 3. An error response from the OP.
+    Ok(p)
+}
+
+/// Steps 3 and 4: an error response from the OP fails the login; otherwise the response type
+/// the parameters imply must be the configured one.
+fn check_response(cfg: &RealmConfig, p: &BTreeMap<String, String>) -> Result<(), LoginError> {
     if let Some(error) = p.get("error") {
         return Err(LoginError::OpError {
             error: error.clone(),
             description: p.get("error_description").cloned().unwrap_or_default(),
         });
     }
-    // 4. The response type the redirect implies must be the configured one.
     let implied = if p.contains_key("code") {
         ResponseType::Code
     } else if p.contains_key("access_token") {
@@ -624,8 +686,26 @@ pub async fn authenticate(
             configured: cfg.rp.response_type.as_str().to_string(),
         });
     }
+    Ok(())
+}
 
-    // 5. The ID token (and OP access token): from the token endpoint or the fragment.
+/// What the OP handed over for this login. (No `Debug`: it holds the tokens.)
+struct OpTokens {
+    id_token: String,
+    op_access_token: Option<Secret<String>>,
+    /// The authorization code (code flow), for the `c_hash` check.
+    code: Option<String>,
+}
+
+/// Step 5: the code flow exchanges the code at the token endpoint; the implicit flows take the
+/// tokens from the fragment (`id_token token`: only a Bearer `token_type`).
+async fn obtain_tokens(
+    realm: &Realm,
+    p: &BTreeMap<String, String>,
+    secrets: &FlowSecrets,
+    ctx: &LoginContext<'_>,
+) -> Result<OpTokens, LoginError> {
+    let cfg = &realm.config;
     let (id_token, op_access_token, code) = match cfg.rp.response_type {
         ResponseType::Code => {
             let code = p.get("code").cloned().unwrap_or_default();
@@ -658,12 +738,25 @@ pub async fn authenticate(
             )
         }
     };
+    Ok(OpTokens {
+        id_token,
+        op_access_token,
+        code,
+    })
+}
 
-    // 6. Validate the ID token (OpenID Connect Core 3.1.3.7, in `oidc::id_token`).
+/// Step 6: the ID token, validated under the realm's policy with the flow's nonce; at_hash is
+/// required for `id_token token`, checked when present otherwise; c_hash too.
+async fn validate_id_token(
+    realm: &Realm,
+    tokens: &OpTokens,
+    secrets: &FlowSecrets,
+    ctx: &LoginContext<'_>,
+) -> Result<id_token::IdTokenClaims, LoginError> {
+    let cfg = &realm.config;
     let policy = IdTokenPolicy::for_realm(cfg).with_nonce(secrets.nonce.clone());
-    let claims = validate_with_refetch(&realm, &id_token, &policy, ctx).await?;
-    // at_hash is required for `id_token token`, checked when present otherwise; c_hash too.
-    if let Some(at) = &op_access_token {
+    let claims = validate_with_refetch(realm, &tokens.id_token, &policy, ctx).await?;
+    if let Some(at) = &tokens.op_access_token {
         id_token::check_at_hash(
             &claims,
             at.expose_secret(),
@@ -671,13 +764,22 @@ pub async fn authenticate(
         )
         .map_err(LoginError::IdToken)?;
     }
-    if let Some(code) = &code {
+    if let Some(code) = &tokens.code {
         id_token::check_c_hash(&claims, code, false).map_err(LoginError::IdToken)?;
     }
+    Ok(claims)
+}
 
-    // 7. UserInfo, merged into the claims.
+/// Step 7: the ID token's claims, with UserInfo merged in when the realm has a UserInfo
+/// endpoint and the OP gave an access token (its `sub` must be the ID token's).
+async fn userinfo_claims(
+    realm: &Realm,
+    claims: &id_token::IdTokenClaims,
+    op_access_token: Option<&Secret<String>>,
+) -> Result<serde_json::Map<String, serde_json::Value>, LoginError> {
+    let cfg = &realm.config;
     let mut all_claims = claims.claims().clone();
-    if let (Some(endpoint), Some(at)) = (&cfg.op.userinfo_endpoint, &op_access_token) {
+    if let (Some(endpoint), Some(at)) = (&cfg.op.userinfo_endpoint, op_access_token) {
         let info = realm.client.userinfo(endpoint, at.expose_secret()).await?;
         let info_sub = info.get("sub").and_then(|v| v.as_str()).unwrap_or("");
         if info_sub != claims.sub() {
@@ -688,9 +790,16 @@ pub async fn authenticate(
         }
         all_claims = claims::merge_userinfo(&all_claims, info)?;
     }
+    Ok(all_claims)
+}
 
-    // 8. The user, its roles, and a token pair bound to the realm and the facilitator.
-    let mapped = claims::map_claims(&all_claims, &cfg.claims, cfg.populate_user_metadata)?;
+/// Step 8a: the claims mapped to a user of the realm, with its roles from role mapping.
+fn map_user(
+    cfg: &RealmConfig,
+    all_claims: &serde_json::Map<String, serde_json::Value>,
+    ctx: &LoginContext<'_>,
+) -> Result<UserRecord, LoginError> {
+    let mapped = claims::map_claims(all_claims, &cfg.claims, cfg.populate_user_metadata)?;
     let mut roles = (ctx.roles)(&mapped, &cfg.name);
     roles.sort();
     roles.dedup();
@@ -698,14 +807,24 @@ pub async fn authenticate(
         name: cfg.name.clone(),
         kind: REALM_TYPE.to_string(),
     };
-    let user = UserRecord {
+    Ok(UserRecord {
         username: mapped.principal.clone(),
         roles,
         full_name: mapped.name.clone(),
         email: mapped.mail.clone(),
         metadata: mapped.metadata.clone(),
         realm: realm_ref,
-    };
+    })
+}
+
+/// Step 8b: a token pair for the user, bound to the facilitator, with the ID token sealed
+/// under it for logout; the login is audited.
+async fn issue_tokens(
+    cfg: &RealmConfig,
+    user: &UserRecord,
+    id_token: String,
+    ctx: &LoginContext<'_>,
+) -> Result<IssuedPair, LoginError> {
     let logout = serde_json::to_vec(&LogoutData {
         realm: cfg.name.clone(),
         id_token,
@@ -730,7 +849,7 @@ pub async fn authenticate(
         facilitator = ?ctx.caller.username,
         "login succeeded"
     );
-    Ok(LoginOutcome { pair, user })
+    Ok(pair)
 }
 
 /// Validate, and when the key is unknown or the signature fails, fetch an URL JWKS again

@@ -1,11 +1,12 @@
-//! A compact binary form of [`TokenDoc`] and [`FlowRecord`] for backends that store bytes.
+//! A compact binary form of [`TokenDoc`] for backends that store bytes. (Flow records need
+//! none: both backends keep pending logins in memory.)
 //!
 //! JSON spells each 32-byte hash as an array of 32 numbers; this form stores the bytes. A token
 //! record shrinks from about 670 to about 280 bytes and decodes several times faster, which
 //! is what a bearer-token check pays on a cache miss. The user's `metadata` (arbitrary JSON)
 //! is kept as JSON inside.
 //!
-//! Layout: a format byte ([`TOKEN_V1`], [`FLOW_V2`]), then the fields in declaration order:
+//! Layout: a format byte ([`TOKEN_V1`]), then the fields in declaration order:
 //! fixed-size ids raw, times as big-endian `i64`, strings and byte strings as a big-endian `u32`
 //! length and the bytes, optional fields behind presence bits. Anything that does not parse
 //! exactly (wrong format byte, short, trailing bytes, bad UTF-8) is an error, never a panic.
@@ -14,9 +15,6 @@ use super::*;
 
 /// Format byte of a token record.
 pub const TOKEN_V1: u8 = 0xd1;
-/// Format byte of a flow record. (Version 1, `0xf1`, had no caller hash; no backend ever
-/// stored it, so it is not read.)
-pub const FLOW_V2: u8 = 0xf2;
 
 const HAS_REFRESH: u8 = 1;
 const HAS_REFRESH_EXPIRY: u8 = 1 << 1;
@@ -178,38 +176,6 @@ pub fn decode_token(bytes: &[u8]) -> Result<TokenDoc, DecodeError> {
     })
 }
 
-/// The binary form of `flow`.
-pub fn encode_flow(flow: &FlowRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + 8 + 32 + 8 + flow.realm.len() + flow.sealed.len());
-    out.push(FLOW_V2);
-    out.extend_from_slice(&flow.expires_at.to_be_bytes());
-    out.extend_from_slice(&flow.caller.0);
-    put_bytes(&mut out, flow.realm.as_bytes());
-    put_bytes(&mut out, &flow.sealed);
-    out
-}
-
-/// A flow record from its binary form.
-pub fn decode_flow(bytes: &[u8]) -> Result<FlowRecord, DecodeError> {
-    let mut r = Reader(bytes);
-    if r.u8()? != FLOW_V2 {
-        return Err(DecodeError("not a flow record"));
-    }
-    let expires_at = r.i64()?;
-    let caller = Hash32(r.array()?);
-    let realm = r.string()?;
-    let sealed = r.bytes()?.to_vec();
-    if !r.0.is_empty() {
-        return Err(DecodeError("trailing bytes"));
-    }
-    Ok(FlowRecord {
-        realm,
-        caller,
-        expires_at,
-        sealed,
-    })
-}
-
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
     out.extend_from_slice(b);
@@ -272,7 +238,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance::{family, flow, token};
+    use crate::store::conformance::{family, token};
 
     fn variants() -> Vec<TokenDoc> {
         let full = token(1, true, family(1), "oidc1", "alice");
@@ -311,12 +277,6 @@ mod tests {
     }
 
     #[test]
-    fn flows_round_trip() {
-        let f = flow("oidc1", -7);
-        assert_eq!(decode_flow(&encode_flow(&f)), Ok(f));
-    }
-
-    #[test]
     fn every_truncation_and_extension_is_an_error() {
         for doc in variants() {
             let bytes = encode_token(&doc);
@@ -327,12 +287,6 @@ mod tests {
             longer.push(0);
             assert_eq!(decode_token(&longer), Err(DecodeError("trailing bytes")));
         }
-        let f = encode_flow(&flow("oidc1", 1));
-        for n in 0..f.len() {
-            assert!(decode_flow(&f[..n]).is_err());
-        }
-        assert!(decode_token(&f).is_err());
-        assert!(decode_flow(&encode_token(&variants()[0])).is_err());
     }
 
     #[test]
@@ -351,7 +305,6 @@ mod tests {
                 *b = TOKEN_V1;
             }
             let _ = decode_token(&bytes);
-            let _ = decode_flow(&bytes);
         }
         // A huge role count is refused before anything is allocated for it. `bare` has no
         // optional fields before the roles: tag, flags, access, family, two times, username "".

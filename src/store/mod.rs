@@ -15,14 +15,16 @@ use std::fmt;
 
 pub mod codec;
 pub mod conformance;
+mod flow_table;
+mod logic;
 pub mod memory;
 pub mod redb;
 
 pub use self::redb::RedbStore;
 pub use memory::MemoryStore;
 
-/// The schema version written by this build; a store opened with another version is migrated
-/// or refused.
+/// The schema version written by this build; a store file with another version is refused
+/// (there is no older version to migrate from yet).
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A pending login started by `prepare`, consumed once by `authenticate`.

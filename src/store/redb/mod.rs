@@ -1,0 +1,157 @@
+//! The embedded default backend: redb, with group commit.
+//!
+//! # Layout
+//!
+//! All keys are byte strings; hashes and ids are stored raw, times as big-endian `i64` with the
+//! sign bit flipped (so byte order is time order, negative times included).
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | `"schema_version"` | [`SCHEMA_VERSION`](super::SCHEMA_VERSION) |
+//! | `tokens` | access hash | the [`TokenDoc`](crate::model::TokenDoc), in the binary form of [`codec`](super::codec) |
+//! | `token_refresh` | refresh hash | access hash |
+//! | `token_owner` | `len realm ++ realm ++ len username ++ username ++ access hash` | `()` |
+//! | `token_family` | `family ++ access hash` | `()` |
+//! | `token_expiry` | `expires_at ++ access hash` | `()` |
+//! | `role_mappings` | mapping name (UTF-8) | the mapping's API JSON body |
+//! | `profiles` | profile uid (UTF-8) | `seq_no` (big-endian `u64`) `++` the profile record (JSON) |
+//!
+//! (`len` is a big-endian `u32`, so any byte may appear in a name.) The owner index is keyed
+//! realm first: `(realm, username)` and `realm` are prefix scans, `username` alone is a skip
+//! scan that visits each realm once. The indexed fields of a doc never change after insert
+//! (refresh and invalidation only touch flags), so updates rewrite the `tokens` value only.
+//!
+//! # Writes
+//!
+//! Every write runs on one writer thread, fed by a channel. It takes the first waiting task,
+//! drains up to [`MAX_BATCH`] more, runs them in order inside one write transaction and
+//! commits with `Durability::Immediate`, and only then answers each caller. A task that fails on its own (a `Conflict`, a corrupt
+//! record) does so before writing anything, so the other tasks of its batch still commit; a
+//! storage failure (or a panic) aborts the batch and every task of it gets `Unavailable`.
+//! `refresh` is atomic because nothing else writes in between. Closing (or dropping) the store
+//! lets the writer finish every queued task before it stops.
+//!
+//! Reads (`get_by_access`, `get_by_refresh`) open a read transaction on the caller's thread:
+//! they never wait for the writer.
+//!
+//! # Flows
+//!
+//! Pending logins are not written to the file: they live in memory (single-use, limited per
+//! caller and in total, removed when expired; see `flow_table::FlowTable`). A restart loses them,
+//! which the contract allows (the user logs in again), and a login then costs one durable
+//! commit (its tokens) instead of three commits.
+//!
+//! # Files
+//!
+//! `schema`: the tables and opening a file (schema version); `keys`: key and value
+//! encodings; `tables`: the reads and writes of one transaction; `writer`: the group-commit
+//! writer thread; `store_impl`: the [`Store`](super::Store) trait over them; `error`: task errors.
+
+mod error;
+mod keys;
+mod schema;
+mod store_impl;
+mod tables;
+mod writer;
+
+pub use writer::MAX_BATCH;
+
+use super::flow_table::FlowTable;
+use super::StoreError;
+use ::redb::Database;
+use schema::{init_schema, open_error};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use writer::{writer_loop, Task};
+
+/// See the module documentation.
+pub struct RedbStore {
+    db: Arc<Database>,
+    path: PathBuf,
+    tasks: Mutex<Option<mpsc::Sender<Box<dyn Task>>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    flows: FlowTable,
+}
+
+impl fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// Open the store at `path`, creating it (and its parent directories) if missing. A file
+    /// that was not closed cleanly is recovered by redb itself (which may take a while on a
+    /// large file); no integrity check runs otherwise. A file written by a newer, unknown
+    /// schema version is refused.
+    pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let shown = path.display().to_string();
+        // redb runs its recovery pass on a file it has just created too; only an existing
+        // file that was not closed cleanly is worth a warning.
+        let existed = path.exists();
+        let db = Database::builder()
+            .set_repair_callback(move |session| {
+                if existed {
+                    tracing::warn!(
+                        file = %shown,
+                        progress = session.progress(),
+                        "store file was not closed cleanly; recovering"
+                    );
+                }
+            })
+            .create(path)
+            .map_err(|e| open_error(path, e))?;
+        init_schema(&db, path)?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel();
+        let writer_db = Arc::clone(&db);
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(&writer_db, &rx))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start store writer: {e}")))?;
+        Ok(RedbStore {
+            db,
+            path: path.to_owned(),
+            tasks: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            flows: FlowTable::default(),
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stop accepting writes, finish the queued ones and stop the writer thread. Blocks until
+    /// then (one batch: milliseconds). Reads keep working; later writes get `Unavailable`.
+    /// Dropping the store does the same.
+    pub fn close(&self) {
+        drop(lock(&self.tasks).take());
+        let writer = lock(&self.writer).take();
+        if let Some(writer) = writer {
+            if writer.join().is_err() {
+                tracing::error!("store writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,154 @@
+//! The [`Store`] trait over the redb backend: reads on the caller's thread, writes through
+//! the writer, flows in memory.
+
+use super::error::{table_error, unavailable, OpError};
+use super::keys::encode_profile;
+use super::schema::{Bytes, PROFILES, ROLE_MAPPINGS, TOKENS, TOKEN_REFRESH};
+use super::tables::{get_doc, get_profile, get_refresh};
+use super::RedbStore;
+use crate::clock::UnixMillis;
+use crate::model::{Hash32, Refreshed, TokenDoc};
+use crate::store::{
+    next_profile_seq_no, FlowCondition, FlowInsert, FlowLimits, FlowRecord, FlowTake, Invalidation,
+    InvalidationCounts, RefreshOutcome, Store, StoreError, StoredProfile,
+};
+use ::redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use async_trait::async_trait;
+
+impl RedbStore {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&::redb::ReadTransaction) -> Result<T, OpError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        f(&txn).map_err(|e| match e {
+            OpError::Op(e) => e,
+            OpError::Txn(why) => StoreError::Unavailable(why),
+        })
+    }
+}
+
+pub(super) fn open_read(
+    txn: &::redb::ReadTransaction,
+    def: TableDefinition<Bytes, Bytes>,
+) -> Result<::redb::ReadOnlyTable<Bytes, Bytes>, OpError> {
+    txn.open_table(def).map_err(|e| OpError::Op(table_error(e)))
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn insert_token(&self, doc: TokenDoc) -> Result<(), StoreError> {
+        self.submit(move |t| t.insert_token(doc)).await
+    }
+
+    async fn get_by_access(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError> {
+        self.read(|txn| get_doc(&open_read(txn, TOKENS)?, hash))
+    }
+
+    async fn get_by_refresh(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError> {
+        self.read(
+            |txn| match get_refresh(&open_read(txn, TOKEN_REFRESH)?, hash)? {
+                Some(access) => get_doc(&open_read(txn, TOKENS)?, &access),
+                None => Ok(None),
+            },
+        )
+    }
+
+    async fn refresh(
+        &self,
+        hash: &Hash32,
+        refreshed: Refreshed,
+        new_doc: TokenDoc,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let hash = *hash;
+        self.submit(move |t| t.refresh(&hash, refreshed, new_doc))
+            .await
+    }
+
+    async fn invalidate(&self, what: Invalidation) -> Result<InvalidationCounts, StoreError> {
+        self.submit(move |t| t.invalidate(what)).await
+    }
+
+    async fn insert_flow_within(
+        &self,
+        state_hash: &Hash32,
+        flow: FlowRecord,
+        limits: &FlowLimits,
+        now: UnixMillis,
+    ) -> Result<FlowInsert, StoreError> {
+        Ok(self.flows.insert(state_hash, flow, limits, now))
+    }
+
+    async fn take_flow_if(
+        &self,
+        state_hash: &Hash32,
+        now: UnixMillis,
+        condition: &FlowCondition,
+    ) -> Result<FlowTake, StoreError> {
+        Ok(self.flows.take_if(state_hash, now, condition))
+    }
+
+    async fn sweep_expired(&self, now: UnixMillis, limit: usize) -> Result<usize, StoreError> {
+        let tokens = self.submit(move |t| t.sweep_expired(now, limit)).await?;
+        Ok(tokens + self.flows.sweep(now, limit - tokens))
+    }
+
+    async fn put_role_mapping(&self, name: &str, json: Vec<u8>) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.submit(move |t| {
+            let previous = t
+                .role_mappings
+                .insert(name.as_str(), json.as_slice())?
+                .is_some();
+            Ok(!previous)
+        })
+        .await
+    }
+
+    async fn get_role_mappings(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(|txn| {
+            let table = txn
+                .open_table(ROLE_MAPPINGS)
+                .map_err(|e| OpError::Op(table_error(e)))?;
+            let mut out = Vec::new();
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                out.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    async fn delete_role_mapping(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.submit(move |t| Ok(t.role_mappings.remove(name.as_str())?.is_some()))
+            .await
+    }
+
+    async fn get_profile(&self, uid: &str) -> Result<Option<StoredProfile>, StoreError> {
+        self.read(|txn| {
+            let table = txn
+                .open_table(PROFILES)
+                .map_err(|e| OpError::Op(table_error(e)))?;
+            get_profile(&table, uid)
+        })
+    }
+
+    async fn put_profile(
+        &self,
+        uid: &str,
+        json: Vec<u8>,
+        expected_seq_no: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let uid = uid.to_string();
+        self.submit(move |t| {
+            // Checked on the writer, so nothing writes between the check and the write.
+            let current = get_profile(&t.profiles, &uid)?.map(|p| p.seq_no);
+            let seq_no = next_profile_seq_no(current, expected_seq_no)?;
+            t.profiles
+                .insert(uid.as_str(), encode_profile(seq_no, &json).as_slice())?;
+            Ok(seq_no)
+        })
+        .await
+    }
+}

@@ -1,0 +1,157 @@
+//! The group-commit writer: one thread runs the queued write tasks in batches, one durable
+//! commit per batch, and answers each caller after the commit.
+
+use super::error::OpError;
+use super::tables::Tables;
+use super::{lock, RedbStore};
+use crate::store::StoreError;
+use ::redb::{Database, Durability};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+/// The most tasks committed together.
+pub const MAX_BATCH: usize = 256;
+
+impl RedbStore {
+    /// Hand `f` to the writer and wait for its result, committed durably.
+    pub(super) async fn submit<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tables<'_>) -> Result<T, OpError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let task = Box::new(PendingTask {
+            run: Some(f),
+            result: None,
+            reply,
+        });
+        {
+            let tasks = lock(&self.tasks);
+            let sender = tasks
+                .as_ref()
+                .ok_or_else(|| StoreError::Unavailable("store closed".into()))?;
+            sender
+                .send(task)
+                .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?;
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
+    }
+}
+
+/// A write task on its way through the writer.
+pub(super) trait Task: Send {
+    /// Run inside the batch's transaction, keeping the result. `Err`: abort the batch.
+    fn run(&mut self, tables: &mut Tables<'_>) -> Result<(), String>;
+    /// Answer the caller: the kept result, or `Unavailable` if the batch failed.
+    fn finish(self: Box<Self>, batch_failure: Option<&str>);
+}
+
+pub(super) struct PendingTask<T, F> {
+    run: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Task for PendingTask<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Tables<'_>) -> Result<T, OpError> + Send + 'static,
+{
+    fn run(&mut self, tables: &mut Tables<'_>) -> Result<(), String> {
+        let Some(run) = self.run.take() else {
+            return Ok(());
+        };
+        match run(tables) {
+            Ok(v) => self.result = Some(Ok(v)),
+            Err(OpError::Op(e)) => self.result = Some(Err(e)),
+            Err(OpError::Txn(why)) => return Err(why),
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, batch_failure: Option<&str>) {
+        let result = match (batch_failure, self.result) {
+            (None, Some(result)) => result,
+            (Some(why), _) => Err(StoreError::Unavailable(why.to_owned())),
+            (None, None) => Err(StoreError::Unavailable("write task did not run".into())),
+        };
+        // The caller may have gone away; its write stands all the same.
+        let _ = self.reply.send(result);
+    }
+}
+
+pub(super) fn writer_loop(db: &Database, tasks: &mpsc::Receiver<Box<dyn Task>>) {
+    // `recv` keeps returning queued tasks after the store dropped its sender: all are done.
+    while let Ok(first) = tasks.recv() {
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match tasks.try_recv() {
+                Ok(task) => batch.push(task),
+                Err(_) => break,
+            }
+        }
+        // A panic in a task (a bug) fails its batch, not every write to come.
+        let failure =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(db, &mut batch)))
+                .unwrap_or_else(|_| Err("store write batch panicked".into()))
+                .err();
+        if let Some(why) = &failure {
+            tracing::error!(tasks = batch.len(), "store write batch failed: {why}");
+        }
+        for task in batch {
+            task.finish(failure.as_deref());
+        }
+    }
+}
+
+/// Run every task of `batch` in one transaction and commit it.
+pub(super) fn run_batch(db: &Database, batch: &mut [Box<dyn Task>]) -> Result<(), String> {
+    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| e.to_string())?;
+    let ran = (|| {
+        let mut tables = Tables::open(&txn).map_err(|e| match e {
+            OpError::Op(e) => e.to_string(),
+            OpError::Txn(why) => why,
+        })?;
+        for task in batch.iter_mut() {
+            task.run(&mut tables)?;
+        }
+        Ok(())
+    })();
+    match ran {
+        Ok(()) => txn.commit().map_err(|e| format!("commit failed: {e}")),
+        Err(why) => {
+            if let Err(e) = txn.abort() {
+                tracing::error!("aborting store write batch failed: {e}");
+            }
+            Err(why)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::RedbStore;
+    use super::*;
+    use crate::store::{conformance, Store};
+
+    #[tokio::test]
+    async fn a_panicking_task_fails_its_batch_not_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("s.redb")).unwrap();
+        let boom = store
+            .submit(|_: &mut Tables<'_>| -> Result<(), OpError> { panic!("a bug in a task") })
+            .await;
+        assert!(matches!(boom, Err(StoreError::Unavailable(_))), "{boom:?}");
+        let doc = conformance::token(1, true, conformance::family(1), "oidc1", "alice");
+        store.insert_token(doc.clone()).await.unwrap();
+        assert_eq!(
+            store.get_by_access(&doc.access_hash).await.unwrap(),
+            Some(doc)
+        );
+    }
+}
