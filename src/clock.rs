@@ -1,6 +1,7 @@
 //! Injected time. Nothing that validates or expires anything reads the system clock directly:
 //! it asks a [`Clock`], so tests move time instead of sleeping.
 
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,11 +37,13 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to; for tests and benchmarks.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug)]
 pub struct ManualClock {
     millis: AtomicI64,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl ManualClock {
     /// A clock standing at `millis` since the epoch.
     pub fn at(millis: UnixMillis) -> Arc<Self> {
@@ -66,6 +69,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Clock for ManualClock {
     fn now_millis(&self) -> UnixMillis {
         self.millis.load(Ordering::SeqCst)

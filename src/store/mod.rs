@@ -14,13 +14,16 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub mod codec;
+#[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 mod flow_table;
 mod logic;
+#[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod redb;
 
 pub use self::redb::RedbStore;
+#[cfg(any(test, feature = "test-util"))]
 pub use memory::MemoryStore;
 
 /// The schema version written by this build; a store file with another version is refused

@@ -32,7 +32,7 @@ pub use response::TokenEndpointResponse;
 use crate::config::RealmConfig;
 use std::fmt;
 use tls::tls_config;
-use transport::{error_chain, http_client};
+use transport::http_client;
 
 /// Largest response body accepted from the OP (token, UserInfo, JWKS): 1 MiB.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -56,7 +56,7 @@ impl OpClient {
         let prefix = format!("xpack.security.authc.realms.oidc.{}.", realm.name);
         let tls = tls_config(&realm.ssl, &prefix).map_err(ClientBuildError::Tls)?;
         let http =
-            http_client(&realm.http, tls).map_err(|e| ClientBuildError::Http(error_chain(&e)))?;
+            http_client(&realm.http, tls).map_err(|e| ClientBuildError::Http(crate::text::error_chain_text(&e)))?;
         Ok(OpClient { http })
     }
 }

@@ -64,15 +64,11 @@ pub(super) fn transport_error(endpoint: Endpoint, e: &reqwest::Error) -> OpError
         return OpError::Timeout { endpoint };
     }
     // Sources only: the top-level message repeats the URL.
-    let mut detail = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if !detail.is_empty() {
-            detail.push_str(": ");
-        }
-        detail.push_str(&s.to_string());
-        source = s.source();
-    }
+    let mut detail = crate::text::error_chain(e)
+        .skip(1)
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
     if detail.is_empty() {
         detail = if e.is_body() {
             "error reading the response body"
@@ -91,27 +87,14 @@ pub(super) fn transport_error(endpoint: Endpoint, e: &reqwest::Error) -> OpError
     }
 }
 
+/// A transport error's detail as the log shows it: 500 characters, no control characters.
 fn clean_long(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(500)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if s.chars().count() > 500 {
-        out.push('…');
+    crate::text::Cap {
+        max_chars: 500,
+        control: Some(' '),
+        ellipsis: true,
     }
-    out
-}
-
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    .apply(s)
 }
 
 pub(super) fn http_client(
