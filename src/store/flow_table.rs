@@ -8,9 +8,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 /// Pending login flows in memory: single-use, expiring, limited per caller and in total
-/// ([`FlowLimits`]). Used by [`MemoryStore`](super::MemoryStore) and by the embedded redb backend, whose flows need
-/// not survive a restart (a user whose login was in flight logs in again) and are kept out of
-/// the database for speed.
+/// ([`FlowLimits`]). Used by [`MemoryStore`](super::MemoryStore) and by the embedded redb
+/// backend, whose flows need not survive a restart (a user whose login was in flight logs in
+/// again) and are kept out of the database for speed.
 ///
 /// Besides the flows by state hash, it keeps them ordered by expiry and a count per caller:
 /// expired flows are removed from the front of the expiry order before every insert (each

@@ -37,15 +37,16 @@
 //! # Flows
 //!
 //! Pending logins are not written to the file: they live in memory (single-use, limited per
-//! caller and in total, removed when expired; see `flow_table::FlowTable`). A restart loses them,
-//! which the contract allows (the user logs in again), and a login then costs one durable
-//! commit (its tokens) instead of three commits.
+//! caller and in total, removed when expired; see `flow_table::FlowTable`). A restart loses
+//! them, which the contract allows (the user logs in again), and a login then costs one
+//! durable commit (its tokens) instead of three commits.
 //!
 //! # Files
 //!
 //! `schema`: the tables and opening a file (schema version); `keys`: key and value
 //! encodings; `tables`: the reads and writes of one transaction; `writer`: the group-commit
-//! writer thread; `store_impl`: the [`Store`](super::Store) trait over them; `error`: task errors.
+//! writer thread; `store_impl`: the [`Store`](super::Store) trait over them; `error`: task
+//! errors.
 
 mod error;
 mod keys;
