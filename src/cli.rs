@@ -238,7 +238,13 @@ async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), S
         Arc::new(store),
         Arc::new(SystemClock),
     )
-    .map_err(|errors| errors.join("\n"))?;
+    .map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
     // Role mappings stored through the API, compiled before the first login.
     let skipped = state
         .load_role_mappings()

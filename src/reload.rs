@@ -85,7 +85,29 @@ const PANIC_MESSAGE: &str = "internal error: the reload panicked (a bug in oidc-
 
 /// Reload the configuration from `path`: validate it all, and swap it in if valid.
 /// Returns the new generation, or every error (the running configuration stays).
-pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
+/// Why a reload was refused (the running configuration stays).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadError {
+    /// The file does not load or validate: every problem with its key path.
+    Config(config::ConfigErrors),
+    /// It validates, but realms cannot be built from it (HTTP clients, JWKS files).
+    Realms(crate::realm::RealmBuildErrors),
+    /// Loading panicked (a bug); the panic's message is on standard error only.
+    Panicked,
+}
+
+impl ReloadError {
+    /// One line per problem, as the log and the status API show them.
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            ReloadError::Config(errors) => errors.0.iter().map(ToString::to_string).collect(),
+            ReloadError::Realms(errors) => errors.iter().map(ToString::to_string).collect(),
+            ReloadError::Panicked => vec![PANIC_MESSAGE.to_string()],
+        }
+    }
+}
+
+pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, ReloadError> {
     let log = state.reload_log();
     let _serial = log.serialise();
     let now = state.clock.now_millis();
@@ -96,7 +118,7 @@ pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
         #[cfg(test)]
         tests::maybe_panic(path);
         match config::load(path) {
-            Err(errors) => Err(errors.0.iter().map(ToString::to_string).collect()),
+            Err(errors) => Err(ReloadError::Config(errors)),
             Ok(loaded) => {
                 let files = loaded.files;
                 let mut settings = loaded.settings;
@@ -106,10 +128,11 @@ pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
                 state
                     .swap_settings(settings, warnings.clone())
                     .map(|generation| (generation, files, warnings, restart))
+                    .map_err(ReloadError::Realms)
             }
         }
     }));
-    let result = attempt.unwrap_or_else(|_| Err(vec![PANIC_MESSAGE.to_string()]));
+    let result = attempt.unwrap_or(Err(ReloadError::Panicked));
     let mut info = log.lock();
     info.config_path = Some(path.to_path_buf());
     info.last_attempt_at = Some(now);
@@ -132,7 +155,8 @@ pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
             );
             Ok(generation)
         }
-        Err(errors) => {
+        Err(error) => {
+            let errors = error.messages();
             for e in &errors {
                 tracing::error!("config reload: {e}");
             }
@@ -141,9 +165,9 @@ pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, Vec<String>> {
                 path.display(),
                 errors.len()
             );
-            info.record_failure(now, errors.clone());
+            info.record_failure(now, errors);
             state.metrics.reload(false);
-            Err(errors)
+            Err(error)
         }
     }
 }
@@ -494,7 +518,9 @@ mod tests {
         std::fs::write(&path, config_text("10m", "")).unwrap();
         let state = state_for(&path);
         std::fs::write(&path, config_text("11m", PANIC_MARKER)).unwrap();
-        let errors = reload_from(&state, &path).unwrap_err();
+        let error = reload_from(&state, &path).unwrap_err();
+        assert_eq!(error, ReloadError::Panicked);
+        let errors = error.messages();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("internal error"), "{errors:?}");
         let info = state.reload_log().info();

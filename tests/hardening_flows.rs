@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The per-caller quota the server runs with when none is configured.
-const QUOTA: usize = oidc_realm::realm::flow::MAX_PENDING_LOGINS_PER_CALLER;
+const QUOTA: usize = oidc_realm::config::DEFAULT_PENDING_LOGINS_PER_CALLER;
 
 struct Env<S> {
     t: TestApp,

@@ -156,7 +156,7 @@ where
     }
 
     fn reload(&self) -> Result<u64, Vec<String>> {
-        reload::reload_from(&self.state, &self.config_path())
+        reload::reload_from(&self.state, &self.config_path()).map_err(|e| e.messages())
     }
 
     fn rewrite_config(&self, text: &str) {

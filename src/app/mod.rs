@@ -13,7 +13,7 @@ use crate::auth::Authentication;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::realm::flow::Flows;
-use crate::realm::Realms;
+use crate::realm::{RealmBuildErrors, Realms};
 use crate::service::role_mappings::RoleMappings;
 use crate::store::Store;
 use crate::tokens::{Lifetimes, TokenService};
@@ -58,7 +58,7 @@ impl AppState {
         warnings: Vec<String>,
         store: Arc<dyn Store>,
         clock: SharedClock,
-    ) -> Result<Arc<Self>, Vec<String>> {
+    ) -> Result<Arc<Self>, RealmBuildErrors> {
         let now = clock.now_millis();
         let realms = Realms::build_from(&settings, None, now)?;
         let role_mappings = RoleMappings::new(store.clone(), settings.role_mappings.clone());
@@ -94,7 +94,7 @@ impl AppState {
     ) -> Arc<Self> {
         match Self::try_new(settings, warnings, store, clock) {
             Ok(s) => s,
-            Err(errors) => panic!("realms could not be built: {}", errors.join("; ")),
+            Err(errors) => panic!("realms could not be built: {errors}"),
         }
     }
 
@@ -111,7 +111,7 @@ impl AppState {
         &self,
         settings: Settings,
         warnings: Vec<String>,
-    ) -> Result<u64, Vec<String>> {
+    ) -> Result<u64, RealmBuildErrors> {
         let now = self.clock.now_millis();
         let old = self.runtime.load_full();
         let realms = Realms::build_from(&settings, Some(&old.realms), now)?;

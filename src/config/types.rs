@@ -101,6 +101,15 @@ impl Default for CompatibilitySettings {
     }
 }
 
+/// The most logins one caller (facilitator: user name and realm) may have pending at once,
+/// unless `limits.pending_logins_per_caller` says otherwise. Expired logins never count.
+pub const DEFAULT_PENDING_LOGINS_PER_CALLER: usize = 10_000;
+
+/// The most logins all callers together may have pending at once (`limits.pending_logins`):
+/// a safety cap on the memory pending logins take (each ~0.4 KB, so ~40 MB). Expired logins
+/// never count.
+pub const DEFAULT_PENDING_LOGINS: usize = 100_000;
+
 /// `limits.*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitSettings {
@@ -121,8 +130,8 @@ pub struct LimitSettings {
 impl Default for LimitSettings {
     fn default() -> Self {
         Self {
-            pending_logins_per_caller: 10_000,
-            pending_logins: 100_000,
+            pending_logins_per_caller: DEFAULT_PENDING_LOGINS_PER_CALLER,
+            pending_logins: DEFAULT_PENDING_LOGINS,
             requests_per_caller: 1_000,
             requests_per_address: 1_000,
         }

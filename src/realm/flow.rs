@@ -25,22 +25,6 @@ use std::time::Duration;
 /// How long a prepared login may wait for its authenticate call.
 pub const FLOW_LIFETIME: Duration = Duration::from_secs(600);
 
-/// The most logins one caller (facilitator: user name and realm) may have pending at once,
-/// unless configured otherwise. Expired logins never count.
-pub const MAX_PENDING_LOGINS_PER_CALLER: usize = 10_000;
-
-/// The most logins all callers together may have pending at once: a safety cap on the memory
-/// pending logins take (each ~0.4 KB, so ~40 MB), reached only when more than
-/// `MAX_PENDING_LOGINS / per-caller quota` callers fill their quotas. Expired logins never
-/// count.
-pub const MAX_PENDING_LOGINS: usize = 100_000;
-
-/// The limits used unless configured otherwise.
-pub const DEFAULT_FLOW_LIMITS: FlowLimits = FlowLimits {
-    per_caller: MAX_PENDING_LOGINS_PER_CALLER,
-    total: MAX_PENDING_LOGINS,
-};
-
 /// How long a caller refused for too many pending logins is asked to wait (`Retry-After`):
 /// a slot frees as soon as one of its logins completes or expires.
 pub const TOO_MANY_PENDING_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -256,7 +240,10 @@ mod tests {
         }
     }
 
-    const L: FlowLimits = DEFAULT_FLOW_LIMITS;
+    const L: FlowLimits = FlowLimits {
+        per_caller: crate::config::DEFAULT_PENDING_LOGINS_PER_CALLER,
+        total: crate::config::DEFAULT_PENDING_LOGINS,
+    };
 
     #[tokio::test]
     async fn a_flow_is_consumed_once_and_expires() {

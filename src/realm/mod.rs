@@ -157,7 +157,7 @@ pub struct LoginContext<'a> {
     pub clock: &'a dyn Clock,
     pub lifetimes: Lifetimes,
     pub flows: &'a Flows,
-    /// Bounds on pending logins (checked by `prepare`; see [`flow::DEFAULT_FLOW_LIMITS`]).
+    /// Bounds on pending logins (checked by `prepare`; `limits.pending_logins*`).
     pub flow_limits: FlowLimits,
     /// The facilitator making the call.
     pub caller: ClientRef,

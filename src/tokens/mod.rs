@@ -266,7 +266,8 @@ impl TokenService {
             doc.family,
             carried.as_deref(),
         );
-        let sealed_pair = serde_json::to_vec(&pair).map_err(|_| TokenError::Seal(SealError::EncodePair))?;
+        let sealed_pair =
+            serde_json::to_vec(&pair).map_err(|_| TokenError::Seal(SealError::EncodePair))?;
         let refreshed = Refreshed {
             at: now,
             superseding: secret.seal(&sealed_pair),
@@ -342,8 +343,8 @@ impl TokenService {
         let plain = secret
             .open(&refreshed.superseding)
             .ok_or(TokenError::Seal(SealError::SupersedingPair))?;
-        let pair: IssuedPair =
-            serde_json::from_slice(&plain).map_err(|_| TokenError::Seal(SealError::SupersedingPair))?;
+        let pair: IssuedPair = serde_json::from_slice(&plain)
+            .map_err(|_| TokenError::Seal(SealError::SupersedingPair))?;
         Ok((pair, doc.user.clone()))
     }
 

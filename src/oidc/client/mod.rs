@@ -55,8 +55,8 @@ impl OpClient {
     pub fn new(realm: &RealmConfig) -> Result<OpClient, ClientBuildError> {
         let prefix = format!("xpack.security.authc.realms.oidc.{}.", realm.name);
         let tls = tls_config(&realm.ssl, &prefix).map_err(ClientBuildError::Tls)?;
-        let http =
-            http_client(&realm.http, tls).map_err(|e| ClientBuildError::Http(crate::text::error_chain_text(&e)))?;
+        let http = http_client(&realm.http, tls)
+            .map_err(|e| ClientBuildError::Http(crate::text::error_chain_text(&e)))?;
         Ok(OpClient { http })
     }
 }
