@@ -203,26 +203,13 @@ async fn refresh_is_single_use_with_a_30s_window_returning_the_same_pair() {
     invalid_grant(&b4, "token has been invalidated");
 }
 
+/// Concurrent for real: 16 connections to a server with 4 worker threads, released together.
 #[actix_web::test]
 async fn concurrent_refreshes_all_get_the_same_pair() {
     let t = TestApp::new();
-    let app = std::rc::Rc::new(t.service().await);
-    let (_, first) = get_token(&*app, FACILITATOR, password_grant()).await;
-    let r0 = first["refresh_token"].as_str().unwrap().to_string();
-    let futs: Vec<_> = (0..16)
-        .map(|_| {
-            let app = app.clone();
-            let r0 = r0.clone();
-            async move { refresh(&*app, FACILITATOR, &r0).await }
-        })
-        .collect();
-    let results = futures_util::future::join_all(futs).await;
-    let (s0, b0) = &results[0];
-    assert_eq!(*s0, 200);
-    for (s, b) in &results {
-        assert_eq!(*s, 200);
-        assert_eq!(b, b0);
-    }
+    let served = Served::start(t.state.clone(), 4);
+    assert_concurrent_refreshes_get_one_pair(&served.base, 16).await;
+    served.stop().await;
 }
 
 #[actix_web::test]
