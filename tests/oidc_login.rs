@@ -7,79 +7,19 @@ mod common;
 use actix_web::test::TestRequest;
 use common::fake_op::*;
 use common::*;
-use oidc_realm::store::MemoryStore;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
+use common::login::*;
 
-struct Env<S> {
-    t: TestApp,
-    op: FakeOp,
-    app: S,
-}
-
-/// A server with realms built by `realms(op)` against a fresh fake OP sharing its clock.
-async fn env_with(
-    realms: impl FnOnce(&FakeOp) -> Vec<oidc_realm::config::RealmConfig>,
-) -> Env<
-    impl Service<
-        actix_http::Request,
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-    >,
-> {
-    let op = FakeOp::start().await;
-    let mut s = settings();
-    s.realms = realms(&op);
-    let t = TestApp::with(s, Arc::new(MemoryStore::new()));
-    op.use_clock(t.clock.clone());
-    let app = t.service().await;
-    Env { t, op, app }
-}
-
-async fn env(
-    response_type: &str,
-    extra: &[(&str, &str)],
-) -> Env<
-    impl Service<
-        actix_http::Request,
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-    >,
-> {
-    let response_type = response_type.to_string();
-    let extra: Vec<(String, String)> = extra
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    env_with(move |op| {
-        let extra: Vec<(&str, &str)> = extra
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        vec![realm_config(op, "oidc1", 0, &response_type, &extra)]
-    })
-    .await
-}
-
+/// This file's logins name the realm (`oidc1`) in the authenticate body.
 impl<S, B> Env<S>
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    async fn call(&self, req: TestRequest) -> (u16, Value) {
-        let (s, _, b) = send(&self.app, req).await;
-        (s, b)
-    }
-
-    async fn prepare(&self, body: Value) -> (u16, Value) {
-        self.call(post_json("/_security/oidc/prepare", body).insert_header(basic(FACILITATOR)))
-            .await
-    }
-
     async fn authenticate_as(
         &self,
         who: (&str, &str),
@@ -87,14 +27,10 @@ where
         state: &str,
         nonce: &str,
     ) -> (u16, Value) {
-        self.call(
-            post_json(
-                "/_security/oidc/authenticate",
-                json!({"redirect_uri": redirect_uri, "state": state, "nonce": nonce, "realm": "oidc1"}),
-            )
-            .insert_header(basic(who)),
-        )
-        .await
+        let (s, _, b) = self
+            .authenticate_full(who, redirect_uri, state, nonce, Some("oidc1"))
+            .await;
+        (s, b)
     }
 
     async fn authenticate(&self, redirect_uri: &str, state: &str, nonce: &str) -> (u16, Value) {
@@ -102,20 +38,8 @@ where
             .await
     }
 
-    /// prepare → browser at the OP → the callback URL, plus state and nonce.
-    async fn start_login(&self) -> (String, String, String) {
-        let (s, p) = self.prepare(json!({"realm": "oidc1"})).await;
-        assert_eq!(s, 200, "{p}");
-        let callback = self.op.browser_login(p["redirect"].as_str().unwrap()).await;
-        (
-            callback,
-            p["state"].as_str().unwrap().to_string(),
-            p["nonce"].as_str().unwrap().to_string(),
-        )
-    }
-
     async fn login(&self) -> (u16, Value) {
-        let (callback, state, nonce) = self.start_login().await;
+        let (callback, state, nonce) = self.start_login().await.parts();
         self.authenticate(&callback, &state, &nonce).await
     }
 }
@@ -687,8 +611,8 @@ async fn state_and_flow_refusals() {
     assert_refused(&e.login().await, "state_missing");
     e.op.reset_knobs();
     // 9b: the state of another prepare.
-    let (cb1, state1, nonce1) = e.start_login().await;
-    let (_cb2, state2, nonce2) = e.start_login().await;
+    let (cb1, state1, nonce1) = e.start_login().await.parts();
+    let (_cb2, state2, nonce2) = e.start_login().await.parts();
     assert_refused(
         &e.authenticate(&cb1, &state2, &nonce2).await,
         "state_mismatch",
@@ -703,14 +627,14 @@ async fn state_and_flow_refusals() {
     );
     assert_eq!(e.op.hits("/token"), 1);
     // A nonce that differs from the prepared one.
-    let (cb, state, _nonce) = e.start_login().await;
+    let (cb, state, _nonce) = e.start_login().await.parts();
     assert_refused(
         &e.authenticate(&cb, &state, "not-the-nonce").await,
         "nonce_mismatch",
     );
     // Another facilitator cannot finish a login this one prepared, nor consume it: the
     // login stays pending for the facilitator that prepared it.
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     assert_refused(
         &e.authenticate_as(OTHER_FACILITATOR, &cb, &state, &nonce)
             .await,
@@ -719,7 +643,7 @@ async fn state_and_flow_refusals() {
     let (s, b) = e.authenticate(&cb, &state, &nonce).await;
     assert_eq!(s, 200, "{b}");
     // A flow expires after 10 minutes.
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     e.t.advance(Duration::from_secs(601));
     e.op.set_now(e.op.now_secs());
     assert_refused(&e.authenticate(&cb, &state, &nonce).await, "flow_unknown");
@@ -734,7 +658,7 @@ async fn redirect_uri_must_be_the_configured_one() {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
-        let (cb, state, nonce) = e.start_login().await;
+        let (cb, state, nonce) = e.start_login().await.parts();
         let code_and_state = cb.split_once('?').unwrap().1;
         let forged = format!("{target}?{code_and_state}");
         let (s, b) = e.authenticate(&forged, &state, &nonce).await;
@@ -934,14 +858,14 @@ async fn a_finance_team_group_claim_yields_the_finance_data_role() {
 #[actix_web::test]
 async fn redirects_with_a_doubled_state_or_code_are_refused() {
     let e = env("code", &[]).await;
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     // The state once in the query and once in the fragment: which one would count?
     let forged = format!("{cb}#state=another-state");
     assert_refused(
         &e.authenticate(&forged, &state, &nonce).await,
         "redirect_param_duplicate",
     );
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     let forged = format!("{cb}&code=second-code");
     assert_refused(
         &e.authenticate(&forged, &state, &nonce).await,
@@ -977,7 +901,7 @@ fn path_only(callback: &str) -> String {
 #[actix_web::test]
 async fn a_path_only_redirect_uri_as_kibana_sends_it_logs_in() {
     let e = env("code", &[]).await;
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     let path = path_only(&cb);
     assert!(path.starts_with("/api/security/oidc/callback?"), "{path}");
     let (s, b) = e.authenticate(&path, &state, &nonce).await;
@@ -995,7 +919,7 @@ async fn a_path_only_redirect_uri_as_kibana_sends_it_logs_in() {
 async fn a_path_only_redirect_uri_gets_every_check_of_an_absolute_one() {
     let e = env("code", &[]).await;
     // Another path on the right origin: refused as a mismatch.
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     let code_and_state = cb.split_once('?').unwrap().1.to_string();
     assert_refused(
         &e.authenticate(
@@ -1007,27 +931,27 @@ async fn a_path_only_redirect_uri_gets_every_check_of_an_absolute_one() {
         "redirect_uri_mismatch",
     );
     // Duplicated parameters.
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     assert_refused(
         &e.authenticate(&format!("{}&code=second", path_only(&cb)), &state, &nonce)
             .await,
         "redirect_param_duplicate",
     );
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     assert_refused(
         &e.authenticate(&format!("{}#state=x", path_only(&cb)), &state, &nonce)
             .await,
         "redirect_param_duplicate",
     );
     // The state is taken from the path's query and compared.
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     let other_state = path_only(&cb).replace(&format!("state={state}"), "state=forged");
     assert_refused(
         &e.authenticate(&other_state, &state, &nonce).await,
         "state_mismatch",
     );
     // An absolute URL on another origin is still refused.
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     let foreign = cb.replace("https://kibana.example.org", "https://evil.example.org");
     assert_refused(
         &e.authenticate(&foreign, &state, &nonce).await,
@@ -1039,7 +963,7 @@ async fn a_path_only_redirect_uri_gets_every_check_of_an_absolute_one() {
 #[actix_web::test]
 async fn path_only_redirect_uris_that_could_escape_are_refused_before_the_flow_is_used() {
     let e = env("code", &[]).await;
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     let q = cb.split_once('?').unwrap().1.to_string();
     for bad in [
         format!("/api/security/oidc/../oidc/callback?{q}"),

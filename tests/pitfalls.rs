@@ -14,16 +14,13 @@ mod common;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
-use actix_web::test::TestRequest;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use common::fake_op::*;
+use common::login::*;
 use common::*;
-use oidc_realm::config::RealmConfig;
-use oidc_realm::store::MemoryStore;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Elasticsearch's generic reason for every failed OIDC login.
@@ -34,98 +31,12 @@ const AUTHN_FAILED: &str =
 // Harness
 // ---------------------------------------------------------------------------------------------
 
-struct Env<S> {
-    t: TestApp,
-    op: FakeOp,
-    app: S,
-}
-
-/// A login started with prepare and taken through the browser at the OP.
-struct Login {
-    callback: String,
-    state: String,
-    nonce: String,
-}
-
-/// A server with realms built by `realms(op)` against a fresh fake OP sharing its clock.
-async fn env_with(
-    realms: impl FnOnce(&FakeOp) -> Vec<RealmConfig>,
-) -> Env<
-    impl Service<
-        actix_http::Request,
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-    >,
-> {
-    let op = FakeOp::start().await;
-    let mut s = settings();
-    s.realms = realms(&op);
-    let t = TestApp::with(s, Arc::new(MemoryStore::new()));
-    op.use_clock(t.clock.clone());
-    let app = t.service().await;
-    Env { t, op, app }
-}
-
-/// One realm `oidc1` of `response_type` with `extra` realm keys (see `realm_yaml`).
-async fn env(
-    response_type: &str,
-    extra: &[(&str, &str)],
-) -> Env<
-    impl Service<
-        actix_http::Request,
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-    >,
-> {
-    let response_type = response_type.to_string();
-    let extra: Vec<(String, String)> = extra
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    env_with(move |op| {
-        let extra: Vec<(&str, &str)> = extra
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        vec![realm_config(op, "oidc1", 0, &response_type, &extra)]
-    })
-    .await
-}
-
+/// This file's logins do not name the realm in the authenticate body.
 impl<S, B> Env<S>
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    async fn call(&self, req: TestRequest) -> (u16, Value) {
-        let (s, _, b) = send(&self.app, req).await;
-        (s, b)
-    }
-
-    async fn prepare(&self, body: Value) -> (u16, Value) {
-        self.call(post_json("/_security/oidc/prepare", body).insert_header(basic(FACILITATOR)))
-            .await
-    }
-
-    async fn authenticate_full(
-        &self,
-        who: (&str, &str),
-        redirect_uri: &str,
-        state: &str,
-        nonce: &str,
-        realm: Option<&str>,
-    ) -> (u16, actix_web::http::header::HeaderMap, Value) {
-        let mut body = json!({"redirect_uri": redirect_uri, "state": state, "nonce": nonce});
-        if let Some(r) = realm {
-            body["realm"] = json!(r);
-        }
-        send(
-            &self.app,
-            post_json("/_security/oidc/authenticate", body).insert_header(basic(who)),
-        )
-        .await
-    }
-
     async fn authenticate(&self, redirect_uri: &str, state: &str, nonce: &str) -> (u16, Value) {
         let (s, _, b) = self
             .authenticate_full(FACILITATOR, redirect_uri, state, nonce, None)
@@ -140,18 +51,6 @@ where
             p["state"].as_str().unwrap().to_string(),
             p["nonce"].as_str().unwrap().to_string(),
         )
-    }
-
-    /// prepare (realm `oidc1`) → the browser at the OP → the callback.
-    async fn start_login(&self) -> Login {
-        let (s, p) = self.prepare(json!({"realm": "oidc1"})).await;
-        assert_eq!(s, 200, "{p}");
-        let callback = self.op.browser_login(p["redirect"].as_str().unwrap()).await;
-        Login {
-            callback,
-            state: p["state"].as_str().unwrap().to_string(),
-            nonce: p["nonce"].as_str().unwrap().to_string(),
-        }
     }
 
     /// A whole code-flow (or implicit-flow, through `/authorize`) login under the current knobs.
@@ -173,50 +72,6 @@ where
     async fn implicit_op(&self) -> (u16, Value) {
         self.implicit(|op, nonce| op.mint_id_token(json!({ "nonce": nonce })))
             .await
-    }
-
-    async fn put_mapping(&self, name: &str, body: Value) {
-        let (s, b) = self
-            .call(
-                TestRequest::put()
-                    .uri(&format!("/_security/role_mapping/{name}"))
-                    .insert_header(basic(ADMIN))
-                    .set_json(body),
-            )
-            .await;
-        assert_eq!(s, 200, "{b}");
-    }
-
-    async fn status(&self) -> Value {
-        let (s, b) = self
-            .call(
-                TestRequest::get()
-                    .uri("/_security/oidc/_status")
-                    .insert_header(basic(ADMIN)),
-            )
-            .await;
-        assert_eq!(s, 200, "{b}");
-        b
-    }
-
-    async fn refresh(&self, who: (&str, &str), refresh_token: &str) -> (u16, Value) {
-        self.call(
-            post_json(
-                "/_security/oauth2/token",
-                json!({"grant_type": "refresh_token", "refresh_token": refresh_token}),
-            )
-            .insert_header(basic(who)),
-        )
-        .await
-    }
-
-    async fn whoami(&self, access_token: &str) -> (u16, Value) {
-        self.call(
-            TestRequest::get()
-                .uri("/_security/_authenticate")
-                .insert_header(bearer(access_token)),
-        )
-        .await
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_op;
+pub mod login;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
