@@ -3,6 +3,7 @@
 
 pub mod fake_op;
 pub mod login;
+pub mod rust_src;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
