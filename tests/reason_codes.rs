@@ -29,7 +29,8 @@
 //! The test then asserts that each code appears in backticks in `docs/errors.md`, that the
 //! scan found a plausible number of codes (so it cannot pass on an empty scan), and that
 //! every code in a reason-code column of a table in `docs/errors.md` or `docs/api.md` is one
-//! the code can produce (no stale documentation).
+//! the code can produce (no stale documentation). `docs/api.md` does not list every code: it
+//! links to `docs/errors.md` for them, and a test checks that link and the codes it does name.
 
 // The tokenizer and file list shared with the scan of tests/pitfalls.rs (not `mod common`,
 // whose OIDC harness this test does not need).
@@ -591,6 +592,39 @@ fn every_reason_code_is_documented_in_docs_errors_md() {
         "reason codes the server can produce but docs/errors.md does not document \
          (add each, in backticks, with its status, type, meaning and what to check):\n{}",
         missing.join("\n")
+    );
+}
+
+/// docs/api.md, the API reference, does not repeat the code table: it sends the reader to
+/// docs/errors.md, whose completeness the test above enforces. So what is checked here is
+/// that the pointer is there (a link to errors.md next to the words "every `reason_code`")
+/// and that the codes api.md names on its own, in its "codes worth knowing" paragraph, are
+/// codes the server can produce (its table columns are checked by the test below).
+#[test]
+fn docs_api_md_points_to_the_complete_code_table_and_names_only_real_codes() {
+    let codes = extract(&sources());
+    let api = doc("api.md");
+    let pointer = api
+        .split("\n\n")
+        .find(|p| p.contains("Every `reason_code`"))
+        .expect("docs/api.md: the paragraph that points to the list of every reason code");
+    assert!(
+        pointer.contains("](errors.md)"),
+        "docs/api.md no longer links the complete list: {pointer}"
+    );
+    let named: Vec<String> = backticked(pointer)
+        .into_iter()
+        // Not codes: the field names and the header the paragraph also mentions.
+        .filter(|w| !["reason_code", "error.type", "Retry-After"].contains(&w.as_str()))
+        .collect();
+    assert!(named.len() >= 15, "{named:?}");
+    let unknown: Vec<&String> = named
+        .iter()
+        .filter(|w| !codes.found.contains_key(*w))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "docs/api.md names reason codes the server cannot produce: {unknown:?}"
     );
 }
 
