@@ -661,8 +661,15 @@ async fn redirect_uri_must_be_the_configured_one() {
         let (cb, state, nonce) = e.start_login().await.parts();
         let code_and_state = cb.split_once('?').unwrap().1;
         let forged = format!("{target}?{code_and_state}");
-        let (s, b) = e.authenticate(&forged, &state, &nonce).await;
-        assert_eq!(s, 401, "{target}: {b}");
+        let resp = e.authenticate(&forged, &state, &nonce).await;
+        // Not an absolute URL at all: invalid; a URL, but not the configured one: mismatch.
+        let code = if url::Url::parse(target).is_ok() {
+            "redirect_uri_mismatch"
+        } else {
+            "redirect_uri_invalid"
+        };
+        assert_refused(&resp, code);
+        assert!(!resp.1.to_string().contains("evil"), "echoed: {}", resp.1);
     }
     assert_eq!(
         e.op.hits("/token"),
@@ -726,23 +733,81 @@ async fn a_claim_that_is_an_object_fails_clearly() {
     assert_refused(&e.login().await, "claim_value_unsupported");
 }
 
+/// Each line of the corpus, labelled by the comment above it, is refused with the reason
+/// code that says what is wrong with it (asserted per line: a corpus line that started failing
+/// for another reason, say an earlier check, would no longer test what its comment says).
 #[actix_web::test]
 async fn malformed_implicit_id_tokens_of_the_corpus_are_401() {
     let e = env("id_token", &[]).await;
     let corpus = include_str!("fixtures/malformed-tokens.txt");
-    for line in corpus
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-    {
+    // Against this RS256 realm. Lines whose header is acceptable but whose signature is not
+    // genuine never reach the payload: they are refused at the signature, whatever their
+    // payload says (payload parsing is tested with authentic HS256 tokens in
+    // tests/pitfalls.rs, row 20; psychic ES256 signatures against an ES256 realm in row 7).
+    let expected: &[(&str, &str)] = &[
+        ("alg none, empty signature", "alg_not_allowed"),
+        ("alg None (case variant)", "alg_not_allowed"),
+        ("alg NONE, no third part", "malformed"),
+        ("alg as a number", "malformed"),
+        ("embedded jwk header (attacker key)", "forbidden_header"),
+        (
+            "jku pointing at loopback (must never be fetched)",
+            "forbidden_header",
+        ),
+        (
+            "x5u pointing at metadata address (must never be fetched)",
+            "forbidden_header",
+        ),
+        ("kid path traversal", "kid_not_found"),
+        ("kid SQL-ish", "kid_not_found"),
+        ("kid of 10 KB", "malformed"),
+        ("zip DEF header (compression)", "forbidden_header"),
+        ("five parts (JWE shape)", "encrypted_token"),
+        ("payload is an array", "bad_signature"),
+        ("payload is null", "bad_signature"),
+        ("payload is a string", "bad_signature"),
+        ("duplicate sub key", "bad_signature"),
+        ("exp as string", "bad_signature"),
+        ("exp huge float", "bad_signature"),
+        ("deeply nested payload", "bad_signature"),
+        ("non-base64url characters", "malformed"),
+        ("padding characters", "malformed"),
+        ("invalid UTF-8 in header", "malformed"),
+        ("empty string parts", "malformed"),
+        ("only dots", "malformed"),
+        ("truncated", "malformed"),
+        (
+            "ES256 with all-zero signature (psychic signature)",
+            "alg_not_allowed",
+        ),
+        ("ES256 with DER-encoded r=0,s=0", "alg_not_allowed"),
+    ];
+    let mut label = "";
+    let mut got: Vec<(String, String)> = Vec::new();
+    for line in corpus.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(comment) = line.strip_prefix("# ") {
+            label = comment;
+            continue;
+        }
         let (s, p) = e.prepare(json!({"realm": "oidc1"})).await;
         assert_eq!(s, 200);
         let state = p["state"].as_str().unwrap();
         let redirect = fragment_redirect(&[("id_token", line), ("state", state)]);
-        let (s, b) = e
+        let resp = e
             .authenticate(&redirect, state, p["nonce"].as_str().unwrap())
             .await;
-        assert_eq!(s, 401, "{line}: {b}");
+        let code = resp.1["error"]["reason_code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert_refused(&resp, &code);
+        got.push((label.to_string(), code));
     }
+    let want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(l, c)| (l.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(got, want, "{got:#?}");
 }
 
 #[actix_web::test]
@@ -766,8 +831,11 @@ async fn logout_edge_cases() {
     let (s, out) = e.call(logout(json!({"token": access}))).await;
     assert_eq!((s, out), (200, json!({"redirect": null})));
     // The same token again: 401.
-    let (s, _) = e.call(logout(json!({"token": access}))).await;
-    assert_eq!(s, 401);
+    let (s, b) = e.call(logout(json!({"token": access}))).await;
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["type"], "security_exception", "{b}");
+    assert_eq!(b["error"]["reason_code"], "token_expired", "{b}");
+    assert_eq!(b["error"]["reason"], "token expired", "{b}");
     // Missing token: 400.
     let (s, b) = e.call(logout(json!({}))).await;
     assert_eq!(
@@ -775,12 +843,22 @@ async fn logout_edge_cases() {
         (400, json!("Validation Failed: 1: token is missing;"))
     );
     // A caller cannot choose where the OP sends the browser after logout.
-    let (s, _) = e
+    let (s, b) = e
         .call(logout(
             json!({"token": access, "post_logout_redirect_uri": "https://evil.com"}),
         ))
         .await;
-    assert_eq!(s, 400);
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"]["type"], "x_content_parse_exception", "{b}");
+    assert_eq!(b["error"]["reason_code"], "body_parse_error", "{b}");
+    assert!(
+        b["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("[oidc_logout] unknown field [post_logout_redirect_uri]"),
+        "{b}"
+    );
+    assert!(!b.to_string().contains("evil"), "{b}");
     // A token of a file user is not an OIDC token.
     let (_, _, t) = send(
         &e.app,
