@@ -175,9 +175,16 @@ async fn missing_wrong_and_unknown_credentials_get_401() {
         .await;
         if bad.starts_with("Bearer") {
             assert_eq!(s, 401, "{bad}");
+            assert_eq!(b["status"], 401, "{b}");
+            assert_eq!(b["error"]["type"], "security_exception", "{b}");
         } else {
             assert_basic_401(s, &h, &b);
         }
+        let code = match bad {
+            "Basic !!!" | "Basic bm9jb2xvbg==" => "credentials_malformed",
+            _ => "credentials_unsupported",
+        };
+        assert_eq!(b["error"]["reason_code"], code, "{bad}: {b}");
     }
 }
 

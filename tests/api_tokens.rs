@@ -553,13 +553,15 @@ async fn a_token_carries_its_users_current_privileges_but_cannot_mint_tokens() {
         json!({"grant_type": "password", "username": OIDC_ONLY.0, "password": OIDC_ONLY.1}),
     )
     .await;
-    let (s, _, _) = send(
+    let (s, _, b) = send(
         &app,
         delete_json("/_security/oauth2/token", json!({"username": "admin"}))
             .insert_header(bearer(pair["access_token"].as_str().unwrap())),
     )
     .await;
-    assert_eq!(s, 403);
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(b["error"]["type"], "security_exception", "{b}");
+    assert_eq!(b["error"]["reason_code"], "action_unauthorized", "{b}");
 }
 
 #[actix_web::test]
@@ -579,15 +581,16 @@ async fn invalidate_by_each_selector_with_elasticsearch_counts() {
             json!({"invalidated_tokens":1,"previously_invalidated_tokens":0,"error_count":0})
         )
     );
-    // Immediately refused.
-    let (s, _, _) = send(
+    // Immediately refused, as an expired token would be (one code for both).
+    let (s, _, b) = send(
         &app,
         TestRequest::get()
             .uri("/_security/_authenticate")
             .insert_header(bearer(a1)),
     )
     .await;
-    assert_eq!(s, 401);
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["reason_code"], "token_expired", "{b}");
     let (s, _, b) = send(&app, inv(json!({"token": a1}))).await;
     assert_eq!(
         (s, b),

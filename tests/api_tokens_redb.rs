@@ -63,6 +63,7 @@ async fn tokens_and_invalidations_survive_a_restart() {
     let (s, _, b): (u16, _, Value) = send(&app, me(&kept)).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["username"], "facilitator");
-    let (s, _, _) = send(&app, me(&revoked)).await;
-    assert_eq!(s, 401);
+    let (s, _, b) = send(&app, me(&revoked)).await;
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["reason_code"], "token_expired", "{b}");
 }

@@ -177,14 +177,15 @@ async fn code_flow_end_to_end_with_pkce_refresh_and_logout() {
     assert_eq!(lq["post_logout_redirect_uri"], POST_LOGOUT_REDIRECT_URI);
     assert_eq!(lq["state"].len(), 43);
     assert_eq!(lq["id_token_hint"].split('.').count(), 3);
-    let (s, _) = e
+    let (s, b) = e
         .call(
             TestRequest::get()
                 .uri("/_security/_authenticate")
                 .insert_header(bearer(access2)),
         )
         .await;
-    assert_eq!(s, 401);
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["reason_code"], "token_expired", "{b}");
     let (s, r) = e
         .call(
             post_json(
@@ -366,13 +367,14 @@ async fn prepare_and_authenticate_validation() {
         "Validation Failed: 1: state parameter is missing;2: nonce parameter is missing;3: redirect_uri parameter is missing;"
     );
     // Without manage_oidc: 403.
-    let (s, _) = e
+    let (s, b) = e
         .call(
             post_json("/_security/oidc/prepare", json!({"realm": "oidc1"}))
                 .insert_header(basic(ARGON_USER)),
         )
         .await;
-    assert_eq!(s, 403);
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(b["error"]["reason_code"], "action_unauthorized", "{b}");
     // A caller-chosen state and nonce are used as given.
     let (s, p) = e
         .prepare(json!({"realm": "oidc1", "state": "my-state-123", "nonce": "my-nonce-456"}))

@@ -422,8 +422,9 @@ async fn callers_without_manage_user_profile_get_403() {
     let (_, b) = e.get(OIDC_USER_UID).await;
     assert_eq!(b["profiles"], json!([]));
     // Unauthenticated: 401.
-    let (s, _) = e.call(post_json(ACTIVATE, body.clone())).await;
-    assert_eq!(s, 401);
+    let (s, b) = e.call(post_json(ACTIVATE, body.clone())).await;
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["reason_code"], "credentials_missing", "{b}");
     // manage_security and all grant it.
     let (s, b) = e.activate_as(ADMIN, body).await;
     assert_eq!(s, 200, "{b}");
