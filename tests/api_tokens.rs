@@ -434,7 +434,7 @@ async fn every_malformed_bearer_token_of_the_corpus_is_a_401_with_its_reason() {
         ("all 'A'", format!("ora1_{}", "A".repeat(43))),
         (
             "all '-' and '_'",
-            format!("ora1_{}", "-_".repeat(22)[..43].to_string()),
+            format!("ora1_{}", &"-_".repeat(22)[..43]),
         ),
         // The last character of 32 bytes in base64url carries 2 unused bits: a value with
         // them set is not canonical base64, but the shape check does not decode.
