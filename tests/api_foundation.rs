@@ -64,26 +64,44 @@ async fn authenticate_returns_the_caller_in_elasticsearch_shape() {
 async fn argon2id_and_bcrypt_users_both_authenticate_and_success_is_remembered() {
     let t = TestApp::new();
     let app = t.service().await;
-    for _ in 0..3 {
+    for (user, kind) in [(ARGON_USER, "argon2id"), (ADMIN, "bcrypt")] {
+        let before = t.state.password_verifications();
+        for n in 0..3 {
+            let (status, _, body) = send(
+                &app,
+                TestRequest::get()
+                    .uri("/_security/_authenticate")
+                    .insert_header(basic(user)),
+            )
+            .await;
+            assert_eq!(status, 200, "{kind}: {body}");
+            assert_eq!(body["username"], user.0);
+            // The first success costs one full verification; the repeats are remembered.
+            assert_eq!(
+                t.state.password_verifications(),
+                before + 1,
+                "{kind}: after request {n}"
+            );
+        }
+    }
+    // A wrong password is refused even right after a remembered success, and costs a full
+    // verification (failures are never remembered).
+    let before = t.state.password_verifications();
+    for _ in 0..2 {
         let (status, _, body) = send(
             &app,
             TestRequest::get()
                 .uri("/_security/_authenticate")
-                .insert_header(basic(ARGON_USER)),
+                .insert_header(basic((ARGON_USER.0, "wrong"))),
         )
         .await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["username"], "argon");
+        assert_eq!(status, 401);
+        assert_eq!(
+            body["error"]["reason_code"], "credentials_invalid",
+            "{body}"
+        );
     }
-    // A wrong password is refused even right after a remembered success.
-    let (status, _, _) = send(
-        &app,
-        TestRequest::get()
-            .uri("/_security/_authenticate")
-            .insert_header(basic((ARGON_USER.0, "wrong"))),
-    )
-    .await;
-    assert_eq!(status, 401);
+    assert_eq!(t.state.password_verifications(), before + 2);
 }
 
 fn assert_basic_401(
@@ -157,9 +175,16 @@ async fn missing_wrong_and_unknown_credentials_get_401() {
         .await;
         if bad.starts_with("Bearer") {
             assert_eq!(s, 401, "{bad}");
+            assert_eq!(b["status"], 401, "{b}");
+            assert_eq!(b["error"]["type"], "security_exception", "{b}");
         } else {
             assert_basic_401(s, &h, &b);
         }
+        let code = match bad {
+            "Basic !!!" | "Basic bm9jb2xvbg==" => "credentials_malformed",
+            _ => "credentials_unsupported",
+        };
+        assert_eq!(b["error"]["reason_code"], code, "{bad}: {b}");
     }
 }
 
@@ -167,14 +192,37 @@ async fn missing_wrong_and_unknown_credentials_get_401() {
 async fn an_overlong_password_is_refused_without_hashing() {
     let t = TestApp::new();
     let app = t.service().await;
+    let max = oidc_realm::auth::caller::MAX_PASSWORD_LEN;
+    // Over the bound: refused like a wrong password, and no verification ran (for a known and
+    // an unknown user alike: the unknown user's dummy verification is skipped too).
+    for user in [ARGON_USER.0, ADMIN.0, "nobody"] {
+        let (s, h, b) = send(
+            &app,
+            TestRequest::get()
+                .uri("/_security/_authenticate")
+                .insert_header(basic((user, &"p".repeat(max + 1)))),
+        )
+        .await;
+        assert_basic_401(s, &h, &b);
+        assert_eq!(b["error"]["reason_code"], "credentials_invalid", "{b}");
+        assert_eq!(
+            b["error"]["reason"],
+            format!(
+                "unable to authenticate user [{user}] for REST request [/_security/_authenticate]"
+            )
+        );
+        assert_eq!(t.state.password_verifications(), 0, "{user}");
+    }
+    // At the bound: hashed (and wrong), so the counter does count what it claims to.
     let (s, _, _) = send(
         &app,
         TestRequest::get()
             .uri("/_security/_authenticate")
-            .insert_header(basic((ARGON_USER.0, &"p".repeat(1025)))),
+            .insert_header(basic((ARGON_USER.0, &"p".repeat(max)))),
     )
     .await;
     assert_eq!(s, 401);
+    assert_eq!(t.state.password_verifications(), 1);
 }
 
 #[actix_web::test]

@@ -203,26 +203,13 @@ async fn refresh_is_single_use_with_a_30s_window_returning_the_same_pair() {
     invalid_grant(&b4, "token has been invalidated");
 }
 
+/// Concurrent for real: 16 connections to a server with 4 worker threads, released together.
 #[actix_web::test]
 async fn concurrent_refreshes_all_get_the_same_pair() {
     let t = TestApp::new();
-    let app = std::rc::Rc::new(t.service().await);
-    let (_, first) = get_token(&*app, FACILITATOR, password_grant()).await;
-    let r0 = first["refresh_token"].as_str().unwrap().to_string();
-    let futs: Vec<_> = (0..16)
-        .map(|_| {
-            let app = app.clone();
-            let r0 = r0.clone();
-            async move { refresh(&*app, FACILITATOR, &r0).await }
-        })
-        .collect();
-    let results = futures_util::future::join_all(futs).await;
-    let (s0, b0) = &results[0];
-    assert_eq!(*s0, 200);
-    for (s, b) in &results {
-        assert_eq!(*s, 200);
-        assert_eq!(b, b0);
-    }
+    let served = Served::start(t.state.clone(), 4);
+    assert_concurrent_refreshes_get_one_pair(&served.base, 16).await;
+    served.stop().await;
 }
 
 #[actix_web::test]
@@ -324,28 +311,203 @@ async fn bearer_expiry_malformed_and_unknown() {
     assert_eq!(b["error"]["reason"], "token expired");
 }
 
+/// A refused bearer token: 401, the `invalid_token` challenge with its description, and the
+/// reason code (`token_malformed` for a token refused by its shape, before any lookup;
+/// `token_expired` for one of the right shape that is unknown, expired or invalidated).
+#[track_caller]
+fn assert_bearer_refused(
+    what: &str,
+    (s, h, b): &(u16, actix_web::http::header::HeaderMap, Value),
+    code: &str,
+) {
+    assert_eq!(*s, 401, "{what}: {b}");
+    assert_eq!(b["error"]["reason_code"], code, "{what}: {b}");
+    assert_eq!(b["error"]["type"], "security_exception", "{what}: {b}");
+    assert_eq!(b["status"], 401, "{what}: {b}");
+    let (reason, description) = match code {
+        "token_malformed" => ("token malformed", "The access token is malformed"),
+        _ => ("token expired", "The access token expired"),
+    };
+    assert_eq!(b["error"]["reason"], reason, "{what}: {b}");
+    assert_eq!(
+        h.get("www-authenticate").map(|v| v.to_str().unwrap()),
+        Some(
+            format!(
+                "Bearer realm=\"security\", error=\"invalid_token\", error_description=\"{description}\""
+            )
+            .as_str()
+        ),
+        "{what}"
+    );
+}
+
+async fn whoami_raw<S, B>(
+    app: &S,
+    header: actix_web::http::header::HeaderValue,
+) -> (u16, actix_web::http::header::HeaderMap, Value)
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    send(
+        app,
+        TestRequest::get()
+            .uri("/_security/_authenticate")
+            .insert_header(("Authorization", header)),
+    )
+    .await
+}
+
+/// Bearer values that carry the access-token prefix `ora1_` (or are one edit away from a real
+/// token), so each is refused by the check it names and not merely by the prefix test. A real
+/// token issued by the server is the starting point, and is first shown to work.
 #[actix_web::test]
-async fn every_malformed_token_of_the_corpus_is_a_401() {
+async fn every_malformed_bearer_token_of_the_corpus_is_a_401_with_its_reason() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let (_, pair) = get_token(&app, FACILITATOR, password_grant()).await;
+    let real = pair["access_token"].as_str().unwrap().to_string();
+    let real_refresh = pair["refresh_token"].as_str().unwrap().to_string();
+    let body = &real["ora1_".len()..];
+    assert_eq!(body.len(), 43);
+    let hv =
+        |s: &str| actix_web::http::header::HeaderValue::from_str(&format!("Bearer {s}")).unwrap();
+    // The control: the real token, and the real token under the lower-case scheme.
+    for v in [
+        hv(&real),
+        actix_web::http::header::HeaderValue::from_str(&format!("bearer {real}")).unwrap(),
+    ] {
+        let (s, _, b) = whoami_raw(&app, v).await;
+        assert_eq!((s, &b["username"]), (200, &json!("admin")), "{b}");
+    }
+
+    let with_char_at = |i: usize, c: &str| format!("ora1_{}{c}{}", &body[..i], &body[i + 1..]);
+    let malformed: Vec<(&str, String)> = vec![
+        ("the prefix alone", "ora1_".into()),
+        ("one character short", real[..real.len() - 1].to_string()),
+        ("one character long", format!("{real}A")),
+        ("twice the length", format!("{real}{body}")),
+        ("10,000 characters", format!("ora1_{}", "A".repeat(10_000))),
+        ("standard base64 '+'", with_char_at(10, "+")),
+        ("standard base64 '/'", with_char_at(10, "/")),
+        ("a dot", with_char_at(42, ".")),
+        ("a tilde", with_char_at(0, "~")),
+        ("a percent-encoding", format!("ora1_%41{}", &body[3..])),
+        (
+            "padding in place of the last character",
+            with_char_at(42, "="),
+        ),
+        ("padding appended", format!("{real}=")),
+        ("two padding characters appended", format!("{real}==")),
+        ("a space inside", with_char_at(20, " ")),
+        ("a tab inside", with_char_at(20, "\t")),
+        ("a space after the prefix", format!("ora1_ {}", &body[1..])),
+        (
+            "the refresh prefix on an access body",
+            format!("orr1_{body}"),
+        ),
+        (
+            "the pair's refresh token used as an access token",
+            real_refresh.clone(),
+        ),
+        ("the prefix in upper case", format!("ORA1_{body}")),
+        ("another format version", format!("ora2_{body}")),
+        ("no separator", format!("ora1{body}A")),
+        ("a JWT", "eyJhbGciOiJub25lIn0.e30.".into()),
+    ];
+    for (what, token) in &malformed {
+        let resp = whoami_raw(&app, hv(token)).await;
+        assert_bearer_refused(what, &resp, "token_malformed");
+    }
+
+    // The right shape but never issued: looked up, not found, answered as expired (one code
+    // for unknown, expired and invalidated).
+    let unknown: Vec<(&str, String)> = vec![
+        ("one character of a real token changed", {
+            let c = if body.starts_with('A') { "B" } else { "A" };
+            with_char_at(0, c)
+        }),
+        ("all 'A'", format!("ora1_{}", "A".repeat(43))),
+        (
+            "all '-' and '_'",
+            format!("ora1_{}", &"-_".repeat(22)[..43]),
+        ),
+        // The last character of 32 bytes in base64url carries 2 unused bits: a value with
+        // them set is not canonical base64, but the shape check does not decode.
+        (
+            "non-canonical last character",
+            format!("ora1_{}B", "A".repeat(42)),
+        ),
+    ];
+    for (what, token) in &unknown {
+        let resp = whoami_raw(&app, hv(token)).await;
+        assert_bearer_refused(what, &resp, "token_expired");
+    }
+
+    // Non-ASCII bytes cannot be read as a header string at all: refused before the bearer
+    // check, as malformed credentials (Basic and Bearer challenges both offered).
+    for (what, token) in [
+        ("an 'é' (43 bytes)", format!("ora1_{}é", &body[..41])),
+        (
+            "a zero-width space",
+            format!("ora1_{}\u{200b}{}", &body[..21], &body[21..]),
+        ),
+        ("full-width letters", format!("ora1_{}", "Ａ".repeat(43))),
+        ("a non-breaking space", format!("{real}\u{a0}")),
+    ] {
+        let v =
+            actix_web::http::header::HeaderValue::from_bytes(format!("Bearer {token}").as_bytes())
+                .unwrap();
+        let (s, _, b) = whoami_raw(&app, v).await;
+        assert_eq!(s, 401, "{what}: {b}");
+        assert_eq!(
+            b["error"]["reason_code"], "credentials_malformed",
+            "{what}: {b}"
+        );
+        assert_eq!(
+            b["error"]["reason"],
+            "malformed authentication credentials for REST request [/_security/_authenticate]",
+            "{what}: {b}"
+        );
+    }
+    // None of this touched the real token.
+    let (s, _, _) = whoami_raw(&app, hv(&real)).await;
+    assert_eq!(s, 200);
+}
+
+/// The JWT corpus (tests/fixtures/malformed-tokens.txt, written for ID tokens) sent as bearer
+/// tokens: none has the access-token prefix, so each is refused by the shape check as
+/// malformed (the corpus above is the one that reaches the checks after the prefix).
+#[actix_web::test]
+async fn every_token_of_the_jwt_corpus_is_a_malformed_bearer_401() {
     let t = TestApp::new();
     let app = t.service().await;
     let corpus = include_str!("fixtures/malformed-tokens.txt");
+    let mut sent = 0;
+    let mut lines = 0;
     for line in corpus
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
     {
+        lines += 1;
         let Ok(v) = actix_web::http::header::HeaderValue::from_str(&format!("Bearer {line}"))
         else {
             continue; // not expressible as a header value at all
         };
-        let (s, _, b) = send(
-            &app,
-            TestRequest::get()
-                .uri("/_security/_authenticate")
-                .insert_header(("Authorization", v)),
-        )
-        .await;
-        assert_eq!(s, 401, "{line}: {b}");
+        sent += 1;
+        let resp = whoami_raw(&app, v).await;
+        let what = &line[..line.len().min(60)];
+        assert!(!line.starts_with("ora1_"), "{what}");
+        assert_bearer_refused(what, &resp, "token_malformed");
     }
+    assert!(
+        lines >= 20 && sent == lines,
+        "{sent} of {lines} corpus lines sent"
+    );
 }
 
 #[actix_web::test]
@@ -391,13 +553,15 @@ async fn a_token_carries_its_users_current_privileges_but_cannot_mint_tokens() {
         json!({"grant_type": "password", "username": OIDC_ONLY.0, "password": OIDC_ONLY.1}),
     )
     .await;
-    let (s, _, _) = send(
+    let (s, _, b) = send(
         &app,
         delete_json("/_security/oauth2/token", json!({"username": "admin"}))
             .insert_header(bearer(pair["access_token"].as_str().unwrap())),
     )
     .await;
-    assert_eq!(s, 403);
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(b["error"]["type"], "security_exception", "{b}");
+    assert_eq!(b["error"]["reason_code"], "action_unauthorized", "{b}");
 }
 
 #[actix_web::test]
@@ -417,15 +581,16 @@ async fn invalidate_by_each_selector_with_elasticsearch_counts() {
             json!({"invalidated_tokens":1,"previously_invalidated_tokens":0,"error_count":0})
         )
     );
-    // Immediately refused.
-    let (s, _, _) = send(
+    // Immediately refused, as an expired token would be (one code for both).
+    let (s, _, b) = send(
         &app,
         TestRequest::get()
             .uri("/_security/_authenticate")
             .insert_header(bearer(a1)),
     )
     .await;
-    assert_eq!(s, 401);
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["reason_code"], "token_expired", "{b}");
     let (s, _, b) = send(&app, inv(json!({"token": a1}))).await;
     assert_eq!(
         (s, b),

@@ -7,8 +7,8 @@ mod common;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
-use actix_web::test::TestRequest;
 use common::fake_op::*;
+use common::login::*;
 use common::*;
 use oidc_realm::model::{Hash32, Refreshed, TokenDoc};
 use oidc_realm::store::{
@@ -22,65 +22,12 @@ use std::time::Duration;
 /// The per-caller quota the server runs with when none is configured.
 const QUOTA: usize = oidc_realm::config::DEFAULT_PENDING_LOGINS_PER_CALLER;
 
-struct Env<S> {
-    t: TestApp,
-    op: FakeOp,
-    app: S,
-}
-
-async fn env(
-    response_type: &str,
-) -> Env<
-    impl Service<
-        actix_http::Request,
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-    >,
-> {
-    let op = FakeOp::start().await;
-    let mut s = settings();
-    s.realms = vec![realm_config(&op, "oidc1", 0, response_type, &[])];
-    let t = TestApp::with(s, Arc::new(MemoryStore::new()));
-    op.use_clock(t.clock.clone());
-    let app = t.service().await;
-    Env { t, op, app }
-}
-
-/// A prepared login: the OP's redirect back, and the state and nonce to keep.
-struct Login {
-    callback: String,
-    state: String,
-    nonce: String,
-}
-
+/// This file's authenticate requests, by the login they finish.
 impl<S, B> Env<S>
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    async fn prepare_as(
-        &self,
-        who: (&str, &str),
-    ) -> (u16, actix_web::http::header::HeaderMap, Value) {
-        send(
-            &self.app,
-            post_json("/_security/oidc/prepare", json!({"realm": "oidc1"}))
-                .insert_header(basic(who)),
-        )
-        .await
-    }
-
-    /// prepare as `who`, then the browser at the OP.
-    async fn start_login_as(&self, who: (&str, &str)) -> Login {
-        let (s, _, p) = self.prepare_as(who).await;
-        assert_eq!(s, 200, "{p}");
-        Login {
-            callback: self.op.browser_login(p["redirect"].as_str().unwrap()).await,
-            state: p["state"].as_str().unwrap().to_string(),
-            nonce: p["nonce"].as_str().unwrap().to_string(),
-        }
-    }
-
     async fn authenticate_req(
         &self,
         who: (&str, &str),
@@ -88,14 +35,9 @@ where
         login: &Login,
         realm: Option<&str>,
     ) -> (u16, Value) {
-        let mut body =
-            json!({"redirect_uri": callback, "state": login.state, "nonce": login.nonce});
-        if let Some(r) = realm {
-            body["realm"] = json!(r);
-        }
-        let req: TestRequest =
-            post_json("/_security/oidc/authenticate", body).insert_header(basic(who));
-        let (s, _, b) = send(&self.app, req).await;
+        let (s, _, b) = self
+            .authenticate_full(who, callback, &login.state, &login.nonce, realm)
+            .await;
         (s, b)
     }
 
@@ -128,7 +70,7 @@ fn assert_logged_in(resp: &(u16, Value)) {
 
 #[actix_web::test]
 async fn a_foreign_caller_presenting_a_state_leaves_the_login_usable() {
-    let e = env("code").await;
+    let e = env("code", &[]).await;
     let a = e.start_login_as(FACILITATOR).await;
     // Facilitator B learnt A's state, nonce and callback: refused, with and without a realm,
     // with A's realm or another one, as often as it likes...
@@ -159,7 +101,7 @@ async fn a_foreign_caller_presenting_a_state_leaves_the_login_usable() {
 
 #[actix_web::test]
 async fn concurrent_authenticates_of_one_login_succeed_once_and_never_for_another_caller() {
-    let e = env("code").await;
+    let e = env("code", &[]).await;
     for _ in 0..8 {
         let a = e.start_login_as(FACILITATOR).await;
         let (r1, rb, r2, r3) = futures_util::future::join4(
@@ -192,7 +134,7 @@ async fn concurrent_authenticates_of_one_login_succeed_once_and_never_for_anothe
 
 #[actix_web::test]
 async fn one_caller_at_its_quota_does_not_block_another_and_expired_logins_do_not_count() {
-    let e = env("code").await;
+    let e = env("code", &[]).await;
     let first = e.start_login_as(FACILITATOR).await;
     for n in 1..QUOTA {
         let (s, _, b) = e.prepare_as(FACILITATOR).await;
@@ -264,7 +206,7 @@ fn with_token_type(callback: &str, token_type: Option<&str>) -> String {
 
 #[actix_web::test]
 async fn implicit_id_token_token_requires_a_bearer_token_type() {
-    let e = env("id_token token").await;
+    let e = env("id_token token", &[]).await;
     for (token_type, refused) in [
         (None, true),
         (Some(""), true),
@@ -396,7 +338,7 @@ async fn a_store_outage_is_a_503_not_a_quota_refusal() {
 
 #[actix_web::test]
 async fn the_quotas_come_from_the_configuration_and_a_reload() {
-    let e = env("code").await;
+    let e = env("code", &[]).await;
     let mut s = (*e.t.state.runtime().settings).clone();
     s.limits.pending_logins_per_caller = 2;
     s.limits.pending_logins = 3;

@@ -6,6 +6,7 @@ mod common;
 
 use actix_web::test::TestRequest;
 use common::fake_op::*;
+use common::login::*;
 use common::*;
 use oidc_realm::store::MemoryStore;
 use serde_json::{json, Value};
@@ -34,28 +35,23 @@ fn assert_sample(text: &str, series: &str, value: &str) {
 /// A server with the fake OP's realm `oidc1`; `tweak` adjusts the settings.
 async fn env(
     tweak: impl FnOnce(&mut oidc_realm::config::Settings),
-) -> (
-    TestApp,
-    FakeOp,
+) -> Env<
     impl actix_web::dev::Service<
         actix_http::Request,
         Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
         Error = actix_web::Error,
     >,
-) {
-    let op = FakeOp::start().await;
-    let mut s = settings();
-    s.realms = vec![realm_config(&op, "oidc1", 0, "code", &[])];
-    tweak(&mut s);
-    let t = TestApp::with(s, Arc::new(MemoryStore::new()));
-    op.use_clock(t.clock.clone());
-    let app = t.service().await;
-    (t, op, app)
+> {
+    env_from(settings(), Arc::new(MemoryStore::new()), |op, s| {
+        s.realms = vec![realm_config(op, "oidc1", 0, "code", &[])];
+        tweak(s);
+    })
+    .await
 }
 
 #[actix_web::test]
 async fn logins_tokens_bearer_checks_and_reloads_are_counted() {
-    let (t, op, app) = env(|_| {}).await;
+    let Env { t, op, app } = env(|_| {}).await;
     let m = t.state.render_metrics();
     // Before anything: the fixed series exist at 0.
     assert_sample(&m, "oidc_realm_tokens_total{event=\"issued\"}", "0");
@@ -292,7 +288,7 @@ async fn logins_tokens_bearer_checks_and_reloads_are_counted() {
 
 #[actix_web::test]
 async fn every_kind_of_429_is_counted_by_its_limit() {
-    let (t, _op, app) = env(|s| {
+    let Env { t, op: _op, app } = env(|s| {
         s.limits.pending_logins_per_caller = 1;
         s.limits.requests_per_caller = 1;
     })

@@ -7,79 +7,19 @@ mod common;
 use actix_web::test::TestRequest;
 use common::fake_op::*;
 use common::*;
-use oidc_realm::store::MemoryStore;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
+use common::login::*;
 
-struct Env<S> {
-    t: TestApp,
-    op: FakeOp,
-    app: S,
-}
-
-/// A server with realms built by `realms(op)` against a fresh fake OP sharing its clock.
-async fn env_with(
-    realms: impl FnOnce(&FakeOp) -> Vec<oidc_realm::config::RealmConfig>,
-) -> Env<
-    impl Service<
-        actix_http::Request,
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-    >,
-> {
-    let op = FakeOp::start().await;
-    let mut s = settings();
-    s.realms = realms(&op);
-    let t = TestApp::with(s, Arc::new(MemoryStore::new()));
-    op.use_clock(t.clock.clone());
-    let app = t.service().await;
-    Env { t, op, app }
-}
-
-async fn env(
-    response_type: &str,
-    extra: &[(&str, &str)],
-) -> Env<
-    impl Service<
-        actix_http::Request,
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-    >,
-> {
-    let response_type = response_type.to_string();
-    let extra: Vec<(String, String)> = extra
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    env_with(move |op| {
-        let extra: Vec<(&str, &str)> = extra
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        vec![realm_config(op, "oidc1", 0, &response_type, &extra)]
-    })
-    .await
-}
-
+/// This file's logins name the realm (`oidc1`) in the authenticate body.
 impl<S, B> Env<S>
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    async fn call(&self, req: TestRequest) -> (u16, Value) {
-        let (s, _, b) = send(&self.app, req).await;
-        (s, b)
-    }
-
-    async fn prepare(&self, body: Value) -> (u16, Value) {
-        self.call(post_json("/_security/oidc/prepare", body).insert_header(basic(FACILITATOR)))
-            .await
-    }
-
     async fn authenticate_as(
         &self,
         who: (&str, &str),
@@ -87,14 +27,10 @@ where
         state: &str,
         nonce: &str,
     ) -> (u16, Value) {
-        self.call(
-            post_json(
-                "/_security/oidc/authenticate",
-                json!({"redirect_uri": redirect_uri, "state": state, "nonce": nonce, "realm": "oidc1"}),
-            )
-            .insert_header(basic(who)),
-        )
-        .await
+        let (s, _, b) = self
+            .authenticate_full(who, redirect_uri, state, nonce, Some("oidc1"))
+            .await;
+        (s, b)
     }
 
     async fn authenticate(&self, redirect_uri: &str, state: &str, nonce: &str) -> (u16, Value) {
@@ -102,20 +38,8 @@ where
             .await
     }
 
-    /// prepare → browser at the OP → the callback URL, plus state and nonce.
-    async fn start_login(&self) -> (String, String, String) {
-        let (s, p) = self.prepare(json!({"realm": "oidc1"})).await;
-        assert_eq!(s, 200, "{p}");
-        let callback = self.op.browser_login(p["redirect"].as_str().unwrap()).await;
-        (
-            callback,
-            p["state"].as_str().unwrap().to_string(),
-            p["nonce"].as_str().unwrap().to_string(),
-        )
-    }
-
     async fn login(&self) -> (u16, Value) {
-        let (callback, state, nonce) = self.start_login().await;
+        let (callback, state, nonce) = self.start_login().await.parts();
         self.authenticate(&callback, &state, &nonce).await
     }
 }
@@ -253,14 +177,15 @@ async fn code_flow_end_to_end_with_pkce_refresh_and_logout() {
     assert_eq!(lq["post_logout_redirect_uri"], POST_LOGOUT_REDIRECT_URI);
     assert_eq!(lq["state"].len(), 43);
     assert_eq!(lq["id_token_hint"].split('.').count(), 3);
-    let (s, _) = e
+    let (s, b) = e
         .call(
             TestRequest::get()
                 .uri("/_security/_authenticate")
                 .insert_header(bearer(access2)),
         )
         .await;
-    assert_eq!(s, 401);
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["reason_code"], "token_expired", "{b}");
     let (s, r) = e
         .call(
             post_json(
@@ -442,13 +367,14 @@ async fn prepare_and_authenticate_validation() {
         "Validation Failed: 1: state parameter is missing;2: nonce parameter is missing;3: redirect_uri parameter is missing;"
     );
     // Without manage_oidc: 403.
-    let (s, _) = e
+    let (s, b) = e
         .call(
             post_json("/_security/oidc/prepare", json!({"realm": "oidc1"}))
                 .insert_header(basic(ARGON_USER)),
         )
         .await;
-    assert_eq!(s, 403);
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(b["error"]["reason_code"], "action_unauthorized", "{b}");
     // A caller-chosen state and nonce are used as given.
     let (s, p) = e
         .prepare(json!({"realm": "oidc1", "state": "my-state-123", "nonce": "my-nonce-456"}))
@@ -687,8 +613,8 @@ async fn state_and_flow_refusals() {
     assert_refused(&e.login().await, "state_missing");
     e.op.reset_knobs();
     // 9b: the state of another prepare.
-    let (cb1, state1, nonce1) = e.start_login().await;
-    let (_cb2, state2, nonce2) = e.start_login().await;
+    let (cb1, state1, nonce1) = e.start_login().await.parts();
+    let (_cb2, state2, nonce2) = e.start_login().await.parts();
     assert_refused(
         &e.authenticate(&cb1, &state2, &nonce2).await,
         "state_mismatch",
@@ -703,14 +629,14 @@ async fn state_and_flow_refusals() {
     );
     assert_eq!(e.op.hits("/token"), 1);
     // A nonce that differs from the prepared one.
-    let (cb, state, _nonce) = e.start_login().await;
+    let (cb, state, _nonce) = e.start_login().await.parts();
     assert_refused(
         &e.authenticate(&cb, &state, "not-the-nonce").await,
         "nonce_mismatch",
     );
     // Another facilitator cannot finish a login this one prepared, nor consume it: the
     // login stays pending for the facilitator that prepared it.
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     assert_refused(
         &e.authenticate_as(OTHER_FACILITATOR, &cb, &state, &nonce)
             .await,
@@ -719,7 +645,7 @@ async fn state_and_flow_refusals() {
     let (s, b) = e.authenticate(&cb, &state, &nonce).await;
     assert_eq!(s, 200, "{b}");
     // A flow expires after 10 minutes.
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     e.t.advance(Duration::from_secs(601));
     e.op.set_now(e.op.now_secs());
     assert_refused(&e.authenticate(&cb, &state, &nonce).await, "flow_unknown");
@@ -734,11 +660,18 @@ async fn redirect_uri_must_be_the_configured_one() {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
-        let (cb, state, nonce) = e.start_login().await;
+        let (cb, state, nonce) = e.start_login().await.parts();
         let code_and_state = cb.split_once('?').unwrap().1;
         let forged = format!("{target}?{code_and_state}");
-        let (s, b) = e.authenticate(&forged, &state, &nonce).await;
-        assert_eq!(s, 401, "{target}: {b}");
+        let resp = e.authenticate(&forged, &state, &nonce).await;
+        // Not an absolute URL at all: invalid; a URL, but not the configured one: mismatch.
+        let code = if url::Url::parse(target).is_ok() {
+            "redirect_uri_mismatch"
+        } else {
+            "redirect_uri_invalid"
+        };
+        assert_refused(&resp, code);
+        assert!(!resp.1.to_string().contains("evil"), "echoed: {}", resp.1);
     }
     assert_eq!(
         e.op.hits("/token"),
@@ -802,23 +735,81 @@ async fn a_claim_that_is_an_object_fails_clearly() {
     assert_refused(&e.login().await, "claim_value_unsupported");
 }
 
+/// Each line of the corpus, labelled by the comment above it, is refused with the reason
+/// code that says what is wrong with it (asserted per line: a corpus line that started failing
+/// for another reason, say an earlier check, would no longer test what its comment says).
 #[actix_web::test]
 async fn malformed_implicit_id_tokens_of_the_corpus_are_401() {
     let e = env("id_token", &[]).await;
     let corpus = include_str!("fixtures/malformed-tokens.txt");
-    for line in corpus
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-    {
+    // Against this RS256 realm. Lines whose header is acceptable but whose signature is not
+    // genuine never reach the payload: they are refused at the signature, whatever their
+    // payload says (payload parsing is tested with authentic HS256 tokens in
+    // tests/pitfalls.rs, row 20; psychic ES256 signatures against an ES256 realm in row 7).
+    let expected: &[(&str, &str)] = &[
+        ("alg none, empty signature", "alg_not_allowed"),
+        ("alg None (case variant)", "alg_not_allowed"),
+        ("alg NONE, no third part", "malformed"),
+        ("alg as a number", "malformed"),
+        ("embedded jwk header (attacker key)", "forbidden_header"),
+        (
+            "jku pointing at loopback (must never be fetched)",
+            "forbidden_header",
+        ),
+        (
+            "x5u pointing at metadata address (must never be fetched)",
+            "forbidden_header",
+        ),
+        ("kid path traversal", "kid_not_found"),
+        ("kid SQL-ish", "kid_not_found"),
+        ("kid of 10 KB", "malformed"),
+        ("zip DEF header (compression)", "forbidden_header"),
+        ("five parts (JWE shape)", "encrypted_token"),
+        ("payload is an array", "bad_signature"),
+        ("payload is null", "bad_signature"),
+        ("payload is a string", "bad_signature"),
+        ("duplicate sub key", "bad_signature"),
+        ("exp as string", "bad_signature"),
+        ("exp huge float", "bad_signature"),
+        ("deeply nested payload", "bad_signature"),
+        ("non-base64url characters", "malformed"),
+        ("padding characters", "malformed"),
+        ("invalid UTF-8 in header", "malformed"),
+        ("empty string parts", "malformed"),
+        ("only dots", "malformed"),
+        ("truncated", "malformed"),
+        (
+            "ES256 with all-zero signature (psychic signature)",
+            "alg_not_allowed",
+        ),
+        ("ES256 with DER-encoded r=0,s=0", "alg_not_allowed"),
+    ];
+    let mut label = "";
+    let mut got: Vec<(String, String)> = Vec::new();
+    for line in corpus.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(comment) = line.strip_prefix("# ") {
+            label = comment;
+            continue;
+        }
         let (s, p) = e.prepare(json!({"realm": "oidc1"})).await;
         assert_eq!(s, 200);
         let state = p["state"].as_str().unwrap();
         let redirect = fragment_redirect(&[("id_token", line), ("state", state)]);
-        let (s, b) = e
+        let resp = e
             .authenticate(&redirect, state, p["nonce"].as_str().unwrap())
             .await;
-        assert_eq!(s, 401, "{line}: {b}");
+        let code = resp.1["error"]["reason_code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert_refused(&resp, &code);
+        got.push((label.to_string(), code));
     }
+    let want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(l, c)| (l.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(got, want, "{got:#?}");
 }
 
 #[actix_web::test]
@@ -842,8 +833,11 @@ async fn logout_edge_cases() {
     let (s, out) = e.call(logout(json!({"token": access}))).await;
     assert_eq!((s, out), (200, json!({"redirect": null})));
     // The same token again: 401.
-    let (s, _) = e.call(logout(json!({"token": access}))).await;
-    assert_eq!(s, 401);
+    let (s, b) = e.call(logout(json!({"token": access}))).await;
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["type"], "security_exception", "{b}");
+    assert_eq!(b["error"]["reason_code"], "token_expired", "{b}");
+    assert_eq!(b["error"]["reason"], "token expired", "{b}");
     // Missing token: 400.
     let (s, b) = e.call(logout(json!({}))).await;
     assert_eq!(
@@ -851,12 +845,22 @@ async fn logout_edge_cases() {
         (400, json!("Validation Failed: 1: token is missing;"))
     );
     // A caller cannot choose where the OP sends the browser after logout.
-    let (s, _) = e
+    let (s, b) = e
         .call(logout(
             json!({"token": access, "post_logout_redirect_uri": "https://evil.com"}),
         ))
         .await;
-    assert_eq!(s, 400);
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"]["type"], "x_content_parse_exception", "{b}");
+    assert_eq!(b["error"]["reason_code"], "body_parse_error", "{b}");
+    assert!(
+        b["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("[oidc_logout] unknown field [post_logout_redirect_uri]"),
+        "{b}"
+    );
+    assert!(!b.to_string().contains("evil"), "{b}");
     // A token of a file user is not an OIDC token.
     let (_, _, t) = send(
         &e.app,
@@ -934,14 +938,14 @@ async fn a_finance_team_group_claim_yields_the_finance_data_role() {
 #[actix_web::test]
 async fn redirects_with_a_doubled_state_or_code_are_refused() {
     let e = env("code", &[]).await;
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     // The state once in the query and once in the fragment: which one would count?
     let forged = format!("{cb}#state=another-state");
     assert_refused(
         &e.authenticate(&forged, &state, &nonce).await,
         "redirect_param_duplicate",
     );
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     let forged = format!("{cb}&code=second-code");
     assert_refused(
         &e.authenticate(&forged, &state, &nonce).await,
@@ -977,7 +981,7 @@ fn path_only(callback: &str) -> String {
 #[actix_web::test]
 async fn a_path_only_redirect_uri_as_kibana_sends_it_logs_in() {
     let e = env("code", &[]).await;
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     let path = path_only(&cb);
     assert!(path.starts_with("/api/security/oidc/callback?"), "{path}");
     let (s, b) = e.authenticate(&path, &state, &nonce).await;
@@ -995,7 +999,7 @@ async fn a_path_only_redirect_uri_as_kibana_sends_it_logs_in() {
 async fn a_path_only_redirect_uri_gets_every_check_of_an_absolute_one() {
     let e = env("code", &[]).await;
     // Another path on the right origin: refused as a mismatch.
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     let code_and_state = cb.split_once('?').unwrap().1.to_string();
     assert_refused(
         &e.authenticate(
@@ -1007,27 +1011,27 @@ async fn a_path_only_redirect_uri_gets_every_check_of_an_absolute_one() {
         "redirect_uri_mismatch",
     );
     // Duplicated parameters.
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     assert_refused(
         &e.authenticate(&format!("{}&code=second", path_only(&cb)), &state, &nonce)
             .await,
         "redirect_param_duplicate",
     );
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     assert_refused(
         &e.authenticate(&format!("{}#state=x", path_only(&cb)), &state, &nonce)
             .await,
         "redirect_param_duplicate",
     );
     // The state is taken from the path's query and compared.
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     let other_state = path_only(&cb).replace(&format!("state={state}"), "state=forged");
     assert_refused(
         &e.authenticate(&other_state, &state, &nonce).await,
         "state_mismatch",
     );
     // An absolute URL on another origin is still refused.
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     let foreign = cb.replace("https://kibana.example.org", "https://evil.example.org");
     assert_refused(
         &e.authenticate(&foreign, &state, &nonce).await,
@@ -1039,7 +1043,7 @@ async fn a_path_only_redirect_uri_gets_every_check_of_an_absolute_one() {
 #[actix_web::test]
 async fn path_only_redirect_uris_that_could_escape_are_refused_before_the_flow_is_used() {
     let e = env("code", &[]).await;
-    let (cb, state, nonce) = e.start_login().await;
+    let (cb, state, nonce) = e.start_login().await.parts();
     let q = cb.split_once('?').unwrap().1.to_string();
     for bad in [
         format!("/api/security/oidc/../oidc/callback?{q}"),

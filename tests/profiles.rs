@@ -7,6 +7,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::TestRequest;
 use common::fake_op::*;
+use common::login::*;
 use common::*;
 use oidc_realm::config::{PasswordHash, Privilege, UserEntry};
 use oidc_realm::model::{Hash32, Refreshed, TokenDoc};
@@ -41,12 +42,6 @@ fn profile_settings() -> oidc_realm::config::Settings {
     s
 }
 
-struct Env<S> {
-    t: TestApp,
-    op: Option<FakeOp>,
-    app: S,
-}
-
 /// A server with realm `oidc1` on a fresh fake OP (sharing its clock) and a role mapping that
 /// gives its users role `finance`.
 async fn oidc_env() -> Env<
@@ -56,17 +51,10 @@ async fn oidc_env() -> Env<
         Error = actix_web::Error,
     >,
 > {
-    let op = FakeOp::start().await;
-    let mut s = profile_settings();
-    s.realms = vec![realm_config(&op, "oidc1", 0, "code", &[])];
-    let t = TestApp::with(s, Arc::new(MemoryStore::new()));
-    op.use_clock(t.clock.clone());
-    let app = t.service().await;
-    let e = Env {
-        t,
-        op: Some(op),
-        app,
-    };
+    let e = env_from(profile_settings(), Arc::new(MemoryStore::new()), |op, s| {
+        s.realms = vec![realm_config(op, "oidc1", 0, "code", &[])]
+    })
+    .await;
     let (s, b) = e
         .call(
             TestRequest::put()
@@ -83,7 +71,7 @@ async fn oidc_env() -> Env<
     e
 }
 
-/// A server without realms over `store`.
+/// A server without realms over `store` (its fake OP is not used).
 async fn env_on(
     store: Arc<dyn Store>,
 ) -> Env<
@@ -93,9 +81,7 @@ async fn env_on(
         Error = actix_web::Error,
     >,
 > {
-    let t = TestApp::with(profile_settings(), store);
-    let app = t.service().await;
-    Env { t, op: None, app }
+    env_from(profile_settings(), store, |_, _| {}).await
 }
 
 impl<S, B> Env<S>
@@ -103,11 +89,6 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    async fn call(&self, req: TestRequest) -> (u16, Value) {
-        let (s, _, b) = send(&self.app, req).await;
-        (s, b)
-    }
-
     async fn activate_as(&self, who: (&str, &str), body: Value) -> (u16, Value) {
         self.call(post_json(ACTIVATE, body).insert_header(basic(who)))
             .await
@@ -128,7 +109,7 @@ where
 
     /// A full OIDC login; the user's access token.
     async fn login(&self) -> String {
-        let op = self.op.as_ref().expect("an OIDC environment");
+        let op = &self.op;
         let (s, p) = self
             .call(
                 post_json("/_security/oidc/prepare", json!({"realm": "oidc1"}))
@@ -441,8 +422,9 @@ async fn callers_without_manage_user_profile_get_403() {
     let (_, b) = e.get(OIDC_USER_UID).await;
     assert_eq!(b["profiles"], json!([]));
     // Unauthenticated: 401.
-    let (s, _) = e.call(post_json(ACTIVATE, body.clone())).await;
-    assert_eq!(s, 401);
+    let (s, b) = e.call(post_json(ACTIVATE, body.clone())).await;
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["reason_code"], "credentials_missing", "{b}");
     // manage_security and all grant it.
     let (s, b) = e.activate_as(ADMIN, body).await;
     assert_eq!(s, 200, "{b}");

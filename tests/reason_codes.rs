@@ -29,10 +29,18 @@
 //! The test then asserts that each code appears in backticks in `docs/errors.md`, that the
 //! scan found a plausible number of codes (so it cannot pass on an empty scan), and that
 //! every code in a reason-code column of a table in `docs/errors.md` or `docs/api.md` is one
-//! the code can produce (no stale documentation).
+//! the code can produce (no stale documentation). `docs/api.md` does not list every code: it
+//! links to `docs/errors.md` for them, and a test checks that link and the codes it does name.
 
+// The tokenizer and file list shared with the scan of tests/pitfalls.rs (not `mod common`,
+// whose OIDC harness this test does not need).
+#[path = "common/rust_src.rs"]
+#[allow(dead_code)]
+mod rust_src;
+
+use rust_src::{closing, is_ident, is_punct, tokenize, without_test_items, Tok, Token};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Constructors of `ApiError` (in `src/error.rs`) whose first parameter is the reason code.
 const CODE_CTORS: &[&str] = &[
@@ -48,286 +56,6 @@ const CODE_CTORS: &[&str] = &[
 
 /// Fewer codes than this means the extraction is broken, not that the codes went away.
 const PLAUSIBLE_MINIMUM: usize = 60;
-
-// -------------------------------------------------------------------------------------------
-// A small Rust tokenizer: enough to tell code from comments and literals.
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
-    Ident(String),
-    Str(String),
-    Char,
-    Lifetime(String),
-    Num,
-    Punct(char),
-}
-
-#[derive(Debug, Clone)]
-struct Token {
-    tok: Tok,
-    line: usize,
-}
-
-fn tokenize(src: &str) -> Vec<Token> {
-    let c: Vec<char> = src.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    let mut line = 1;
-    let at = |i: usize| c.get(i).copied().unwrap_or('\0');
-    while i < c.len() {
-        let ch = c[i];
-        let start_line = line;
-        if ch == '\n' {
-            line += 1;
-            i += 1;
-        } else if ch.is_whitespace() {
-            i += 1;
-        } else if ch == '/' && at(i + 1) == '/' {
-            while i < c.len() && c[i] != '\n' {
-                i += 1;
-            }
-        } else if ch == '/' && at(i + 1) == '*' {
-            let mut depth = 0;
-            while i < c.len() {
-                if c[i] == '/' && at(i + 1) == '*' {
-                    depth += 1;
-                    i += 2;
-                } else if c[i] == '*' && at(i + 1) == '/' {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    if c[i] == '\n' {
-                        line += 1;
-                    }
-                    i += 1;
-                }
-            }
-        } else if ch == '"' {
-            let (s, next, lines) = quoted(&c, i + 1);
-            out.push(Token {
-                tok: Tok::Str(s),
-                line: start_line,
-            });
-            line += lines;
-            i = next;
-        } else if ch == '\'' {
-            if at(i + 1) == '\\' {
-                // An escaped char literal: '\n', '\'', '\u{1b}'.
-                i += 3;
-                while i < c.len() && c[i] != '\'' {
-                    i += 1;
-                }
-                i += 1;
-                out.push(Token {
-                    tok: Tok::Char,
-                    line: start_line,
-                });
-            } else if at(i + 2) == '\'' {
-                i += 3;
-                out.push(Token {
-                    tok: Tok::Char,
-                    line: start_line,
-                });
-            } else {
-                let mut j = i + 1;
-                while j < c.len() && (c[j].is_alphanumeric() || c[j] == '_') {
-                    j += 1;
-                }
-                out.push(Token {
-                    tok: Tok::Lifetime(c[i + 1..j].iter().collect()),
-                    line: start_line,
-                });
-                i = j;
-            }
-        } else if ch.is_alphabetic() || ch == '_' {
-            let mut j = i;
-            while j < c.len() && (c[j].is_alphanumeric() || c[j] == '_') {
-                j += 1;
-            }
-            let word: String = c[i..j].iter().collect();
-            let raw = matches!(word.as_str(), "r" | "br" | "cr") && matches!(at(j), '"' | '#');
-            let raw = raw && {
-                // `r#ident` is a raw identifier, `r#"..."#` a raw string.
-                let mut k = j;
-                while at(k) == '#' {
-                    k += 1;
-                }
-                at(k) == '"'
-            };
-            if raw {
-                let mut hashes = 0;
-                let mut k = j;
-                while at(k) == '#' {
-                    hashes += 1;
-                    k += 1;
-                }
-                k += 1; // the opening quote
-                let body_start = k;
-                loop {
-                    if k >= c.len() {
-                        break;
-                    }
-                    if c[k] == '"' && (1..=hashes).all(|h| at(k + h) == '#') {
-                        break;
-                    }
-                    if c[k] == '\n' {
-                        line += 1;
-                    }
-                    k += 1;
-                }
-                out.push(Token {
-                    tok: Tok::Str(c[body_start..k.min(c.len())].iter().collect()),
-                    line: start_line,
-                });
-                i = k + 1 + hashes;
-            } else if matches!(word.as_str(), "b" | "c") && at(j) == '"' {
-                let (s, next, lines) = quoted(&c, j + 1);
-                out.push(Token {
-                    tok: Tok::Str(s),
-                    line: start_line,
-                });
-                line += lines;
-                i = next;
-            } else if word == "b" && at(j) == '\'' {
-                // A byte literal: b'x', b'\n'.
-                let mut k = j + 1;
-                if at(k) == '\\' {
-                    k += 1;
-                }
-                k += 1;
-                while k < c.len() && c[k] != '\'' {
-                    k += 1;
-                }
-                out.push(Token {
-                    tok: Tok::Char,
-                    line: start_line,
-                });
-                i = k + 1;
-            } else {
-                if word == "r" && at(j) == '#' {
-                    // A raw identifier: skip the `#`.
-                    i = j + 1;
-                    continue;
-                }
-                out.push(Token {
-                    tok: Tok::Ident(word),
-                    line: start_line,
-                });
-                i = j;
-            }
-        } else if ch.is_ascii_digit() {
-            let mut j = i;
-            while j < c.len() && (c[j].is_alphanumeric() || c[j] == '_') {
-                j += 1;
-            }
-            out.push(Token {
-                tok: Tok::Num,
-                line: start_line,
-            });
-            i = j;
-        } else {
-            out.push(Token {
-                tok: Tok::Punct(ch),
-                line: start_line,
-            });
-            i += 1;
-        }
-    }
-    out
-}
-
-/// A string literal's text (escapes kept as written), the index after its closing quote, and
-/// how many newlines it spans.
-fn quoted(c: &[char], mut i: usize) -> (String, usize, usize) {
-    let start = i;
-    let mut lines = 0;
-    while i < c.len() && c[i] != '"' {
-        if c[i] == '\\' {
-            i += 1;
-        }
-        if c.get(i) == Some(&'\n') {
-            lines += 1;
-        }
-        i += 1;
-    }
-    (c[start..i.min(c.len())].iter().collect(), i + 1, lines)
-}
-
-fn is_punct(t: &Token, p: char) -> bool {
-    t.tok == Tok::Punct(p)
-}
-
-fn is_ident(t: &Token, name: &str) -> bool {
-    matches!(&t.tok, Tok::Ident(w) if w == name)
-}
-
-/// The index of the bracket closing the one at `open` (`(`/`)`, `[`/`]`, `{`/`}`).
-fn closing(toks: &[Token], open: usize) -> usize {
-    let (o, c) = match toks[open].tok {
-        Tok::Punct('(') => ('(', ')'),
-        Tok::Punct('[') => ('[', ']'),
-        Tok::Punct('{') => ('{', '}'),
-        ref t => panic!("not an opening bracket: {t:?}"),
-    };
-    let mut depth = 0usize;
-    for (i, t) in toks.iter().enumerate().skip(open) {
-        if is_punct(t, o) {
-            depth += 1;
-        } else if is_punct(t, c) {
-            depth -= 1;
-            if depth == 0 {
-                return i;
-            }
-        }
-    }
-    toks.len() - 1
-}
-
-/// The tokens without the items under `#[cfg(test)]`.
-fn without_test_items(toks: Vec<Token>) -> Vec<Token> {
-    let mut out = Vec::with_capacity(toks.len());
-    let mut i = 0;
-    while i < toks.len() {
-        let cfg_test = toks.len() > i + 6
-            && is_punct(&toks[i], '#')
-            && is_punct(&toks[i + 1], '[')
-            && is_ident(&toks[i + 2], "cfg")
-            && is_punct(&toks[i + 3], '(')
-            && is_ident(&toks[i + 4], "test")
-            && is_punct(&toks[i + 5], ')')
-            && is_punct(&toks[i + 6], ']');
-        if !cfg_test {
-            out.push(toks[i].clone());
-            i += 1;
-            continue;
-        }
-        // Skip the item: up to a `;` or through the first `{...}` block, whichever comes first
-        // outside brackets.
-        let mut j = i + 7;
-        loop {
-            if j >= toks.len() {
-                break;
-            }
-            match toks[j].tok {
-                Tok::Punct(';') => {
-                    j += 1;
-                    break;
-                }
-                Tok::Punct('{') => {
-                    j = closing(&toks, j) + 1;
-                    break;
-                }
-                Tok::Punct('(') | Tok::Punct('[') => j = closing(&toks, j) + 1,
-                _ => j += 1,
-            }
-        }
-        i = j;
-    }
-    out
-}
 
 // -------------------------------------------------------------------------------------------
 // The sources
@@ -422,11 +150,11 @@ impl Source {
         let mut k = open + 1;
         while k < close {
             match self.toks[k].tok {
-                Tok::Punct('(') | Tok::Punct('[') | Tok::Punct('{') => {
+                Tok::Punct("(" | "[" | "{") => {
                     k = closing(&self.toks, k) + 1;
                     continue;
                 }
-                Tok::Punct(',') => {
+                Tok::Punct(",") => {
                     args.push(&self.toks[start..k]);
                     start = k + 1;
                 }
@@ -441,25 +169,13 @@ impl Source {
     }
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs")
-            && path.file_name().is_some_and(|n| n != "tests.rs")
-        {
-            out.push(path);
-        }
-    }
-}
-
 fn sources() -> Vec<Source> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    rust_files(&root.join("src"), &mut files);
-    files.sort();
-    files.iter().map(|f| Source::load(root, f)).collect()
+    rust_src::rust_files(&root.join("src"))
+        .iter()
+        .filter(|f| f.file_name().is_some_and(|n| n != "tests.rs"))
+        .map(|f| Source::load(root, f))
+        .collect()
 }
 
 // -------------------------------------------------------------------------------------------
@@ -876,6 +592,39 @@ fn every_reason_code_is_documented_in_docs_errors_md() {
         "reason codes the server can produce but docs/errors.md does not document \
          (add each, in backticks, with its status, type, meaning and what to check):\n{}",
         missing.join("\n")
+    );
+}
+
+/// docs/api.md, the API reference, does not repeat the code table: it sends the reader to
+/// docs/errors.md, whose completeness the test above enforces. So what is checked here is
+/// that the pointer is there (a link to errors.md next to the words "every `reason_code`")
+/// and that the codes api.md names on its own, in its "codes worth knowing" paragraph, are
+/// codes the server can produce (its table columns are checked by the test below).
+#[test]
+fn docs_api_md_points_to_the_complete_code_table_and_names_only_real_codes() {
+    let codes = extract(&sources());
+    let api = doc("api.md");
+    let pointer = api
+        .split("\n\n")
+        .find(|p| p.contains("Every `reason_code`"))
+        .expect("docs/api.md: the paragraph that points to the list of every reason code");
+    assert!(
+        pointer.contains("](errors.md)"),
+        "docs/api.md no longer links the complete list: {pointer}"
+    );
+    let named: Vec<String> = backticked(pointer)
+        .into_iter()
+        // Not codes: the field names and the header the paragraph also mentions.
+        .filter(|w| !["reason_code", "error.type", "Retry-After"].contains(&w.as_str()))
+        .collect();
+    assert!(named.len() >= 15, "{named:?}");
+    let unknown: Vec<&String> = named
+        .iter()
+        .filter(|w| !codes.found.contains_key(*w))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "docs/api.md names reason codes the server cannot produce: {unknown:?}"
     );
 }
 

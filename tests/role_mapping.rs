@@ -247,32 +247,48 @@ async fn privileges() {
         error(&b).1,
         "action [cluster:admin/xpack/security/role_mapping/put] is unauthorized for user [facilitator] with effective roles [], this action is granted by the cluster privileges [manage_security,all]"
     );
-    let (s, _, _) = send(
+    let (s, _, b) = send(
         &app,
         TestRequest::get()
             .uri(PATH)
             .insert_header(basic(FACILITATOR)),
     )
     .await;
-    assert_eq!(s, 403);
-    let (s, _, _) = send(
+    assert_eq!(
+        (s, &b["error"]["reason_code"]),
+        (403, &json!("action_unauthorized")),
+        "{b}"
+    );
+    let (s, _, b) = send(
         &app,
         TestRequest::delete()
             .uri(&format!("{PATH}/m"))
             .insert_header(basic(FACILITATOR)),
     )
     .await;
-    assert_eq!(s, 403);
-    let (s, _, _) = send(&app, TestRequest::get().uri(PATH)).await;
-    assert_eq!(s, 401);
-    let (s, _, _) = send(
+    assert_eq!(
+        (s, &b["error"]["reason_code"]),
+        (403, &json!("action_unauthorized")),
+        "{b}"
+    );
+    let (s, _, b) = send(&app, TestRequest::get().uri(PATH)).await;
+    assert_eq!(
+        (s, &b["error"]["reason_code"]),
+        (401, &json!("credentials_missing")),
+        "{b}"
+    );
+    let (s, _, b) = send(
         &app,
         TestRequest::patch()
             .uri(&format!("{PATH}/m"))
             .insert_header(basic(ADMIN)),
     )
     .await;
-    assert_eq!(s, 405);
+    assert_eq!(
+        (s, &b["error"]["reason_code"]),
+        (405, &json!("method_not_allowed")),
+        "{b}"
+    );
 }
 
 fn file_mapping(name: &str, role: &str) -> Arc<RoleMapping> {

@@ -194,4 +194,249 @@ mod tests {
         h[..4].copy_from_slice(&1999u32.to_be_bytes());
         assert!(cache.get(&Hash32(h)).is_some());
     }
+
+    #[test]
+    fn an_insert_under_an_epoch_older_than_an_invalidation_is_dropped() {
+        let cache = BearerCache::new(1 << 20);
+        let d = Arc::new(BearerCache::slim(&doc(1, 10)));
+        let read_at = cache.epoch();
+        cache.begin_invalidation();
+        cache.insert(Hash32([1; 32]), d.clone(), read_at);
+        assert!(cache.get(&Hash32([1; 32])).is_none());
+        // Under the current epoch it is cached (the insert path works at all).
+        cache.insert(Hash32([1; 32]), d, cache.epoch());
+        assert!(cache.get(&Hash32([1; 32])).is_some());
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // The race the epoch exists for, through the token service: a store that can hold a
+    // lookup between its read and its return (that is, between the store read and the cache
+    // insert), and an invalidation before its write.
+
+    use crate::clock::ManualClock;
+    use crate::store::{
+        Invalidation, InvalidationCounts, MemoryStore, RefreshOutcome, Store, StoreError,
+    };
+    use crate::tokens::format::{TokenKind, TokenSecret};
+    use crate::tokens::{BearerError, Lifetimes, TokenError, TokenService};
+    use std::sync::Mutex;
+    use tokio::sync::oneshot;
+
+    /// A point where the store stops: it says it got there, then waits to be released.
+    struct Gate {
+        reached: oneshot::Sender<()>,
+        release: oneshot::Receiver<()>,
+    }
+
+    /// The test's side of a [`Gate`].
+    struct Handle {
+        reached: oneshot::Receiver<()>,
+        release: oneshot::Sender<()>,
+    }
+
+    fn gate() -> (Gate, Handle) {
+        let (reached_tx, reached_rx) = oneshot::channel();
+        let (release_tx, release_rx) = oneshot::channel();
+        (
+            Gate {
+                reached: reached_tx,
+                release: release_rx,
+            },
+            Handle {
+                reached: reached_rx,
+                release: release_tx,
+            },
+        )
+    }
+
+    impl Gate {
+        async fn pass(self) {
+            self.reached.send(()).unwrap();
+            self.release.await.unwrap();
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct Gated {
+        inner: MemoryStore,
+        /// Held by the next `get_by_access`, after it has read the record.
+        after_read: Mutex<Option<Gate>>,
+        /// Held by the next `invalidate`, before it writes.
+        before_invalidate: Mutex<Option<Gate>>,
+    }
+
+    impl std::fmt::Debug for Gate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Gate")
+        }
+    }
+
+    impl Gated {
+        fn hold_next_read(&self) -> Handle {
+            let (g, h) = gate();
+            *self.after_read.lock().unwrap() = Some(g);
+            h
+        }
+
+        fn hold_next_invalidation(&self) -> Handle {
+            let (g, h) = gate();
+            *self.before_invalidate.lock().unwrap() = Some(g);
+            h
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Gated {
+        async fn insert_token(&self, doc: TokenDoc) -> Result<(), StoreError> {
+            self.inner.insert_token(doc).await
+        }
+        async fn get_by_access(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError> {
+            let read = self.inner.get_by_access(hash).await;
+            let held = self.after_read.lock().unwrap().take();
+            if let Some(g) = held {
+                g.pass().await;
+            }
+            read
+        }
+        async fn get_by_refresh(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError> {
+            self.inner.get_by_refresh(hash).await
+        }
+        async fn refresh(
+            &self,
+            hash: &Hash32,
+            refreshed: crate::model::Refreshed,
+            new_doc: TokenDoc,
+        ) -> Result<RefreshOutcome, StoreError> {
+            self.inner.refresh(hash, refreshed, new_doc).await
+        }
+        async fn invalidate(&self, what: Invalidation) -> Result<InvalidationCounts, StoreError> {
+            let held = self.before_invalidate.lock().unwrap().take();
+            if let Some(g) = held {
+                g.pass().await;
+            }
+            self.inner.invalidate(what).await
+        }
+        async fn sweep_expired(
+            &self,
+            now: crate::clock::UnixMillis,
+            limit: usize,
+        ) -> Result<usize, StoreError> {
+            self.inner.sweep_expired(now, limit).await
+        }
+    }
+
+    /// A service over a gated store, one issued access token and its lookup hash.
+    async fn service_with_token() -> (Arc<Gated>, TokenService, String, Hash32) {
+        let store = Arc::new(Gated::default());
+        let svc = TokenService::new(store.clone(), ManualClock::at(1_000_000));
+        let d = doc(1, 10);
+        let pair = svc
+            .issue(
+                d.user,
+                d.client,
+                Lifetimes {
+                    access: std::time::Duration::from_secs(600),
+                    refresh: std::time::Duration::from_secs(3600),
+                },
+                true,
+                None,
+            )
+            .await
+            .unwrap();
+        let hash = TokenSecret::parse(TokenKind::Access, &pair.access_token)
+            .unwrap()
+            .lookup_hash();
+        assert!(svc.cache.get(&hash).is_none(), "issuing does not cache");
+        (store, svc, pair.access_token, hash)
+    }
+
+    fn spawn_authenticate(
+        svc: &TokenService,
+        token: &str,
+    ) -> tokio::task::JoinHandle<Result<Arc<TokenDoc>, TokenError>> {
+        let (svc, token) = (svc.clone(), token.to_string());
+        tokio::spawn(async move { svc.authenticate(&token).await })
+    }
+
+    async fn assert_invalidated(svc: &TokenService, token: &str, hash: &Hash32) {
+        assert!(svc.cache.get(hash).is_none(), "the stale record is cached");
+        assert!(matches!(
+            svc.authenticate(token).await,
+            Err(TokenError::Bearer(BearerError::Invalidated))
+        ));
+    }
+
+    /// The control: a held lookup with no invalidation meanwhile does cache what it read (so
+    /// the tests below see the insert being refused, not a path that never inserts).
+    #[tokio::test]
+    async fn a_held_lookup_without_an_invalidation_caches_its_record() {
+        let (store, svc, token, hash) = service_with_token().await;
+        let read = store.hold_next_read();
+        let lookup = spawn_authenticate(&svc, &token);
+        read.reached.await.unwrap();
+        assert!(svc.cache.get(&hash).is_none());
+        read.release.send(()).unwrap();
+        assert!(lookup.await.unwrap().is_ok());
+        assert!(svc.cache.get(&hash).is_some());
+    }
+
+    /// Lookup reads the epoch and the record; the whole invalidation runs (both bumps, its
+    /// write, its cache removal, which finds nothing); then the lookup inserts.
+    #[tokio::test]
+    async fn an_invalidation_between_the_store_read_and_the_cache_insert_leaves_nothing_cached() {
+        let (store, svc, token, hash) = service_with_token().await;
+        let read = store.hold_next_read();
+        let lookup = spawn_authenticate(&svc, &token);
+        read.reached.await.unwrap();
+        let counts = svc.invalidate(Invalidation::Access(hash)).await.unwrap();
+        assert_eq!(counts.invalidated, 1);
+        read.release.send(()).unwrap();
+        // The lookup read before the invalidation wrote: it answers what it read...
+        assert!(lookup.await.unwrap().is_ok());
+        // ...but does not cache it, so every later check sees the invalidation.
+        assert_invalidated(&svc, &token, &hash).await;
+    }
+
+    /// The invalidation bumps the epoch and stops before its write; the lookup reads the
+    /// (bumped) epoch and the not yet invalidated record; the invalidation writes, bumps again
+    /// and removes from the cache (nothing there yet); then the lookup inserts. The second
+    /// bump is what refuses it.
+    #[tokio::test]
+    async fn a_lookup_starting_inside_an_invalidation_does_not_cache_the_stale_record() {
+        let (store, svc, token, hash) = service_with_token().await;
+        let write = store.hold_next_invalidation();
+        let invalidation = {
+            let svc = svc.clone();
+            tokio::spawn(async move { svc.invalidate(Invalidation::Access(hash)).await })
+        };
+        write.reached.await.unwrap();
+        let read = store.hold_next_read();
+        let lookup = spawn_authenticate(&svc, &token);
+        read.reached.await.unwrap();
+        write.release.send(()).unwrap();
+        assert_eq!(invalidation.await.unwrap().unwrap().invalidated, 1);
+        read.release.send(()).unwrap();
+        assert!(lookup.await.unwrap().is_ok());
+        assert_invalidated(&svc, &token, &hash).await;
+    }
+
+    /// Owner invalidations (by user or realm) take the same path.
+    #[tokio::test]
+    async fn an_owner_invalidation_racing_a_lookup_leaves_nothing_cached() {
+        let (store, svc, token, hash) = service_with_token().await;
+        let read = store.hold_next_read();
+        let lookup = spawn_authenticate(&svc, &token);
+        read.reached.await.unwrap();
+        let counts = svc
+            .invalidate(Invalidation::Owner {
+                realm: None,
+                username: Some("u1".into()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(counts.invalidated, 2); // access and refresh
+        read.release.send(()).unwrap();
+        assert!(lookup.await.unwrap().is_ok());
+        assert_invalidated(&svc, &token, &hash).await;
+    }
 }

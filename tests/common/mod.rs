@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod fake_op;
+pub mod login;
+pub mod rust_src;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
@@ -191,4 +193,116 @@ pub fn post_json(path: &str, body: serde_json::Value) -> test::TestRequest {
 
 pub fn delete_json(path: &str, body: serde_json::Value) -> test::TestRequest {
     test::TestRequest::delete().uri(path).set_json(body)
+}
+
+/// The real `configure()` served by an actix-web `HttpServer` on `127.0.0.1:<random port>`
+/// with `workers` worker threads: requests on different connections are handled in parallel.
+pub struct Served {
+    pub base: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Served {
+    pub fn start(state: Arc<AppState>, workers: usize) -> Self {
+        let server =
+            actix_web::HttpServer::new(move || App::new().configure(configure(state.clone())))
+                .workers(workers)
+                .disable_signals()
+                .bind("127.0.0.1:0")
+                .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Self {
+            base: format!("http://{addr}"),
+            handle,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
+
+/// Refresh one refresh token from `n` connections at once against a served app, and check
+/// what the refresh semantics promise (spec §3.3, src/tokens/mod.rs): every request within
+/// the 30 s window gets 200 and byte-for-byte the same new pair, exactly one new pair is
+/// minted (invalidating the user's tokens afterwards counts the original pair and one new
+/// pair, 4 tokens), and the new pair works.
+pub async fn assert_concurrent_refreshes_get_one_pair(base: &str, n: usize) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = || {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    let c = client();
+    let first: serde_json::Value = c
+        .post(format!("{base}/_security/oauth2/token"))
+        .basic_auth(FACILITATOR.0, Some(FACILITATOR.1))
+        .json(&serde_json::json!({"grant_type": "password", "username": ADMIN.0, "password": ADMIN.1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r0 = first["refresh_token"].as_str().unwrap().to_string();
+    // One client (one connection) per request, each connected and authenticated (its Basic
+    // password check remembered) beforehand, so the refreshes start together.
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let c = client();
+        let r = c
+            .get(format!("{base}/_security/_authenticate"))
+            .basic_auth(FACILITATOR.0, Some(FACILITATOR.1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        clients.push(c);
+    }
+    let futs = clients.iter().map(|c| {
+        let req = c
+            .post(format!("{base}/_security/oauth2/token"))
+            .basic_auth(FACILITATOR.0, Some(FACILITATOR.1))
+            .json(&serde_json::json!({"grant_type": "refresh_token", "refresh_token": r0}));
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.bytes().await.unwrap())
+        }
+    });
+    let results = futures_util::future::join_all(futs).await;
+    let (_, b0) = &results[0];
+    for (s, b) in &results {
+        assert_eq!(*s, 200, "{}", String::from_utf8_lossy(b));
+        assert_eq!(b, b0, "two different pairs for one refresh token");
+    }
+    let pair: serde_json::Value = serde_json::from_slice(b0).unwrap();
+    assert_ne!(pair["access_token"], first["access_token"]);
+    assert_ne!(pair["refresh_token"], first["refresh_token"]);
+    let me = c
+        .get(format!("{base}/_security/_authenticate"))
+        .bearer_auth(pair["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    // Exactly one pair was minted: the user holds 2 pairs (4 tokens), not one per winner.
+    let counts: serde_json::Value = c
+        .delete(format!("{base}/_security/oauth2/token"))
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .json(&serde_json::json!({"username": ADMIN.0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        serde_json::json!({"invalidated_tokens": 4, "previously_invalidated_tokens": 0, "error_count": 0})
+    );
 }
