@@ -242,10 +242,12 @@ async fn implicit_id_token_token_requires_a_bearer_token_type() {
 // ---------------------------------------------------------------------------------------
 // Finding 2: a real store outage is still a 503, not "too many pending logins"
 
-/// A memory store whose pending-login table is down.
+/// A memory store whose pending-login table is down, or hands out tampered records.
 #[derive(Debug, Default)]
 struct FlowsDown {
     inner: MemoryStore,
+    /// Instead of being down: flip a bit of every taken record's sealed part.
+    tampered: bool,
 }
 
 fn down() -> StoreError {
@@ -276,20 +278,32 @@ impl Store for FlowsDown {
     }
     async fn insert_flow_within(
         &self,
-        _: &Hash32,
-        _: FlowRecord,
-        _: &FlowLimits,
-        _: i64,
+        h: &Hash32,
+        f: FlowRecord,
+        l: &FlowLimits,
+        now: i64,
     ) -> Result<FlowInsert, StoreError> {
-        Err(down())
+        if !self.tampered {
+            return Err(down());
+        }
+        self.inner.insert_flow_within(h, f, l, now).await
     }
     async fn take_flow_if(
         &self,
-        _: &Hash32,
-        _: i64,
-        _: &FlowCondition,
+        h: &Hash32,
+        now: i64,
+        c: &FlowCondition,
     ) -> Result<FlowTake, StoreError> {
-        Err(down())
+        if !self.tampered {
+            return Err(down());
+        }
+        match self.inner.take_flow_if(h, now, c).await? {
+            FlowTake::Taken(mut record) => {
+                *record.sealed.last_mut().unwrap() ^= 1;
+                Ok(FlowTake::Taken(record))
+            }
+            other => Ok(other),
+        }
     }
     async fn sweep_expired(&self, now: i64, limit: usize) -> Result<usize, StoreError> {
         self.inner.sweep_expired(now, limit).await
@@ -334,6 +348,53 @@ async fn a_store_outage_is_a_503_not_a_quota_refusal() {
     .await;
     assert_eq!(s, 503, "{b}");
     assert_eq!(b["error"]["reason_code"], "store_unavailable", "{b}");
+}
+
+/// A pending login whose stored record was altered is refused with its own code (not as an
+/// unknown state), and consumed.
+#[actix_web::test]
+async fn a_tampered_pending_login_is_refused_as_corrupt() {
+    let op = FakeOp::start().await;
+    let mut s = settings();
+    s.realms = vec![realm_config(&op, "oidc1", 0, "code", &[])];
+    let t = TestApp::with(
+        s,
+        Arc::new(FlowsDown {
+            tampered: true,
+            ..FlowsDown::default()
+        }),
+    );
+    op.use_clock(t.clock.clone());
+    let app = t.service().await;
+    let (s, _, p) = send(
+        &app,
+        post_json("/_security/oidc/prepare", json!({"realm": "oidc1"}))
+            .insert_header(basic(FACILITATOR)),
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    let state = p["state"].as_str().unwrap();
+    let body = json!({
+        "redirect_uri": format!("{REDIRECT_URI}?code=c&state={state}"),
+        "state": state,
+        "nonce": p["nonce"],
+        "realm": "oidc1",
+    });
+    let authenticate = || {
+        post_json("/_security/oidc/authenticate", body.clone()).insert_header(basic(FACILITATOR))
+    };
+    let (s, _, b) = send(&app, authenticate()).await;
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["reason_code"], "flow_corrupt", "{b}");
+    assert_eq!(
+        b["error"]["reason"],
+        "unable to authenticate user [<OIDC Token>] for action [cluster:admin/xpack/security/oidc/authenticate]"
+    );
+    assert_eq!(op.hits("/token"), 0, "no code exchange for a corrupt login");
+    // Consumed: the same state again is unknown.
+    let (s, _, b) = send(&app, authenticate()).await;
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["reason_code"], "flow_unknown", "{b}");
 }
 
 #[actix_web::test]

@@ -329,6 +329,10 @@ pub enum LoginError {
     StateMismatch,
     #[error("no pending login for this state (unknown, expired or already used)")]
     FlowUnknown,
+    /// The pending login's sealed record does not open with the state that found it: storage
+    /// corruption or tampering, not a stale or replayed state. It is consumed all the same.
+    #[error("the pending login found for this state has a sealed record that does not open (corrupt or tampered storage)")]
+    FlowCorrupt,
     #[error("the state belongs to a login of realm {flow_realm}, not {realm}")]
     FlowOtherRealm { flow_realm: String, realm: String },
     #[error("the state was prepared by caller [{prepared_by}], not [{caller}]; the login stays pending for its caller")]
@@ -372,6 +376,7 @@ impl LoginError {
             LoginError::DuplicateParam(_) => "redirect_param_duplicate",
             LoginError::StateMismatch => "state_mismatch",
             LoginError::FlowUnknown => "flow_unknown",
+            LoginError::FlowCorrupt => "flow_corrupt",
             LoginError::FlowOtherRealm { .. } => "flow_other_realm",
             LoginError::FlowOtherCaller { .. } => "flow_other_caller",
             LoginError::NonceMismatch => "nonce_mismatch",
@@ -596,7 +601,8 @@ async fn consume_flow(
         )
         .await
         .map_err(|e| match e {
-            FlowError::Unknown | FlowError::InUse | FlowError::Corrupt => LoginError::FlowUnknown,
+            FlowError::Unknown | FlowError::InUse => LoginError::FlowUnknown,
+            FlowError::Corrupt => LoginError::FlowCorrupt,
             FlowError::OtherCaller { prepared_by } => LoginError::FlowOtherCaller {
                 prepared_by: prepared_by.map_or_else(|| "?".to_string(), |c| c.username),
                 caller: ctx.caller.username.clone(),
