@@ -113,6 +113,24 @@ pub fn caller_hash(caller: &ClientRef) -> Hash32 {
     labelled_hash(CALLER_LABEL, &text)
 }
 
+/// The `state` of a login as the facilitator holds it: the secret under whose labelled hash
+/// its pending record is found and under which the record is sealed. Its own type, so that it
+/// cannot be passed where a realm name is expected. `Debug` shows no value.
+#[derive(Clone, Copy)]
+pub struct LoginState<'a>(pub &'a str);
+
+impl std::fmt::Debug for LoginState<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginState([redacted])")
+    }
+}
+
+impl LoginState<'_> {
+    fn lookup_hash(self) -> Hash32 {
+        labelled_hash(LOOKUP_LABEL, self.0.as_bytes())
+    }
+}
+
 /// Pending logins over the store.
 #[derive(Debug, Clone)]
 pub struct Flows {
@@ -128,7 +146,7 @@ impl Flows {
     pub async fn start(
         &self,
         realm: &str,
-        state: &str,
+        state: LoginState<'_>,
         secrets: &FlowSecrets,
         limits: &FlowLimits,
         now: UnixMillis,
@@ -138,16 +156,11 @@ impl Flows {
             realm: realm.to_string(),
             caller: caller_hash(&secrets.caller),
             expires_at: now.saturating_add(FLOW_LIFETIME.as_millis() as i64),
-            sealed: seal_under(SEAL_LABEL, state.as_bytes(), &plain),
+            sealed: seal_under(SEAL_LABEL, state.0.as_bytes(), &plain),
         };
         let outcome = self
             .store
-            .insert_flow_within(
-                &labelled_hash(LOOKUP_LABEL, state.as_bytes()),
-                record,
-                limits,
-                now,
-            )
+            .insert_flow_within(&state.lookup_hash(), record, limits, now)
             .await
             .map_err(FlowError::Store)?;
         match outcome {
@@ -167,7 +180,7 @@ impl Flows {
     /// second call for the same state, an unknown state and an expired one all get `Unknown`.
     pub async fn take(
         &self,
-        state: &str,
+        state: LoginState<'_>,
         caller: &ClientRef,
         realm: Option<&str>,
         now: UnixMillis,
@@ -178,11 +191,7 @@ impl Flows {
         };
         let taken = self
             .store
-            .take_flow_if(
-                &labelled_hash(LOOKUP_LABEL, state.as_bytes()),
-                now,
-                &condition,
-            )
+            .take_flow_if(&state.lookup_hash(), now, &condition)
             .await
             .map_err(FlowError::Store)?;
         let record = match taken {
@@ -211,9 +220,9 @@ impl Flows {
 }
 
 /// The secrets of `record`, sealed under `state`.
-fn open(state: &str, record: &FlowRecord) -> Result<FlowSecrets, FlowError> {
+fn open(state: LoginState<'_>, record: &FlowRecord) -> Result<FlowSecrets, FlowError> {
     let plain =
-        open_under(SEAL_LABEL, state.as_bytes(), &record.sealed).ok_or(FlowError::Corrupt)?;
+        open_under(SEAL_LABEL, state.0.as_bytes(), &record.sealed).ok_or(FlowError::Corrupt)?;
     serde_json::from_slice(&plain).map_err(|_| FlowError::Corrupt)
 }
 
@@ -249,23 +258,31 @@ mod tests {
     async fn a_flow_is_consumed_once_and_expires() {
         let flows = Flows::new(Arc::new(MemoryStore::new()));
         let me = secrets().caller;
-        flows.start("oidc1", "s1", &secrets(), &L, 0).await.unwrap();
+        flows
+            .start("oidc1", LoginState("s1"), &secrets(), &L, 0)
+            .await
+            .unwrap();
         assert!(matches!(
-            flows.start("oidc1", "s1", &secrets(), &L, 0).await,
+            flows
+                .start("oidc1", LoginState("s1"), &secrets(), &L, 0)
+                .await,
             Err(FlowError::InUse)
         ));
-        let (realm, got) = flows.take("s1", &me, None, 1).await.unwrap();
+        let (realm, got) = flows.take(LoginState("s1"), &me, None, 1).await.unwrap();
         assert_eq!(realm, "oidc1");
         assert_eq!(got, secrets());
         assert!(matches!(
-            flows.take("s1", &me, None, 1).await,
+            flows.take(LoginState("s1"), &me, None, 1).await,
             Err(FlowError::Unknown)
         ));
 
-        flows.start("oidc1", "s2", &secrets(), &L, 0).await.unwrap();
+        flows
+            .start("oidc1", LoginState("s2"), &secrets(), &L, 0)
+            .await
+            .unwrap();
         let expiry = FLOW_LIFETIME.as_millis() as i64;
         assert!(matches!(
-            flows.take("s2", &me, None, expiry).await,
+            flows.take(LoginState("s2"), &me, None, expiry).await,
             Err(FlowError::Unknown)
         ));
     }
@@ -274,18 +291,27 @@ mod tests {
     async fn another_caller_or_realm_leaves_the_flow_pending() {
         let flows = Flows::new(Arc::new(MemoryStore::new()));
         let me = secrets().caller;
-        flows.start("oidc1", "s1", &secrets(), &L, 0).await.unwrap();
-        match flows.take("s1", &other(), Some("oidc1"), 1).await {
+        flows
+            .start("oidc1", LoginState("s1"), &secrets(), &L, 0)
+            .await
+            .unwrap();
+        match flows
+            .take(LoginState("s1"), &other(), Some("oidc1"), 1)
+            .await
+        {
             Err(FlowError::OtherCaller { prepared_by }) => {
                 assert_eq!(prepared_by, Some(me.clone()))
             }
             other => panic!("{other:?}"),
         }
-        match flows.take("s1", &me, Some("oidc2"), 1).await {
+        match flows.take(LoginState("s1"), &me, Some("oidc2"), 1).await {
             Err(FlowError::OtherRealm { flow_realm }) => assert_eq!(flow_realm, "oidc1"),
             other => panic!("{other:?}"),
         }
-        let (realm, got) = flows.take("s1", &me, Some("oidc1"), 1).await.unwrap();
+        let (realm, got) = flows
+            .take(LoginState("s1"), &me, Some("oidc1"), 1)
+            .await
+            .unwrap();
         assert_eq!((realm.as_str(), got), ("oidc1", secrets()));
     }
 
@@ -301,17 +327,27 @@ mod tests {
             caller: other(),
             ..secrets()
         };
-        flows.start("oidc1", "a1", &mine, &limits, 0).await.unwrap();
-        flows.start("oidc1", "a2", &mine, &limits, 0).await.unwrap();
+        flows
+            .start("oidc1", LoginState("a1"), &mine, &limits, 0)
+            .await
+            .unwrap();
+        flows
+            .start("oidc1", LoginState("a2"), &mine, &limits, 0)
+            .await
+            .unwrap();
         assert!(matches!(
-            flows.start("oidc1", "a3", &mine, &limits, 0).await,
+            flows
+                .start("oidc1", LoginState("a3"), &mine, &limits, 0)
+                .await,
             Err(FlowError::TooMany(PendingLimit::PerCaller(2)))
         ));
         flows
-            .start("oidc1", "b1", &theirs, &limits, 0)
+            .start("oidc1", LoginState("b1"), &theirs, &limits, 0)
             .await
             .unwrap();
-        let e = flows.start("oidc1", "b2", &theirs, &limits, 0).await;
+        let e = flows
+            .start("oidc1", LoginState("b2"), &theirs, &limits, 0)
+            .await;
         assert!(matches!(e, Err(FlowError::TooMany(PendingLimit::Total(3)))));
         assert!(e
             .unwrap_err()
@@ -320,15 +356,15 @@ mod tests {
         // Expired logins do not count.
         let later = FLOW_LIFETIME.as_millis() as i64;
         flows
-            .start("oidc1", "a3", &mine, &limits, later)
+            .start("oidc1", LoginState("a3"), &mine, &limits, later)
             .await
             .unwrap();
         flows
-            .start("oidc1", "a4", &mine, &limits, later)
+            .start("oidc1", LoginState("a4"), &mine, &limits, later)
             .await
             .unwrap();
         flows
-            .start("oidc1", "b2", &theirs, &limits, later)
+            .start("oidc1", LoginState("b2"), &theirs, &limits, later)
             .await
             .unwrap();
     }

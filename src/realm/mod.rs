@@ -251,7 +251,7 @@ pub async fn prepare(
         .flows
         .start(
             &cfg.name,
-            &state,
+            flow::LoginState(&state),
             &secrets,
             &ctx.flow_limits,
             ctx.clock.now_millis(),
@@ -594,7 +594,7 @@ async fn consume_flow(
     let (flow_realm, secrets) = ctx
         .flows
         .take(
-            params.state.expose_secret(),
+            flow::LoginState(params.state.expose_secret()),
             &ctx.caller,
             params.realm.as_deref(),
             now,
