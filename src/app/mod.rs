@@ -16,7 +16,7 @@ use crate::realm::flow::Flows;
 use crate::realm::{RealmBuildErrors, Realms};
 use crate::service::role_mappings::RoleMappings;
 use crate::store::Store;
-use crate::tokens::{Lifetimes, TokenService};
+use crate::tokens::TokenService;
 use actix_web::http::header::HeaderValue;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -143,11 +143,6 @@ impl AppState {
         &self.reload
     }
 
-    /// Pending logins.
-    pub fn flows(&self) -> &Flows {
-        &self.flows
-    }
-
     /// The roles a realm user gets from the role mappings (sorted, de-duplicated). Never
     /// touches the store: the mappings are loaded at startup ([`Self::load_role_mappings`]).
     pub fn roles_for(&self, user: &crate::roles::UserModel) -> Vec<String> {
@@ -158,15 +153,6 @@ impl AppState {
     /// messages about stored mappings that were skipped because they no longer compile.
     pub async fn load_role_mappings(&self) -> Result<Vec<String>, crate::store::StoreError> {
         self.role_mappings.reload().await
-    }
-
-    /// Token lifetimes from the current configuration.
-    pub fn lifetimes(&self) -> Lifetimes {
-        let rt = self.runtime.load();
-        Lifetimes {
-            access: rt.settings.token.timeout,
-            refresh: rt.settings.token.refresh_timeout,
-        }
     }
 
     /// Check a configured user's password with the running configuration (see

@@ -77,10 +77,7 @@ pub struct Grants<'a> {
 
 impl Grants<'_> {
     fn lifetimes(&self) -> Lifetimes {
-        Lifetimes {
-            access: self.settings.token.timeout,
-            refresh: self.settings.token.refresh_timeout,
-        }
+        Lifetimes::of(&self.settings.token)
     }
 
     fn granted(&self, pair: IssuedPair, user: UserRecord, kind: AuthenticationType) -> Granted {
@@ -108,36 +105,41 @@ impl Grants<'_> {
                 username: username.to_string(),
                 refused,
             })?;
-        let user = (*user.user).clone();
-        let pair = self
-            .tokens
-            .issue(
-                user.clone(),
-                caller.client_ref(),
-                self.lifetimes(),
-                true,
-                None,
-            )
-            .await?;
-        self.metrics.token(TokenEvent::Issued);
-        Ok(self.granted(pair, user, AuthenticationType::Realm))
+        self.issue(
+            caller,
+            (*user.user).clone(),
+            true,
+            AuthenticationType::Realm,
+        )
+        .await
     }
 
     /// The client_credentials grant: an access token (no refresh token) for the caller itself.
     pub async fn client_credentials(&self, caller: &Authentication) -> Result<Granted, GrantError> {
-        let user = (*caller.user).clone();
+        self.issue(caller, (*caller.user).clone(), false, caller.kind)
+            .await
+    }
+
+    /// A new pair (with a refresh token when `refreshable`) for `user`, created by `caller`.
+    async fn issue(
+        &self,
+        caller: &Authentication,
+        user: UserRecord,
+        refreshable: bool,
+        kind: AuthenticationType,
+    ) -> Result<Granted, GrantError> {
         let pair = self
             .tokens
             .issue(
                 user.clone(),
                 caller.client_ref(),
                 self.lifetimes(),
-                false,
+                refreshable,
                 None,
             )
             .await?;
         self.metrics.token(TokenEvent::Issued);
-        Ok(self.granted(pair, user, caller.kind))
+        Ok(self.granted(pair, user, kind))
     }
 
     /// The refresh_token grant: a new pair for a pair `caller` created (`token.refresh_reuse`

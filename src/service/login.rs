@@ -75,10 +75,7 @@ impl Login<'_> {
     }
 
     fn lifetimes(&self) -> Lifetimes {
-        Lifetimes {
-            access: self.settings.token.timeout,
-            refresh: self.settings.token.refresh_timeout,
-        }
+        Lifetimes::of(&self.settings.token)
     }
 
     /// The bounds on pending logins (`limits.pending_logins_per_caller`,

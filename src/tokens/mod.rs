@@ -47,6 +47,16 @@ pub struct Lifetimes {
     pub refresh: Duration,
 }
 
+impl Lifetimes {
+    /// The lifetimes `token.timeout` and `token.refresh_timeout` set.
+    pub fn of(settings: &crate::config::TokenSettings) -> Self {
+        Lifetimes {
+            access: settings.timeout,
+            refresh: settings.refresh_timeout,
+        }
+    }
+}
+
 /// Why a refresh was refused; each maps to Elasticsearch's `invalid_grant` description.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RefreshError {
