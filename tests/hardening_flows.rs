@@ -451,3 +451,29 @@ async fn the_quotas_come_from_the_configuration_and_a_reload() {
         "{err}"
     );
 }
+
+/// A login may carry at most 500 top-level claims (ID token and UserInfo merged): more are
+/// refused before any of them is mapped or stored in a token record.
+#[actix_web::test]
+async fn a_login_with_more_claims_than_the_bound_is_refused() {
+    let e = env("code", &[]).await;
+    let extra = |n: usize| {
+        (0..n)
+            .map(|i| (format!("extra_{i}"), json!(i)))
+            .collect::<serde_json::Map<String, Value>>()
+    };
+    // Well within the bound: a normal login, every claim in the metadata.
+    e.op.set(|k| k.userinfo_claims = extra(400));
+    let login = e.start_login().await;
+    let resp = e.authenticate_as(FACILITATOR, &login, Some("oidc1")).await;
+    assert_logged_in(&resp);
+    assert_eq!(
+        resp.1["authentication"]["metadata"]["oidc(extra_399)"],
+        json!(399)
+    );
+    // 500 more from UserInfo: over the bound whatever the ID token carries.
+    e.op.set(|k| k.userinfo_claims = extra(500));
+    let login = e.start_login().await;
+    let resp = e.authenticate_as(FACILITATOR, &login, Some("oidc1")).await;
+    assert_refused(&resp, "too_many_claims");
+}

@@ -13,6 +13,11 @@ use std::fmt;
 /// synthetic raw ID token.
 const METADATA_EXCLUDED: [&str; 4] = ["exp", "iat", "nbf", "id_token_hint"];
 
+/// The most top-level claims a login may carry (ID token and UserInfo merged). Real providers
+/// send tens; the bound keeps a provider (or a UserInfo endpoint answering up to 1 MiB) from
+/// making every token record carry thousands of metadata entries. Checked before any mapping.
+pub const MAX_CLAIMS: usize = 500;
+
 /// Longest claim name shown in an error.
 const MAX_NAME_IN_ERROR: usize = 100;
 
@@ -52,6 +57,8 @@ pub enum ClaimsError {
         id_token: &'static str,
         userinfo: &'static str,
     },
+    /// More top-level claims than [`MAX_CLAIMS`].
+    TooMany { count: usize },
 }
 
 impl ClaimsError {
@@ -61,6 +68,7 @@ impl ClaimsError {
             ClaimsError::UnsupportedValue { .. } => "claim_value_unsupported",
             ClaimsError::PrincipalMissing { .. } => "principal_missing",
             ClaimsError::MergeConflict { .. } => "userinfo_merge_conflict",
+            ClaimsError::TooMany { .. } => "too_many_claims",
         }
     }
 }
@@ -98,6 +106,10 @@ impl fmt::Display for ClaimsError {
                 f,
                 "Error merging ID token and userinfo claim value for claim [{claim}]. Cannot merge [{id_token}] with [{userinfo}]"
             ),
+            ClaimsError::TooMany { count } => write!(
+                f,
+                "the login carries {count} claims (ID token and UserInfo together); at most {MAX_CLAIMS} are accepted"
+            ),
         }
     }
 }
@@ -117,6 +129,11 @@ pub fn map_claims(
     settings: &ClaimSettings,
     populate_user_metadata: bool,
 ) -> Result<MappedUser, ClaimsError> {
+    if claims.len() > MAX_CLAIMS {
+        return Err(ClaimsError::TooMany {
+            count: claims.len(),
+        });
+    }
     let principal_values = rule_values(claims, &settings.principal, "claims.principal")?;
     let principal = match principal_values.into_iter().next() {
         Some(p) if !p.is_empty() => p,

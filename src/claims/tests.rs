@@ -592,3 +592,25 @@ fn error_names_are_cleaned() {
     let e = merge(json!({"a\nb": "x"}), json!({"a\nb": 1})).unwrap_err();
     assert!(e.to_string().contains("[a?b]"), "{e}");
 }
+
+#[test]
+fn more_claims_than_the_bound_are_refused_before_mapping() {
+    let mut claims = Map::new();
+    claims.insert("sub".into(), json!("u1"));
+    for i in 1..MAX_CLAIMS {
+        claims.insert(format!("c{i}"), json!(i));
+    }
+    assert_eq!(claims.len(), MAX_CLAIMS);
+    let s = settings(rule("sub", None));
+    assert_eq!(map_claims(&claims, &s, true).unwrap().principal, "u1");
+    claims.insert("one_more".into(), json!(true));
+    let e = map_claims(&claims, &s, true).unwrap_err();
+    assert_eq!(
+        e,
+        ClaimsError::TooMany {
+            count: MAX_CLAIMS + 1
+        }
+    );
+    assert_eq!(e.code(), "too_many_claims");
+    assert!(e.to_string().contains("at most 500"), "{e}");
+}
