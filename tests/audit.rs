@@ -463,7 +463,10 @@ async fn config_reloads_are_audited() {
     // (The test settings' http.bind and data.path differ from the file's defaults too.)
     let restart = v[0]["restart_required"].as_array().unwrap();
     assert!(restart.contains(&json!("audit")), "{text}");
-    assert!(restart.iter().all(|k| !k.as_str().unwrap().contains(' ')), "{text}");
+    assert!(
+        restart.iter().all(|k| !k.as_str().unwrap().contains(' ')),
+        "{text}"
+    );
     assert_eq!(v[1]["outcome"], "failure");
     assert_eq!(v[1]["error_count"], 1);
     assert!(v[1].get("correlation_id").is_none());
@@ -520,4 +523,63 @@ async fn a_flood_of_failures_stays_within_the_rotation_bounds() {
     assert!(all
         .iter()
         .all(|v| v["event"] == "authentication_failed" && v["method"] == "request"));
+}
+
+#[test]
+fn audit_keys_are_validated_with_their_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |yaml: &str| oidc_realm::config::load_str(yaml, dir.path());
+    let s = load("audit:\n  path: audit.log\n").unwrap().settings.audit;
+    assert_eq!(s.sink, Some(AuditSink::File(dir.path().join("audit.log"))));
+    assert_eq!((s.max_size, s.max_files), (100 << 20, 5));
+    let s = load("audit.path: stdout\n").unwrap().settings.audit;
+    assert_eq!(s.sink, Some(AuditSink::Stdout));
+    assert_eq!(load("{}\n").unwrap().settings.audit.sink, None);
+    let s = load("audit:\n  path: a.log\n  max_size: 10mb\n  max_files: 2\n")
+        .unwrap()
+        .settings
+        .audit;
+    assert_eq!((s.max_size, s.max_files), (10 << 20, 2));
+    for (yaml, path, words) in [
+        (
+            "audit:\n  path: a.log\n  max_sise: 1mb\n",
+            "audit.max_sise",
+            "did you mean `audit.max_size`?",
+        ),
+        (
+            "audit:\n  path: a.log\n  max_size: 100\n",
+            "audit.max_size",
+            "at least 1kb",
+        ),
+        (
+            "audit:\n  path: a.log\n  max_size: lots\n",
+            "audit.max_size",
+            "size in bytes",
+        ),
+        (
+            "audit:\n  path: a.log\n  max_files: 0\n",
+            "audit.max_files",
+            "between 1 and 100",
+        ),
+        (
+            "audit:\n  path: no-such-dir/a.log\n",
+            "audit.path",
+            "does not exist",
+        ),
+        ("audit:\n  path: .\n", "audit.path", "is a directory"),
+        ("audit: yes\n", "audit", "expected a mapping"),
+    ] {
+        let e = load(yaml).unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|e| e.path == path && e.message.contains(words)),
+            "{yaml}: {e}"
+        );
+    }
+    let w = load("audit:\n  max_files: 3\n").unwrap().warnings;
+    assert!(
+        w.iter()
+            .any(|w| w.starts_with("audit.max_files: has no effect")),
+        "{w:?}"
+    );
 }
