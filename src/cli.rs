@@ -238,13 +238,7 @@ async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), S
         Arc::new(store),
         Arc::new(SystemClock),
     )
-    .map_err(|errors| {
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
+    .map_err(|errors| errors.messages().join("\n"))?;
     // Role mappings stored through the API, compiled before the first login.
     let skipped = state
         .load_role_mappings()
@@ -298,6 +292,8 @@ async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), S
     sweeper.abort();
     refresher.abort();
     drop(watcher);
+    // Every audit event of the requests served is on disk before the process ends.
+    state.audit.flush();
     tracing::info!("stopped");
     result
 }

@@ -3,6 +3,7 @@
 //! APIs. See `docs/architecture.md` for the layers.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 mod claims;
 pub mod cli;

@@ -17,6 +17,7 @@
 //!   has passed.
 
 use crate::app::AppState;
+use crate::audit::{AuditEvent, Outcome};
 use crate::config::{self, JwksSource, Settings};
 use notify::Watcher;
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,6 +71,17 @@ fn restart_only(running: &Settings, new: &mut Settings) -> Vec<String> {
             .map_or_else(|| "none".to_string(), |a| a.to_string())
     };
     check("metrics.bind", metrics_bind(running), metrics_bind(new));
+    let audit = |s: &Settings| {
+        let a = &s.audit;
+        let sink = match &a.sink {
+            None => "off".to_string(),
+            Some(config::AuditSink::Stdout) => "stdout".to_string(),
+            Some(config::AuditSink::File(p)) => p.display().to_string(),
+        };
+        format!("{sink}, max_size {}, max_files {}", a.max_size, a.max_files)
+    };
+    check("audit", audit(running), audit(new));
+    new.audit = running.audit.clone();
     new.http.bind = running.http.bind;
     new.metrics.bind = running.metrics.bind;
     new.http.tls = running.http.tls.clone();
@@ -77,6 +89,15 @@ fn restart_only(running: &Settings, new: &mut Settings) -> Vec<String> {
     new.data.path = running.data.path.clone();
     new.log.format = running.log.format;
     out
+}
+
+/// The keys named by [`restart_only`]'s messages (`key: changed from ...`), for the audit
+/// trail (which never carries values).
+fn restart_keys(messages: &[String]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| m.split_once(':').map(|(k, _)| k.to_string()))
+        .collect()
 }
 
 /// What a reload that panicked reports (the panic's own message, which may quote a
@@ -147,6 +168,15 @@ pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, ReloadError> {
             for w in &restart {
                 tracing::warn!("config reload: {w}");
             }
+            state.audit.emit(
+                None,
+                AuditEvent::ConfigReloaded {
+                    outcome: Outcome::Success,
+                    generation: Some(generation),
+                    error_count: 0,
+                    restart_required: restart_keys(&restart),
+                },
+            );
             tracing::info!(
                 generation,
                 warnings = warnings.len(),
@@ -164,6 +194,15 @@ pub fn reload_from(state: &AppState, path: &Path) -> Result<u64, ReloadError> {
                 "configuration reload from {} refused ({} problem(s)); the running configuration stays",
                 path.display(),
                 errors.len()
+            );
+            state.audit.emit(
+                None,
+                AuditEvent::ConfigReloaded {
+                    outcome: Outcome::Failure,
+                    generation: None,
+                    error_count: errors.len(),
+                    restart_required: Vec::new(),
+                },
             );
             info.record_failure(now, errors);
             state.metrics.reload(false);

@@ -8,7 +8,8 @@ mod sweeper;
 pub use reload_log::{ReloadFailure, ReloadInfo, ReloadLog};
 pub use sweeper::spawn_sweeper;
 
-use crate::auth::caller::{Authenticator, CallerRefused, PasswordRefused};
+use crate::audit::{Audit, AuditOpenError};
+use crate::auth::caller::{Authenticator, Caller, CallerRefused, PasswordRefused};
 use crate::auth::Authentication;
 use crate::clock::SharedClock;
 use crate::config::Settings;
@@ -48,25 +49,52 @@ pub struct AppState {
     reload: ReloadLog,
     /// Prometheus metrics of this state (served on `metrics.bind`, see [`crate::metrics`]).
     pub metrics: crate::metrics::Metrics,
+    /// The audit trail (`audit.*`, opened at start; restart-only).
+    pub audit: Audit,
+}
+
+/// Why a state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateBuildError {
+    /// Realms could not be built from their settings.
+    #[error("{0}")]
+    Realms(RealmBuildErrors),
+    /// `audit.path` cannot be opened.
+    #[error(transparent)]
+    Audit(#[from] AuditOpenError),
+}
+
+impl StateBuildError {
+    /// One line per problem, as startup reports them.
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            StateBuildError::Realms(errors) => errors.clone().into(),
+            StateBuildError::Audit(e) => vec![e.to_string()],
+        }
+    }
 }
 
 impl AppState {
-    /// Build the state: realms (file JWKS are read now) and the services over `store`.
-    /// Every realm that cannot be built is reported.
+    /// Build the state: realms (file JWKS are read now), the audit trail (its file is
+    /// opened now) and the services over `store`. Every realm that cannot be built is
+    /// reported.
     pub fn try_new(
         settings: Settings,
         warnings: Vec<String>,
         store: Arc<dyn Store>,
         clock: SharedClock,
-    ) -> Result<Arc<Self>, RealmBuildErrors> {
+    ) -> Result<Arc<Self>, StateBuildError> {
         let now = clock.now_millis();
-        let realms = Realms::build_from(&settings, None, now)?;
-        let role_mappings = RoleMappings::new(store.clone(), settings.role_mappings.clone());
+        let realms = Realms::build_from(&settings, None, now).map_err(StateBuildError::Realms)?;
+        let audit = Audit::open(&settings.audit, clock.clone())?;
+        let role_mappings =
+            RoleMappings::new(store.clone(), settings.role_mappings.clone(), audit.clone());
         let metrics = crate::metrics::Metrics::new();
         let callers = Authenticator::new(settings.limits, &metrics);
         Ok(Arc::new(Self {
             callers,
             metrics,
+            audit,
             role_mappings,
             runtime: ArcSwap::from_pointee(Runtime {
                 generation: 1,
@@ -94,7 +122,7 @@ impl AppState {
     ) -> Arc<Self> {
         match Self::try_new(settings, warnings, store, clock) {
             Ok(s) => s,
-            Err(errors) => panic!("realms could not be built: {errors}"),
+            Err(errors) => panic!("the state could not be built: {errors}"),
         }
     }
 
@@ -136,6 +164,12 @@ impl AppState {
         let c = &rt.settings.compatibility;
         let major = c.version.split('.').next().and_then(|m| m.parse().ok());
         (c.product_header, major.unwrap_or(8))
+    }
+
+    /// The caller of a request, authenticated as `auth` from `client`, with the request
+    /// limits in force and this state's audit trail.
+    pub fn caller(&self, auth: Authentication, client: Option<std::net::IpAddr>) -> Caller {
+        self.callers.caller(auth, client, &self.audit)
     }
 
     /// Reload bookkeeping (written by `crate::reload`).
@@ -229,6 +263,7 @@ impl AppState {
             clock: self.clock.as_ref(),
             role_mappings: &self.role_mappings,
             metrics: &self.metrics,
+            audit: &self.audit,
         }
     }
 
@@ -239,6 +274,7 @@ impl AppState {
             tokens: &self.tokens,
             callers: &self.callers,
             metrics: &self.metrics,
+            audit: &self.audit,
         }
     }
 }

@@ -7,6 +7,7 @@
 use super::limits::{self, CallerKey, Keyed, RateLimited, RequestLimits};
 use super::{basic_verify, hash_password, BasicVerifier};
 use super::{service_tokens, Action, Authentication, AuthenticationType, CallerUser, Forbidden};
+use crate::audit::{Audit, AuditEvent, Who};
 use crate::config::{LimitSettings, PasswordHash, Settings};
 use crate::metrics::{BearerOutcome, Limit, Metrics};
 use crate::secret::Secret;
@@ -77,6 +78,17 @@ pub enum Refusal {
     Token(TokenError),
 }
 
+impl PasswordRefused {
+    /// The reason code of the answer (`http::errors::password_refused` sends it).
+    pub fn code(self) -> &'static str {
+        match self {
+            PasswordRefused::Wrong => "credentials_invalid",
+            PasswordRefused::Busy => "overloaded",
+            PasswordRefused::Throttled(_) => "password_checks_throttled",
+        }
+    }
+}
+
 /// Why an authenticated caller may not do what it asked.
 #[derive(Debug)]
 pub enum Denied {
@@ -142,12 +154,14 @@ impl Authenticator {
         self.request_limits.load().forget_idle();
     }
 
-    /// An authenticated caller, with the request limits in force now.
-    pub fn caller(&self, auth: Authentication, client: Option<IpAddr>) -> Caller {
+    /// An authenticated caller, with the request limits in force now; its refusals are
+    /// recorded on `audit`.
+    pub fn caller(&self, auth: Authentication, client: Option<IpAddr>, audit: &Audit) -> Caller {
         Caller {
             auth,
             client,
             limits: self.request_limits.load_full(),
+            audit: audit.clone(),
         }
     }
 
@@ -311,19 +325,39 @@ fn dummy_hash() -> &'static PasswordHash {
     })
 }
 
-/// The authenticated caller of a request, with its client address and the request limits
-/// in force (the HTTP extractor is `http::caller`).
+/// The authenticated caller of a request, with its client address, the request limits in
+/// force and the audit trail (the HTTP extractor is `http::caller`).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub auth: Authentication,
     pub client: Option<IpAddr>,
     limits: Arc<RequestLimits>,
+    audit: Audit,
 }
 
 impl Caller {
     /// Refuse unless the caller may perform `action`, then if the action counts against the
-    /// request limits and the caller or its address is over them.
+    /// request limits and the caller or its address is over them. Every handler calls this,
+    /// so the refusals are audited here (`access_denied`, `rate_limited`), once, with the
+    /// caller known.
     pub fn require(self, action: Action) -> Result<Authentication, Denied> {
+        self.check(action).inspect_err(|denied| {
+            let event = match denied {
+                Denied::Forbidden(f) => AuditEvent::AccessDenied {
+                    action: f.action.name(),
+                    granted_by: f.action.granted_by().iter().map(|p| p.as_str()).collect(),
+                },
+                Denied::RateLimited(r) => AuditEvent::RateLimited {
+                    limit: r.limit.as_str(),
+                    retry_after_secs: r.retry_after_secs,
+                },
+            };
+            self.audit.emit(Some(Who::of(&self.auth.user)), event);
+        })?;
+        Ok(self.auth)
+    }
+
+    fn check(&self, action: Action) -> Result<(), Denied> {
         self.auth.require(action).map_err(Denied::Forbidden)?;
         if RequestLimits::applies_to(action) {
             self.limits
@@ -336,6 +370,6 @@ impl Caller {
                 )
                 .map_err(Denied::RateLimited)?;
         }
-        Ok(self.auth)
+        Ok(())
     }
 }

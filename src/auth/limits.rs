@@ -49,6 +49,8 @@ pub struct CallerKey<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimited {
     pub what: &'static str,
+    /// The limit that refused it (`requests_per_address` or `requests_per_caller`).
+    pub limit: Limit,
     pub retry_after_secs: u64,
 }
 
@@ -112,21 +114,25 @@ impl RequestLimits {
     /// Count one request of `caller` (user name and realm) from `client`; 429 when either
     /// is over its limit.
     pub fn admit(&self, caller: CallerKey<'_>, client: Option<IpAddr>) -> Result<(), RateLimited> {
-        let refused = |what: &'static str, not_until: governor::NotUntil<_>| RateLimited {
-            what,
+        let refused = |limit: Limit, not_until: governor::NotUntil<_>| RateLimited {
+            what: match limit {
+                Limit::RequestsPerCaller => "caller",
+                _ => "client address",
+            },
+            limit,
             retry_after_secs: retry_after_secs(&not_until),
         };
         if let (Some(l), Some(ip)) = (&self.per_address, client) {
             l.check_key(&ip).map_err(|n| {
                 self.refused.inc(Limit::RequestsPerAddress);
-                refused("client address", n)
+                refused(Limit::RequestsPerAddress, n)
             })?;
         }
         if let Some(l) = &self.per_caller {
             let key = format!("{}\u{0}{}", caller.username, caller.realm);
             l.check_key(&key).map_err(|n| {
                 self.refused.inc(Limit::RequestsPerCaller);
-                refused("caller", n)
+                refused(Limit::RequestsPerCaller, n)
             })?;
         }
         Ok(())

@@ -15,6 +15,7 @@ pub(super) const LIMIT_KEYS: &[&str] = &[
     "requests_per_address",
 ];
 pub(super) const METRICS_KEYS: &[&str] = &["bind"];
+pub(super) const AUDIT_KEYS: &[&str] = &["path", "max_size", "max_files"];
 pub(super) const SERVICE_TOKEN_KEYS: &[&str] = &["hash", "privileges"];
 pub(super) const LOG_KEYS: &[&str] = &["format", "level"];
 pub(super) const USER_KEYS: &[&str] =
@@ -27,6 +28,7 @@ pub(super) const TOP_SECTIONS: &[&str] = &[
     "compatibility",
     "limits",
     "metrics",
+    "audit",
     "users",
     "service_tokens",
     "realms",
@@ -128,6 +130,7 @@ pub(super) fn check_known(ctx: &mut Ctx) {
         let loc = ctx.raw_location(&raw);
         match segs[0] {
             "http" | "data" | "token" | "log" | "compatibility" | "limits" | "metrics"
+            | "audit"
                 if segs.len() == 1 =>
             {
                 if value != Value::Null {
@@ -155,6 +158,7 @@ pub(super) fn check_known(ctx: &mut Ctx) {
                 "metrics.",
                 loc,
             ),
+            "audit" => check_in(ctx, &path, &segs[1..].join("."), AUDIT_KEYS, "audit.", loc),
             "users" | "realms" | "service_tokens" if segs.len() == 1 => {
                 if value != Value::Null {
                     ctx.error_at(&path, "expected a mapping of names", loc);
@@ -229,6 +233,7 @@ pub(super) fn check_known(ctx: &mut Ctx) {
                     .chain(COMPAT_KEYS.iter().map(|k| format!("compatibility.{k}")))
                     .chain(LIMIT_KEYS.iter().map(|k| format!("limits.{k}")))
                     .chain(METRICS_KEYS.iter().map(|k| format!("metrics.{k}")))
+                    .chain(AUDIT_KEYS.iter().map(|k| format!("audit.{k}")))
                     .collect();
                 let refs: Vec<&str> = top_keys.iter().map(String::as_str).collect();
                 let msg = match suggest(&path, &refs).or_else(|| suggest(segs[0], TOP_SECTIONS)) {

@@ -131,7 +131,7 @@ fn validate(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             return Err(ConfigErrors(vec![ConfigError {
             path: String::new(),
             message:
-                "the configuration must be a YAML mapping (http, data, token, log, compatibility, limits, metrics, users, service_tokens, realms)"
+                "the configuration must be a YAML mapping (http, data, token, log, compatibility, limits, metrics, audit, users, service_tokens, realms)"
                     .into(),
             location: Some((1, 1)),
         }]))
@@ -170,6 +170,7 @@ fn validate(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
     let compatibility = sections::compatibility(&mut ctx);
     let limits = sections::limits(&mut ctx);
     let metrics = sections::metrics(&mut ctx, http.as_ref());
+    let audit = sections::audit(&mut ctx);
     let users = sections::users(&mut ctx);
     let service_tokens = sections::service_tokens(&mut ctx);
     let realms = realm::realms(&mut ctx);
@@ -216,7 +217,17 @@ fn validate(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
         Some(compatibility),
         Some(limits),
         Some(metrics),
-    ) = (http, data, token, log, compatibility, limits, metrics)
+        Some(audit),
+    ) = (
+        http,
+        data,
+        token,
+        log,
+        compatibility,
+        limits,
+        metrics,
+        audit,
+    )
     else {
         // Every `None` above comes with an error, so this is unreachable in practice.
         return Err(ConfigErrors(vec![ConfigError {
@@ -237,6 +248,7 @@ fn validate(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             compatibility,
             limits,
             metrics,
+            audit,
             realms,
             role_mappings,
         },

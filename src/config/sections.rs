@@ -1,12 +1,13 @@
-//! The server's own sections: `http`, `data`, `token`, `log`, `users`.
+//! The server's own sections: `http`, `data`, `token`, `log`, `limits`, `metrics`, `audit`,
+//! `compatibility`, `users`.
 
 use super::ctx::{scalar_text, shown, Ctx};
 use super::duration::format_time;
 use super::service_tokens;
 use super::{
-    CompatibilitySettings, DataSettings, HttpSettings, LimitSettings, LogFormat, LogSettings,
-    MetricsSettings, PasswordHash, Privilege, RefreshReuse, ServiceTokenEntry, TlsSettings,
-    TokenSettings, UserEntry, DEFAULT_COMPAT_VERSION,
+    AuditSettings, AuditSink, CompatibilitySettings, DataSettings, HttpSettings, LimitSettings,
+    LogFormat, LogSettings, MetricsSettings, PasswordHash, Privilege, RefreshReuse,
+    ServiceTokenEntry, TlsSettings, TokenSettings, UserEntry, DEFAULT_COMPAT_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -283,6 +284,93 @@ pub(super) fn metrics(ctx: &mut Ctx, http: Option<&HttpSettings>) -> Option<Metr
         );
     }
     Some(MetricsSettings { bind: Some(addr) })
+}
+
+/// `audit.*`: the audit trail. `audit.path` is `stdout` or a file whose directory exists;
+/// `audit.max_size` a byte size of at least 1kb; `audit.max_files` 1..=100. The size and
+/// count keys apply to a file only (a warning when `audit.path` is `stdout` or not set).
+pub(super) fn audit(ctx: &mut Ctx) -> Option<AuditSettings> {
+    let d = AuditSettings::default();
+    let sink = match ctx.string("audit.path") {
+        None => Some(None),
+        Some(p) if p.trim() == "stdout" => Some(Some(AuditSink::Stdout)),
+        Some(p) if p.trim().is_empty() => {
+            ctx.error(
+                "audit.path",
+                "must not be empty: give a file path, or `stdout` (remove the key to switch the audit trail off)",
+            );
+            None
+        }
+        Some(p) => {
+            let path = ctx.resolve(p.trim());
+            let parent = path.parent().map(std::path::Path::to_path_buf);
+            if path.is_dir() {
+                ctx.error(
+                    "audit.path",
+                    format!(
+                        "{} is a directory; give the audit file's path",
+                        path.display()
+                    ),
+                );
+                None
+            } else if parent.as_ref().is_some_and(|d| !d.is_dir()) {
+                ctx.error(
+                    "audit.path",
+                    format!(
+                        "the directory of {} does not exist; create it (the file itself is created on start)",
+                        path.display()
+                    ),
+                );
+                None
+            } else {
+                Some(Some(AuditSink::File(path)))
+            }
+        }
+    };
+    let max_size = match ctx.value("audit.max_size").cloned() {
+        None => Some(d.max_size),
+        Some(v) => {
+            let text = scalar_text(&v);
+            match parse_byte_size(&text) {
+                Some(n) if n < 1024 => {
+                    ctx.error(
+                        "audit.max_size",
+                        format!("must be at least 1kb (got [{}])", shown(&text)),
+                    );
+                    None
+                }
+                Some(n) => Some(n as u64),
+                None => {
+                    ctx.error(
+                        "audit.max_size",
+                        format!(
+                            "failed to parse value [{}] as a size in bytes (use e.g. 100mb, 10mb, 65536)",
+                            shown(&text)
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let max_files = ctx
+        .int_in("audit.max_files", d.max_files as i64, 1, 100)
+        .map(|n| n as u32);
+    if !matches!(sink, Some(Some(AuditSink::File(_)))) && !ctx.has_error_under("audit") {
+        for key in ["audit.max_size", "audit.max_files"] {
+            if ctx.value(key).is_some() {
+                ctx.warn(
+                    key,
+                    "has no effect: only an audit file (audit.path: <file>) is rotated",
+                );
+            }
+        }
+    }
+    Some(AuditSettings {
+        sink: sink?,
+        max_size: max_size?,
+        max_files: max_files?,
+    })
 }
 
 /// `compatibility.*`: the signals Elasticsearch's official clients need.

@@ -27,6 +27,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// `metrics.*`: the Prometheus listener (off unless `metrics.bind` is set).
     pub metrics: MetricsSettings,
+    /// `audit.*`: the audit trail (off unless `audit.path` is set).
+    pub audit: AuditSettings,
     /// OIDC realms, sorted by `order`.
     pub realms: Vec<RealmConfig>,
     /// Role mappings from `role_mappings` and `role_mapping_files`, compiled (read-only
@@ -144,6 +146,45 @@ pub struct MetricsSettings {
     /// `metrics.bind`: the address of the separate listener serving `GET /metrics`
     /// (Prometheus text format). Not set (default): no metrics listener.
     pub bind: Option<SocketAddr>,
+}
+
+/// `audit.max_size` unless configured: 100 MiB per file.
+pub const DEFAULT_AUDIT_MAX_SIZE: u64 = 100 * 1024 * 1024;
+/// `audit.max_files` unless configured: rotated files kept besides the current one.
+pub const DEFAULT_AUDIT_MAX_FILES: u32 = 5;
+
+/// `audit.*`: the audit trail, JSON lines on a sink of its own (see `crate::audit`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// `audit.path`: a file (resolved against the config directory) or `stdout`. Not set
+    /// (default): no audit trail.
+    pub sink: Option<AuditSink>,
+    /// `audit.max_size` (default 100mb, at least 1kb): a file is rotated before a line would
+    /// take it past this size.
+    pub max_size: u64,
+    /// `audit.max_files` (default 5, 1..=100): rotated files kept (`<path>.1` newest ..
+    /// `<path>.<max_files>` oldest); the oldest is deleted on rotation.
+    pub max_files: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            sink: None,
+            max_size: DEFAULT_AUDIT_MAX_SIZE,
+            max_files: DEFAULT_AUDIT_MAX_FILES,
+        }
+    }
+}
+
+/// Where audit lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditSink {
+    /// `audit.path: stdout`: the process's standard output (no rotation; each line carries
+    /// `"type":"audit"` to tell it from log lines).
+    Stdout,
+    /// A file, rotated by size (absolute after load).
+    File(PathBuf),
 }
 
 /// The Elasticsearch API level oidc-realm implements.

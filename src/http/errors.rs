@@ -32,13 +32,13 @@ impl From<StoreError> for ApiError {
 /// used its allowance. `reason` is Elasticsearch's message for the request at hand.
 pub fn password_refused(refused: PasswordRefused, reason: String) -> ApiError {
     match refused {
-        PasswordRefused::Wrong => ApiError::unauthenticated("credentials_invalid", reason)
+        PasswordRefused::Wrong => ApiError::unauthenticated(refused.code(), reason)
             .with_detail("unknown user or wrong password"),
         PasswordRefused::Busy => {
             ApiError::busy("too many password verifications are running; retry shortly")
         }
         PasswordRefused::Throttled(secs) => ApiError::too_many_requests(
-            "password_checks_throttled",
+            refused.code(),
             format!("too many password verifications from this address; retry in {secs} seconds"),
             secs,
         ),

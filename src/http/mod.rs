@@ -44,16 +44,21 @@ pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     }
 }
 
-/// Give every request a correlation id: in the task-local that errors read, in the log span,
-/// and in the `x-correlation-id` response header.
+/// Give every request a correlation id: in the task-local that errors and audit events read,
+/// in the log span, and in the `x-correlation-id` response header; and its client address to
+/// the audit events emitted while it is served.
 async fn correlation(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = crate::crypto::random_urlsafe(12);
     let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.path());
+    let client = req.peer_addr().map(|a| a.ip());
     let mut res = CORRELATION_ID
-        .scope(id.clone(), next.call(req).instrument(span))
+        .scope(
+            id.clone(),
+            crate::audit::in_request(client, next.call(req).instrument(span)),
+        )
         .await?;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut()

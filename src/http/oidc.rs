@@ -144,7 +144,7 @@ pub async fn logout(
     let Some(token) = req.token.filter(|t| !t.expose_secret().is_empty()) else {
         return Err(ApiError::validation(&["token is missing"]));
     };
-    caller.require(Action::OidcLogout)?;
+    let caller = caller.require(Action::OidcLogout)?;
     let refresh = req
         .refresh_token
         .as_ref()
@@ -153,7 +153,7 @@ pub async fn logout(
     let rt = state.runtime();
     let redirect = state
         .login(&rt)
-        .logout(token.expose_secret(), refresh)
+        .logout(&caller, token.expose_secret(), refresh)
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "redirect": redirect })))
 }

@@ -4,6 +4,7 @@
 
 use super::{EsJson, Parser};
 use crate::app::AppState;
+use crate::audit::Who;
 use crate::auth::caller::Caller;
 use crate::auth::Action;
 use crate::error::ApiError;
@@ -54,10 +55,13 @@ pub async fn put(
     name: web::Path<String>,
     body: EsJson<MappingBody>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Action::RoleMappingPut)?;
+    let caller = caller.require(Action::RoleMappingPut)?;
     check_params(&req, true)?;
     let name = name.into_inner();
-    let created = state.role_mappings.put(&name, &body.0 .0).await?;
+    let created = state
+        .role_mappings
+        .put(Who::of(&caller.user), &name, &body.0 .0)
+        .await?;
     tracing::info!(mapping = ?name, created, "role mapping written");
     Ok(HttpResponse::Ok().json(json!({"role_mapping": {"created": created}})))
 }
@@ -69,10 +73,13 @@ pub async fn delete(
     caller: Caller,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Action::RoleMappingDelete)?;
+    let caller = caller.require(Action::RoleMappingDelete)?;
     check_params(&req, true)?;
     let name = name.into_inner();
-    let found = state.role_mappings.delete(&name).await?;
+    let found = state
+        .role_mappings
+        .delete(Who::of(&caller.user), &name)
+        .await?;
     if found {
         tracing::info!(mapping = ?name, "role mapping deleted");
         Ok(HttpResponse::Ok().json(json!({"found": true})))

@@ -910,16 +910,32 @@ pub enum LogoutError {
     Token(#[from] TokenError),
 }
 
+/// What a logout did: the OP's end-session URL (when the realm has one), whose tokens were
+/// invalidated, and how many.
+#[derive(Debug)]
+pub struct LoggedOut {
+    pub redirect: Option<String>,
+    pub user: UserRecord,
+    pub counts: crate::store::InvalidationCounts,
+}
+
 /// `POST /_security/oidc/logout`: invalidate the tokens, and build the OP's end-session URL.
 pub async fn logout(
     realms: &Realms,
     access_token: &str,
     refresh_token: Option<&str>,
     tokens: &TokenService,
-) -> Result<Option<String>, LogoutError> {
+) -> Result<LoggedOut, LogoutError> {
+    let mut counts = crate::store::InvalidationCounts::default();
+    let mut add = |c: crate::store::InvalidationCounts| {
+        counts.invalidated += c.invalidated;
+        counts.previously_invalidated += c.previously_invalidated;
+    };
     // 1. The refresh token first; errors abort.
     if let Some(r) = refresh_token {
-        tokens.invalidate_token(TokenKind::Refresh, r).await?;
+        if let Some(c) = tokens.invalidate_token(TokenKind::Refresh, r).await? {
+            add(c);
+        }
     }
     // 2. The access token must be valid and of an OIDC realm.
     let doc = tokens
@@ -938,9 +954,9 @@ pub async fn logout(
         .map_err(LogoutError::Token)?
         .and_then(|b| serde_json::from_slice::<LogoutData>(&b).ok());
     // 3. Invalidate the access token.
-    tokens
+    add(tokens
         .invalidate(Invalidation::Access(doc.access_hash))
-        .await?;
+        .await?);
     tracing::info!(
         target: "audit",
         event = "oidc_logout",
@@ -949,13 +965,17 @@ pub async fn logout(
         "logout"
     );
     // 4. The end-session redirect, when the realm has an endsession endpoint.
-    let Some(data) = data else { return Ok(None) };
-    let Some(realm) = realms.get(&data.realm) else {
-        return Ok(None);
-    };
-    let Some(end) = &realm.config.op.endsession_endpoint else {
-        return Ok(None);
-    };
+    Ok(LoggedOut {
+        redirect: data.and_then(|d| end_session_url(realms, &d)),
+        user: doc.user.clone(),
+        counts,
+    })
+}
+
+/// The OP's end-session URL for a logout of `data`'s login, when its realm has one.
+fn end_session_url(realms: &Realms, data: &LogoutData) -> Option<String> {
+    let realm = realms.get(&data.realm)?;
+    let end = realm.config.op.endsession_endpoint.as_ref()?;
     let mut url = end.clone();
     {
         let mut q = url.query_pairs_mut();
@@ -965,7 +985,7 @@ pub async fn logout(
         }
         q.append_pair("state", &random_urlsafe(32));
     }
-    Ok(Some(url.into()))
+    Some(url.into())
 }
 
 /// The realm whose `op.issuer` equals `iss` exactly (third-party-initiated login).

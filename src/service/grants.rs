@@ -3,10 +3,11 @@
 //! their metrics and audit events. Handlers validate the request and the caller's privilege;
 //! this decides what is issued, refreshed or invalidated.
 
+use crate::audit::{Audit, AuditEvent, Capped, Method, Who};
 use crate::auth::caller::{Authenticator, PasswordRefused};
 use crate::auth::{Authentication, AuthenticationType};
-use crate::config::Settings;
-use crate::metrics::{Metrics, TokenEvent};
+use crate::config::{RefreshReuse, Settings};
+use crate::metrics::{Limit, Metrics, TokenEvent};
 use crate::model::UserRecord;
 use crate::store::{Invalidation, InvalidationCounts};
 use crate::tokens::format::TokenKind;
@@ -73,6 +74,7 @@ pub struct Grants<'a> {
     pub tokens: &'a TokenService,
     pub callers: &'a Authenticator,
     pub metrics: &'a Metrics,
+    pub audit: &'a Audit,
 }
 
 impl Grants<'_> {
@@ -101,9 +103,28 @@ impl Grants<'_> {
             .callers
             .verify_password(self.settings, self.metrics, username, password, client)
             .await
-            .map_err(|refused| GrantError::Password {
-                username: username.to_string(),
-                refused,
+            .map_err(|refused| {
+                let event = match refused {
+                    PasswordRefused::Wrong => Some(AuditEvent::AuthenticationFailed {
+                        method: Method::PasswordGrant,
+                        reason_code: refused.code(),
+                        realm: None,
+                        principal: Some(Capped::new(username)),
+                    }),
+                    PasswordRefused::Throttled(secs) => Some(AuditEvent::RateLimited {
+                        limit: Limit::PasswordChecks.as_str(),
+                        retry_after_secs: secs,
+                    }),
+                    // Overload: not a refused authentication (the metrics count it).
+                    PasswordRefused::Busy => None,
+                };
+                if let Some(event) = event {
+                    self.audit.emit(Some(Who::of(&caller.user)), event);
+                }
+                GrantError::Password {
+                    username: username.to_string(),
+                    refused,
+                }
             })?;
         self.issue(
             caller,
@@ -112,12 +133,27 @@ impl Grants<'_> {
             AuthenticationType::Realm,
         )
         .await
+        .inspect(|g| self.succeeded(caller, Method::PasswordGrant, &g.user))
     }
 
     /// The client_credentials grant: an access token (no refresh token) for the caller itself.
     pub async fn client_credentials(&self, caller: &Authentication) -> Result<Granted, GrantError> {
         self.issue(caller, (*caller.user).clone(), false, caller.kind)
             .await
+            .inspect(|g| self.succeeded(caller, Method::ClientCredentials, &g.user))
+    }
+
+    /// Audit tokens issued to `user` by a grant `caller` asked for.
+    fn succeeded(&self, caller: &Authentication, method: Method, user: &UserRecord) {
+        self.audit.emit(
+            Some(Who::of(&caller.user)),
+            AuditEvent::AuthenticationSuccess {
+                method,
+                realm: Capped::new(&user.realm.name),
+                principal: Capped::new(&user.username),
+                roles: user.roles.iter().map(Capped::from).collect(),
+            },
+        );
     }
 
     /// A new pair (with a refresh token when `refreshable`) for `user`, created by `caller`.
@@ -157,9 +193,20 @@ impl Grants<'_> {
             .await
             .map_err(|e| match e {
                 TokenError::Refresh(r) => {
-                    if r == RefreshError::ReusedAfterWindow {
+                    let event = if r == RefreshError::ReusedAfterWindow {
                         self.metrics.token(TokenEvent::RefreshReuse);
-                    }
+                        AuditEvent::RefreshReuseDetected {
+                            family_revoked: reuse == RefreshReuse::RevokeFamily,
+                        }
+                    } else {
+                        AuditEvent::AuthenticationFailed {
+                            method: Method::RefreshToken,
+                            reason_code: r.code(),
+                            realm: None,
+                            principal: None,
+                        }
+                    };
+                    self.audit.emit(Some(Who::of(&caller.user)), event);
                     GrantError::Refresh {
                         refused: r,
                         caller: client.username.clone(),
@@ -168,6 +215,13 @@ impl Grants<'_> {
                 other => GrantError::Token(other),
             })?;
         self.metrics.token(TokenEvent::Refreshed);
+        self.audit.emit(
+            Some(Who::of(&caller.user)),
+            AuditEvent::TokenRefreshed {
+                realm: Capped::new(&user.realm.name),
+                principal: Capped::new(&user.username),
+            },
+        );
         Ok(self.granted(pair, user, AuthenticationType::Realm))
     }
 
@@ -199,6 +253,20 @@ impl Grants<'_> {
             InvalidateTarget::Owner { realm, username } => (realm, username),
             _ => (None, None),
         };
+        self.audit.emit(
+            Some(Who::of(&by.user)),
+            AuditEvent::TokensInvalidated {
+                target: match target {
+                    InvalidateTarget::AccessToken(_) => "access_token",
+                    InvalidateTarget::RefreshToken(_) => "refresh_token",
+                    InvalidateTarget::Owner { .. } => "owner",
+                },
+                realm: realm.map(Capped::new),
+                username: username.map(Capped::new),
+                invalidated: counts.invalidated,
+                previously_invalidated: counts.previously_invalidated,
+            },
+        );
         tracing::info!(
             target: "audit",
             event = "tokens_invalidated",

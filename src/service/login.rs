@@ -4,12 +4,13 @@
 //! protocol steps, and records the metrics and audit events of each outcome.
 
 use super::role_mappings::RoleMappings;
+use crate::audit::{Audit, AuditEvent, Capped, Method, Who};
 use crate::auth::Authentication;
 use crate::claims::MappedUser;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::metrics::{Limit, Metrics, TokenEvent};
-use crate::realm::flow::Flows;
+use crate::realm::flow::{Flows, TOO_MANY_PENDING_RETRY_AFTER};
 use crate::realm::{
     self, AuthenticateParams, LoginContext, LoginError, LoginOutcome, LogoutError, PrepareError,
     PrepareParams, PrepareResponse, Realm, Realms,
@@ -55,6 +56,7 @@ pub struct Login<'a> {
     pub clock: &'a dyn Clock,
     pub role_mappings: &'a RoleMappings,
     pub metrics: &'a Metrics,
+    pub audit: &'a Audit,
 }
 
 impl Login<'_> {
@@ -118,6 +120,13 @@ impl Login<'_> {
             .inspect_err(|e| {
                 if matches!(e, PrepareError::TooManyPending(_)) {
                     self.metrics.rate_limited(Limit::PendingLogins);
+                    self.audit.emit(
+                        Some(Who::of(&caller.user)),
+                        AuditEvent::RateLimited {
+                            limit: Limit::PendingLogins.as_str(),
+                            retry_after_secs: TOO_MANY_PENDING_RETRY_AFTER.as_secs(),
+                        },
+                    );
                 }
             })?;
         self.metrics.prepared(realm.name());
@@ -152,29 +161,61 @@ impl Login<'_> {
             Ok(outcome) => {
                 self.metrics.login_succeeded(&outcome.user.realm.name);
                 self.metrics.token(TokenEvent::Issued);
+                let user = &outcome.user;
+                self.audit.emit(
+                    Some(Who::of(&caller.user)),
+                    AuditEvent::AuthenticationSuccess {
+                        method: Method::Oidc,
+                        realm: Capped::new(&user.realm.name),
+                        principal: Capped::new(&user.username),
+                        roles: user.roles.iter().map(Capped::from).collect(),
+                    },
+                );
                 Ok(outcome)
             }
             Err(e) => {
                 let realm = requested_realm.as_deref().unwrap_or("");
                 self.metrics.login_failed(realm, e.code());
+                // A failure to mint the tokens of a successful login is a server error,
+                // not a refused authentication.
                 if !matches!(e, LoginError::Token(_)) {
                     tracing::warn!(target: "audit", event = "oidc_login_failed", code = e.code(), cause = ?e.to_string(), "login failed");
+                    self.audit.emit(
+                        Some(Who::of(&caller.user)),
+                        AuditEvent::AuthenticationFailed {
+                            method: Method::Oidc,
+                            reason_code: e.code(),
+                            realm: requested_realm.as_deref().map(Capped::new),
+                            principal: None,
+                        },
+                    );
                 }
                 Err(e)
             }
         }
     }
 
-    /// `POST /_security/oidc/logout`: invalidate the tokens and answer the OP's end-session
-    /// URL, when the realm has one.
+    /// `POST /_security/oidc/logout` by `caller`: invalidate the tokens and answer the OP's
+    /// end-session URL, when the realm has one.
     pub async fn logout(
         &self,
+        caller: &Authentication,
         access_token: &str,
         refresh_token: Option<&str>,
     ) -> Result<Option<String>, LogoutError> {
-        let redirect = realm::logout(self.realms, access_token, refresh_token, self.tokens).await?;
+        let out = realm::logout(self.realms, access_token, refresh_token, self.tokens).await?;
         self.metrics.logout();
-        Ok(redirect)
+        self.audit.emit(
+            Some(Who::of(&caller.user)),
+            AuditEvent::TokensInvalidated {
+                target: "oidc_logout",
+                realm: Some(Capped::new(&out.user.realm.name)),
+                username: Some(Capped::new(&out.user.username)),
+                invalidated: out.counts.invalidated,
+                previously_invalidated: out.counts.previously_invalidated,
+            },
+        );
+        Ok(out.redirect)
     }
 
     /// Access token lifetime in seconds (the `expires_in` of token answers).

@@ -6,6 +6,7 @@
 //! (tests that build an `AppState` directly), the role-mapping API loads the stored mappings
 //! on first use too ([`RoleMappings::ensure_loaded`]); `roles_for` never touches the store.
 
+use crate::audit::{Audit, AuditEvent, Capped, Who};
 use crate::roles::{MappingError, RoleMapper, RoleMapping, UserModel};
 use crate::store::{Store, StoreError};
 use arc_swap::ArcSwap;
@@ -42,12 +43,15 @@ pub struct RoleMappings {
     /// one) and guards the compile cache.
     write: tokio::sync::Mutex<CompileCache>,
     loaded: AtomicBool,
+    /// API writes are audited (`role_mapping_changed`).
+    audit: Audit,
 }
 
 impl RoleMappings {
     /// Start with the configuration's mappings and no API mappings (until loaded).
-    pub fn new(store: Arc<dyn Store>, file: Vec<Arc<RoleMapping>>) -> Self {
+    pub fn new(store: Arc<dyn Store>, file: Vec<Arc<RoleMapping>>, audit: Audit) -> Self {
         RoleMappings {
+            audit,
             store,
             mapper: ArcSwap::from_pointee(RoleMapper::new(file, Vec::new())),
             write: tokio::sync::Mutex::new(HashMap::new()),
@@ -116,9 +120,9 @@ impl RoleMappings {
         Ok(problems)
     }
 
-    /// Validate, store (durably) and swap in a mapping written through the API: `true` if it
-    /// was created, `false` if it replaced one.
-    pub async fn put(&self, name: &str, body: &Value) -> Result<bool, WriteError> {
+    /// Validate, store (durably) and swap in a mapping written through the API by `by`:
+    /// `true` if it was created, `false` if it replaced one.
+    pub async fn put(&self, by: Who<'_>, name: &str, body: &Value) -> Result<bool, WriteError> {
         let mut cache = self.write.lock().await;
         if !self.loaded.load(Ordering::Acquire) {
             self.reload_locked(&mut cache).await?;
@@ -130,12 +134,21 @@ impl RoleMappings {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode role mapping: {e}")))?;
         let created = self.store.put_role_mapping(name, bytes).await?;
+        self.audit.emit(
+            Some(by),
+            AuditEvent::RoleMappingChanged {
+                operation: "put",
+                name: Capped::new(name),
+                created: Some(created),
+                found: None,
+            },
+        );
         self.reload_locked(&mut cache).await?;
         Ok(created)
     }
 
-    /// Delete a mapping written through the API; whether it existed.
-    pub async fn delete(&self, name: &str) -> Result<bool, WriteError> {
+    /// Delete a mapping written through the API (by `by`); whether it existed.
+    pub async fn delete(&self, by: Who<'_>, name: &str) -> Result<bool, WriteError> {
         let mut cache = self.write.lock().await;
         if !self.loaded.load(Ordering::Acquire) {
             self.reload_locked(&mut cache).await?;
@@ -144,6 +157,17 @@ impl RoleMappings {
             return Err(WriteError::FileMapping(name.to_string()));
         }
         let found = self.store.delete_role_mapping(name).await?;
+        if found {
+            self.audit.emit(
+                Some(by),
+                AuditEvent::RoleMappingChanged {
+                    operation: "delete",
+                    name: Capped::new(name),
+                    created: None,
+                    found: Some(true),
+                },
+            );
+        }
         self.reload_locked(&mut cache).await?;
         Ok(found)
     }
@@ -161,6 +185,11 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
     use serde_json::json;
+
+    const ADMIN: Who<'static> = Who {
+        user: "admin",
+        realm: "default_file",
+    };
 
     fn user(name: &str) -> UserModel {
         UserModel {
@@ -181,30 +210,30 @@ mod tests {
             )
             .unwrap(),
         );
-        let live = RoleMappings::new(store.clone(), vec![file]);
+        let live = RoleMappings::new(store.clone(), vec![file], Audit::off());
         assert_eq!(live.roles_for(&user("a")), ["f"]);
         let body = json!({"enabled": true, "roles": ["x"], "rules": {"field": {"username": "a"}}});
-        assert!(live.put("m", &body).await.unwrap());
-        assert!(!live.put("m", &body).await.unwrap());
+        assert!(live.put(ADMIN, "m", &body).await.unwrap());
+        assert!(!live.put(ADMIN, "m", &body).await.unwrap());
         assert_eq!(live.roles_for(&user("a")), ["f", "x"]);
         assert!(matches!(
-            live.put("from-file", &body).await,
+            live.put(ADMIN, "from-file", &body).await,
             Err(WriteError::FileMapping(_))
         ));
         assert!(matches!(
-            live.delete("from-file").await,
+            live.delete(ADMIN, "from-file").await,
             Err(WriteError::FileMapping(_))
         ));
         assert!(matches!(
-            live.put("bad", &json!({"enabled": true})).await,
+            live.put(ADMIN, "bad", &json!({"enabled": true})).await,
             Err(WriteError::Invalid(_))
         ));
         assert_eq!(store.get_role_mappings().await.unwrap().len(), 1);
         // Configuration reload: the file mapping goes, the API one stays.
         live.set_file(Vec::new());
         assert_eq!(live.roles_for(&user("a")), ["x"]);
-        assert!(live.delete("m").await.unwrap());
-        assert!(!live.delete("m").await.unwrap());
+        assert!(live.delete(ADMIN, "m").await.unwrap());
+        assert!(!live.delete(ADMIN, "m").await.unwrap());
         assert!(live.roles_for(&user("a")).is_empty());
     }
 
@@ -222,7 +251,7 @@ mod tests {
             .put_role_mapping("broken", b"{not json".to_vec())
             .await
             .unwrap();
-        let live = RoleMappings::new(store.clone(), Vec::new());
+        let live = RoleMappings::new(store.clone(), Vec::new(), Audit::off());
         assert!(live.roles_for(&user("a")).is_empty());
         let problems = live.reload().await.unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");

@@ -108,6 +108,7 @@ pub fn settings() -> Settings {
             ..LimitSettings::default()
         },
         metrics: MetricsSettings::default(),
+        audit: AuditSettings::default(),
         realms: Vec::new(),
         role_mappings: Vec::new(),
     }
