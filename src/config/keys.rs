@@ -13,6 +13,8 @@ pub(super) const LIMIT_KEYS: &[&str] = &[
     "pending_logins",
     "requests_per_caller",
     "requests_per_address",
+    "password_checks_per_second",
+    "password_checks_burst",
 ];
 pub(super) const METRICS_KEYS: &[&str] = &["bind"];
 pub(super) const SERVICE_TOKEN_KEYS: &[&str] = &["hash", "privileges"];
