@@ -48,11 +48,14 @@ pub struct AppState {
     reload: ReloadLog,
     /// Prometheus metrics of this state (served on `metrics.bind`, see [`crate::metrics`]).
     pub metrics: crate::metrics::Metrics,
+    /// The store, for its health (the services hold their own handles).
+    store: Arc<dyn Store>,
 }
 
 impl AppState {
     /// Build the state: realms (file JWKS are read now) and the services over `store`.
-    /// Every realm that cannot be built is reported.
+    /// Every realm that cannot be built is reported. The store's commits are observed by
+    /// this state's metrics from now on (replacing an earlier state's observer).
     pub fn try_new(
         settings: Settings,
         warnings: Vec<String>,
@@ -60,9 +63,10 @@ impl AppState {
         clock: SharedClock,
     ) -> Result<Arc<Self>, RealmBuildErrors> {
         let now = clock.now_millis();
-        let realms = Realms::build_from(&settings, None, now)?;
-        let role_mappings = RoleMappings::new(store.clone(), settings.role_mappings.clone());
         let metrics = crate::metrics::Metrics::new();
+        let realms = Realms::build_from(&settings, None, now, metrics.op_calls())?;
+        store.observe_commits(Arc::new(metrics.commits()));
+        let role_mappings = RoleMappings::new(store.clone(), settings.role_mappings.clone());
         let callers = Authenticator::new(settings.limits, &metrics);
         Ok(Arc::new(Self {
             callers,
@@ -77,7 +81,8 @@ impl AppState {
             }),
             tokens: TokenService::new(store.clone(), clock.clone()),
             clock,
-            flows: Flows::new(store),
+            flows: Flows::new(store.clone()),
+            store,
             reload: ReloadLog::default(),
         }))
     }
@@ -114,7 +119,8 @@ impl AppState {
     ) -> Result<u64, RealmBuildErrors> {
         let now = self.clock.now_millis();
         let old = self.runtime.load_full();
-        let realms = Realms::build_from(&settings, Some(&old.realms), now)?;
+        let realms =
+            Realms::build_from(&settings, Some(&old.realms), now, self.metrics.op_calls())?;
         let generation = old.generation + 1;
         self.role_mappings.set_file(settings.role_mappings.clone());
         self.callers.set_limits(settings.limits, &self.metrics);
@@ -136,6 +142,11 @@ impl AppState {
         let c = &rt.settings.compatibility;
         let major = c.version.split('.').next().and_then(|m| m.parse().ok());
         (c.product_header, major.unwrap_or(8))
+    }
+
+    /// Whether the store can serve writes (`GET /_health`).
+    pub fn store_health(&self) -> crate::store::StoreHealth {
+        self.store.health()
     }
 
     /// Reload bookkeeping (written by `crate::reload`).
