@@ -42,8 +42,7 @@ pub const OP_CALL_BUCKETS: [f64; 12] = [
 /// Upper bounds (seconds) of the store-commit latency buckets: one durable commit is one or
 /// two `fsync`s, from ~100 µs (NVMe with a write cache) to tens of milliseconds (a busy disk).
 pub const COMMIT_BUCKETS: [f64; 14] = [
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5,
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
 /// Upper bounds of the store-commit batch-size buckets (write tasks per commit, at most

@@ -416,7 +416,11 @@ async fn store_commits_are_measured_on_a_redb_store() {
     );
     assert_sample(&m, "oidc_realm_store_commit_batch_size_count", "1");
     assert_sample(&m, "oidc_realm_store_commit_batch_size_sum", "1.0");
-    assert_sample(&m, "oidc_realm_store_commit_batch_size_bucket{le=\"1.0\"}", "1");
+    assert_sample(
+        &m,
+        "oidc_realm_store_commit_batch_size_bucket{le=\"1.0\"}",
+        "1",
+    );
     assert_sample(&m, "oidc_realm_store_commit_failures_total", "0");
 }
 

@@ -141,12 +141,7 @@ impl RealmKeys {
 
     /// Fetch the URL again (after an unknown `kid` or a bad signature), unless another fetch
     /// was attempted less than `min_refetch` ago. Returns whether a new set was installed.
-    pub async fn refetch(
-        &self,
-        op: &Op,
-        now: UnixMillis,
-        min_refetch: Duration,
-    ) -> bool {
+    pub async fn refetch(&self, op: &Op, now: UnixMillis, min_refetch: Duration) -> bool {
         let JwksSource::Url(url) = &self.source else {
             return false;
         };

@@ -11,8 +11,8 @@ use crate::claims::{self, MappedUser};
 use crate::clock::{Clock, UnixMillis};
 use crate::config::{RealmConfig, ResponseType, Settings};
 use crate::crypto::random_urlsafe;
-use crate::model::{ClientRef, RealmRef, UserRecord};
 use crate::metrics::OpCallMetrics;
+use crate::model::{ClientRef, RealmRef, UserRecord};
 use crate::oidc::client::{Endpoint, OpClient, OpError, TokenEndpointResponse};
 use crate::oidc::id_token::{self, IdTokenError, IdTokenPolicy};
 use crate::secret::{ct_eq, Secret};
@@ -961,22 +961,12 @@ async fn validate_with_refetch(
     let now = ctx.clock.now_millis();
     let now_secs = ctx.clock.now_secs();
     let min = realm.config.op.jwkset_min_refetch_interval;
-    let Some(keys) = realm
-        .keys
-        .current(&realm.op, now, min)
-        .await
-    else {
+    let Some(keys) = realm.keys.current(&realm.op, now, min).await else {
         return Err(LoginError::NoKeys(realm.name().to_string()));
     };
     match id_token::validate(raw, policy, &keys, now_secs) {
         Ok(c) => Ok(c),
-        Err(e)
-            if e.may_need_new_keys()
-                && realm
-                    .keys
-                    .refetch(&realm.op, now, min)
-                    .await =>
-        {
+        Err(e) if e.may_need_new_keys() && realm.keys.refetch(&realm.op, now, min).await => {
             let keys = realm
                 .keys
                 .current(&realm.op, now, min)

@@ -173,7 +173,9 @@ pub enum StoreHealth {
     Ok,
     /// Writes fail: `reason` is a stable code for the health answer (`store_write_failed`,
     /// `store_writer_stopped`); the detail was logged when it happened.
-    Failing { reason: &'static str },
+    Failing {
+        reason: &'static str,
+    },
 }
 
 /// The persistence seam.
