@@ -758,3 +758,43 @@ fn changing_metrics_bind_needs_a_restart() {
         rt.warnings
     );
 }
+
+/// Every exposed metric is in the table of docs/operations.md ("Metrics"), and every metric
+/// the table lists is exposed.
+#[test]
+fn every_metric_is_documented_in_operations_md() {
+    let m = oidc_realm::metrics::Metrics::new();
+    // Families with a realm label appear with their first series.
+    m.login_succeeded("r");
+    m.prepared("r");
+    m.op_calls().record(
+        "r",
+        oidc_realm::oidc::client::Endpoint::Token,
+        "success",
+        Duration::ZERO,
+    );
+    let text = m.render(oidc_realm::metrics::ScrapeValues {
+        generation: 1,
+        password_verifications: 0,
+        jwks: vec![("r".into(), 1, Some(1.0))],
+    });
+    let mut exposed = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Some(meta) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = meta.split_once(' ').unwrap();
+        exposed.insert(match kind {
+            "counter" => format!("{name}_total"),
+            _ => name.to_string(),
+        });
+    }
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let documented: std::collections::BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `oidc_realm_"))
+        .map(|rest| format!("oidc_realm_{}", rest.split('`').next().unwrap()))
+        .collect();
+    assert_eq!(exposed, documented);
+}
