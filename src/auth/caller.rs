@@ -39,14 +39,14 @@ pub const PASSWORD_CHECKS_BURST: NonZeroU32 =
 
 /// The per-address allowance of full password verifications of one configuration (rebuilt
 /// when `limits.password_checks_*` change).
-struct PasswordLimit {
+struct VerificationAllowance {
     /// `(per_second, burst)` it was built from.
     settings: (u32, u32),
     /// `None`: `limits.password_checks_per_second: 0`, no limit.
     per_address: Option<Keyed<IpAddr>>,
 }
 
-impl PasswordLimit {
+impl VerificationAllowance {
     fn new(limits: &LimitSettings) -> Self {
         let settings = (
             limits.password_checks_per_second,
@@ -64,9 +64,9 @@ impl PasswordLimit {
     }
 }
 
-impl std::fmt::Debug for PasswordLimit {
+impl std::fmt::Debug for VerificationAllowance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordLimit")
+        f.debug_struct("VerificationAllowance")
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -138,7 +138,7 @@ pub struct Authenticator {
     /// flood of bad credentials from some addresses is answered 429 without hashing, so the
     /// verification slots stay free for everyone else. Rebuilt on a reload that changes
     /// `limits.password_checks_*`.
-    password_limit: ArcSwap<PasswordLimit>,
+    verification_allowance: ArcSwap<VerificationAllowance>,
     /// Full password verifications done.
     verifications: AtomicU64,
     /// Request rate limits per caller and address (`limits.requests_*`), rebuilt on a reload
@@ -153,7 +153,7 @@ impl Authenticator {
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             ),
-            password_limit: ArcSwap::from_pointee(PasswordLimit::new(&limits)),
+            verification_allowance: ArcSwap::from_pointee(VerificationAllowance::new(&limits)),
             verifications: AtomicU64::new(0),
             request_limits: ArcSwap::from_pointee(RequestLimits::with_counters(
                 limits,
@@ -165,13 +165,13 @@ impl Authenticator {
     /// Apply new request and password-check limits (reload); the allowances so far are kept
     /// when their settings did not change.
     pub fn set_limits(&self, limits: LimitSettings, metrics: &Metrics) {
-        let password = (
+        let allowance = (
             limits.password_checks_per_second,
             limits.password_checks_burst,
         );
-        if self.password_limit.load().settings != password {
-            self.password_limit
-                .store(Arc::new(PasswordLimit::new(&limits)));
+        if self.verification_allowance.load().settings != allowance {
+            self.verification_allowance
+                .store(Arc::new(VerificationAllowance::new(&limits)));
         }
         if request_fields(&self.request_limits.load().settings) != request_fields(&limits) {
             self.request_limits
@@ -190,7 +190,7 @@ impl Authenticator {
     /// Forget the allowance of addresses and callers not seen for a while (called by the
     /// sweeper).
     pub fn forget_idle(&self) {
-        if let Some(l) = &self.password_limit.load().per_address {
+        if let Some(l) = &self.verification_allowance.load().per_address {
             limits::forget_idle(l);
         }
         self.request_limits.load().forget_idle();
@@ -227,7 +227,7 @@ impl Authenticator {
             return Err(PasswordRefused::Wrong);
         }
         // A full verification: within this address's allowance only.
-        if let (Some(l), Some(ip)) = (&self.password_limit.load().per_address, client) {
+        if let (Some(l), Some(ip)) = (&self.verification_allowance.load().per_address, client) {
             if let Err(not_until) = l.check_key(&ip) {
                 metrics.rate_limited(Limit::PasswordChecks);
                 return Err(PasswordRefused::Throttled(limits::retry_after_secs(
