@@ -32,6 +32,130 @@ pub const BEARER_BUCKETS: [f64; 14] = [
     0.01, 0.025, 0.05, 0.1,
 ];
 
+/// Upper bounds (seconds) of the OP-call latency buckets: a provider on the same network
+/// answers in milliseconds, a remote one in tens to hundreds, and `http.*` timeouts end a
+/// call after seconds.
+pub const OP_CALL_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Upper bounds (seconds) of the store-commit latency buckets: one durable commit is one or
+/// two `fsync`s, from ~100 µs (NVMe with a write cache) to tens of milliseconds (a busy disk).
+pub const COMMIT_BUCKETS: [f64; 14] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Upper bounds of the store-commit batch-size buckets (write tasks per commit, at most
+/// [`crate::store::redb::MAX_BATCH`]).
+pub const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// The outcome label of a JWKS fetch whose HTTP call succeeded but whose document is not a
+/// usable JWK set (not an [`OpError`](crate::oidc::client::OpError) code).
+pub const JWKS_INVALID: &str = "jwks_invalid";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpCallLabels {
+    realm: String,
+    endpoint: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpEndpointLabels {
+    realm: String,
+    endpoint: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn op_call_histogram() -> Histogram {
+    Histogram::new(OP_CALL_BUCKETS)
+}
+
+/// The OP-call metrics (`oidc_realm_op_calls_total`, `oidc_realm_op_call_seconds`), cheap to
+/// clone into each realm when it is built (at start and on every reload). The default is
+/// detached (counts nothing that is exported), for realms built outside an [`AppState`]
+/// (`check-config`).
+///
+/// [`AppState`]: crate::app::AppState
+#[derive(Clone)]
+pub struct OpCallMetrics {
+    calls: Family<OpCallLabels, Counter>,
+    seconds: HistogramFamily<OpEndpointLabels>,
+}
+
+impl Default for OpCallMetrics {
+    fn default() -> Self {
+        Self {
+            calls: Family::default(),
+            seconds: Family::new_with_constructor(op_call_histogram),
+        }
+    }
+}
+
+impl std::fmt::Debug for OpCallMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpCallMetrics").finish_non_exhaustive()
+    }
+}
+
+impl OpCallMetrics {
+    /// One call of realm `realm` (a configured realm) to `endpoint`, its outcome (`success`,
+    /// an [`OpError::code`](crate::oidc::client::OpError::code) or [`JWKS_INVALID`]: a fixed
+    /// set) and how long it took. Builds its label sets (two small allocations): a call to
+    /// the OP costs a network round trip anyway.
+    pub fn record(
+        &self,
+        realm: &str,
+        endpoint: crate::oidc::client::Endpoint,
+        outcome: &'static str,
+        took: Duration,
+    ) {
+        let endpoint = endpoint.label();
+        self.calls
+            .get_or_create(&OpCallLabels {
+                realm: realm.to_string(),
+                endpoint,
+                outcome,
+            })
+            .inc();
+        self.seconds
+            .get_or_create(&OpEndpointLabels {
+                realm: realm.to_string(),
+                endpoint,
+            })
+            .observe(took.as_secs_f64());
+    }
+}
+
+/// The store-commit metrics (`oidc_realm_store_commit_seconds`,
+/// `oidc_realm_store_commit_batch_size`, `oidc_realm_store_commit_failures_total`), handed to
+/// the store by [`AppState`](crate::app::AppState) through
+/// [`Store::observe_commits`](crate::store::Store::observe_commits); stores without commits
+/// (the memory store) ignore it and the series stay at 0.
+#[derive(Clone)]
+pub struct CommitMetrics {
+    seconds: Histogram,
+    batch: Histogram,
+    failures: Counter,
+}
+
+impl std::fmt::Debug for CommitMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitMetrics").finish_non_exhaustive()
+    }
+}
+
+impl crate::store::CommitObserver for CommitMetrics {
+    fn committed(&self, tasks: usize, took: Duration, ok: bool) {
+        self.seconds.observe(took.as_secs_f64());
+        self.batch.observe(tasks as f64);
+        if !ok {
+            self.failures.inc();
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LoginLabels {
     realm: String,
@@ -184,6 +308,8 @@ pub struct Metrics {
     reloads_failed: Counter,
     jwks_keys: Family<RealmLabels, Gauge>,
     jwks_age: Family<RealmLabels, Gauge<f64, AtomicU64>>,
+    op_calls: OpCallMetrics,
+    commits: CommitMetrics,
     /// One scrape at a time: the scrape-time families are cleared and refilled.
     scrape: Mutex<()>,
 }
@@ -299,8 +425,43 @@ impl Metrics {
             Unit::Seconds,
             jwks_age.clone(),
         );
+        let op_calls = OpCallMetrics::default();
+        registry.register(
+            "op_calls",
+            "Calls to each realm's OpenID Provider by endpoint (token, userinfo, jwks) and outcome (success, or the error code: connect_failed, timeout, token_endpoint_rejected, jwks_status, jwks_invalid, ...)",
+            op_calls.calls.clone(),
+        );
+        registry.register_with_unit(
+            "op_call",
+            "Time of each call to the OpenID Provider by realm and endpoint, whatever the outcome",
+            Unit::Seconds,
+            op_calls.seconds.clone(),
+        );
+        let commits = CommitMetrics {
+            seconds: Histogram::new(COMMIT_BUCKETS),
+            batch: Histogram::new(BATCH_BUCKETS),
+            failures: Counter::default(),
+        };
+        registry.register_with_unit(
+            "store_commit",
+            "Time of each durable store commit (one write transaction of the group-commit writer, fsync included), failed ones too; redb store only",
+            Unit::Seconds,
+            commits.seconds.clone(),
+        );
+        registry.register(
+            "store_commit_batch_size",
+            "Write tasks (token issues, refreshes, invalidations, role mapping and profile writes, sweeps) committed together in each store commit; redb store only",
+            commits.batch.clone(),
+        );
+        registry.register(
+            "store_commit_failures",
+            "Store commits that failed (every write of the batch answered 503); redb store only",
+            commits.failures.clone(),
+        );
         Self {
             registry,
+            op_calls,
+            commits,
             logins,
             prepares,
             tokens,
@@ -376,6 +537,16 @@ impl Metrics {
     /// A request refused by `limit` (429).
     pub fn rate_limited(&self, limit: Limit) {
         self.rate_limited.inc(limit);
+    }
+
+    /// The OP-call metrics, for the realms.
+    pub fn op_calls(&self) -> &OpCallMetrics {
+        &self.op_calls
+    }
+
+    /// The store-commit metrics, for the store.
+    pub fn commits(&self) -> CommitMetrics {
+        self.commits.clone()
     }
 
     /// The rate-limit counters, for the request limiters.

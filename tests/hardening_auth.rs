@@ -172,3 +172,95 @@ async fn request_limits_per_caller_and_per_address() {
     let (s, _, _) = send(&app, token(FACILITATOR, "127.0.0.1")).await;
     assert_eq!(s, 200);
 }
+
+/// `limits.password_checks_*`: a low configured burst refuses the next full verification
+/// from the address; a reload applies new values at once (0: no limit) and keeps the
+/// allowance used so far when they did not change.
+#[actix_web::test]
+async fn the_password_check_allowance_is_configurable_and_reloadable() {
+    let mut s = settings();
+    // A refill of 1/s: one verification per second after the burst of 1, so the second
+    // request below is refused however slow the machine (unless it takes a whole second).
+    s.limits.password_checks_per_second = 1;
+    s.limits.password_checks_burst = 1;
+    let t = TestApp::with(
+        s,
+        std::sync::Arc::new(oidc_realm::store::MemoryStore::new()),
+    );
+    let app = t.service().await;
+    let wrong = (FACILITATOR.0, "wrong");
+    let (s, _, b) = send(&app, authenticate(wrong, "127.0.0.5")).await;
+    assert_eq!(s, 401, "{b}");
+    let (s, h, b) = send(&app, authenticate(FACILITATOR, "127.0.0.5")).await;
+    assert_eq!(s, 429, "{b}");
+    assert_eq!(b["error"]["reason_code"], "password_checks_throttled");
+    assert!(h.contains_key("retry-after"));
+    // Another address has its own allowance.
+    let (s, _, _) = send(&app, authenticate(FACILITATOR, "127.0.0.6")).await;
+    assert_eq!(s, 200);
+
+    // A reload that changes something else keeps the allowance used so far.
+    let mut s = (*t.state.runtime().settings).clone();
+    s.limits.requests_per_caller = 100;
+    t.state.swap_settings(s.clone(), Vec::new()).unwrap();
+    let (s2, _, b) = send(&app, authenticate(wrong, "127.0.0.5")).await;
+    assert_eq!(
+        (s2, b["error"]["reason_code"].clone()),
+        (429, serde_json::json!("password_checks_throttled"))
+    );
+
+    // 0: no limit.
+    s.limits.password_checks_per_second = 0;
+    t.state.swap_settings(s.clone(), Vec::new()).unwrap();
+    for _ in 0..3 {
+        let (s, _, b) = send(&app, authenticate(wrong, "127.0.0.5")).await;
+        assert_eq!(s, 401, "{b}");
+    }
+
+    // Back to a limit: a fresh allowance of the configured burst.
+    s.limits.password_checks_per_second = 1;
+    s.limits.password_checks_burst = 2;
+    t.state.swap_settings(s, Vec::new()).unwrap();
+    for _ in 0..2 {
+        let (s, _, b) = send(&app, authenticate(wrong, "127.0.0.5")).await;
+        assert_eq!(s, 401, "{b}");
+    }
+    let (s, _, b) = send(&app, authenticate(wrong, "127.0.0.5")).await;
+    assert_eq!(s, 429, "{b}");
+}
+
+#[test]
+fn password_check_limits_are_read_and_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |yaml: &str| oidc_realm::config::load_str(yaml, dir.path());
+    let d = load("users: {}\n").unwrap().settings.limits;
+    assert_eq!(
+        (d.password_checks_per_second, d.password_checks_burst),
+        (2, 20)
+    );
+    assert_eq!(
+        oidc_realm::auth::caller::PASSWORD_CHECKS_BURST.get(),
+        d.password_checks_burst
+    );
+    let l = load("limits:\n  password_checks_per_second: 0\n  password_checks_burst: 5\n")
+        .unwrap()
+        .settings
+        .limits;
+    assert_eq!(
+        (l.password_checks_per_second, l.password_checks_burst),
+        (0, 5)
+    );
+    let e = load("limits:\n  password_checks_burst: 0\n").unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].path, "limits.password_checks_burst");
+    assert!(e.0[0].message.contains("between 1 and 1000000"), "{e}");
+    let e = load("limits:\n  password_checks_per_second: -1\n").unwrap_err();
+    assert_eq!(e.0[0].path, "limits.password_checks_per_second", "{e}");
+    let e = load("limits:\n  password_check_burst: 3\n").unwrap_err();
+    assert!(
+        e.0[0]
+            .message
+            .contains("did you mean `limits.password_checks_burst`?"),
+        "{e}"
+    );
+}

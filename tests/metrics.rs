@@ -246,6 +246,41 @@ async fn logins_tokens_bearer_checks_and_reloads_are_counted() {
         "oidc_realm_bearer_check_seconds_bucket{le=\"+Inf\"}",
         "3",
     );
+    // Calls to the OP: the successful login exchanged its code, fetched the JWKS and called
+    // UserInfo; the failed one was refused (nonce) before any call.
+    assert_sample(
+        &m,
+        "oidc_realm_op_calls_total{realm=\"oidc1\",endpoint=\"token\",outcome=\"success\"}",
+        "1",
+    );
+    assert_sample(
+        &m,
+        "oidc_realm_op_calls_total{realm=\"oidc1\",endpoint=\"userinfo\",outcome=\"success\"}",
+        "1",
+    );
+    assert_sample(
+        &m,
+        "oidc_realm_op_calls_total{realm=\"oidc1\",endpoint=\"jwks\",outcome=\"success\"}",
+        "1",
+    );
+    assert_sample(
+        &m,
+        "oidc_realm_op_call_seconds_count{realm=\"oidc1\",endpoint=\"token\"}",
+        "1",
+    );
+    assert_sample(
+        &m,
+        "oidc_realm_op_call_seconds_count{realm=\"oidc1\",endpoint=\"userinfo\"}",
+        "1",
+    );
+    assert_sample(
+        &m,
+        "oidc_realm_op_call_seconds_bucket{le=\"+Inf\",realm=\"oidc1\",endpoint=\"jwks\"}",
+        "1",
+    );
+    // A memory store has no commits.
+    assert_sample(&m, "oidc_realm_store_commit_seconds_count", "0");
+    assert_sample(&m, "oidc_realm_store_commit_batch_size_count", "0");
     // The fake OP publishes four keys.
     assert_sample(&m, "oidc_realm_jwks_keys{realm=\"oidc1\"}", "4");
     assert!(
@@ -284,6 +319,109 @@ async fn logins_tokens_bearer_checks_and_reloads_are_counted() {
         sample(&m, "oidc_realm_jwks_keys{realm=\"oidc1\"}").is_none(),
         "{m}"
     );
+}
+
+/// Failed OP calls are counted by their error code, from a login (token endpoint, JWKS at
+/// first use) and from the periodic JWKS refresher (a document that is not a JWK set).
+#[actix_web::test]
+async fn failed_op_calls_are_counted_by_endpoint_and_error() {
+    let e = env(|_| {}).await;
+    async fn login<S, B>(e: &Env<S>) -> String
+    where
+        S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+        B: actix_web::body::MessageBody,
+    {
+        let l = e.start_login().await;
+        let (_, _, b) = e
+            .authenticate_full(FACILITATOR, &l.callback, &l.state, &l.nonce, Some("oidc1"))
+            .await;
+        b["error"]["reason_code"]
+            .as_str()
+            .unwrap_or("ok")
+            .to_string()
+    }
+    let (t, op) = (&e.t, &e.op);
+    // The JWKS endpoint fails at the first login (after a good code exchange).
+    op.set(|k| k.jwks_status = 500);
+    assert_eq!(login(&e).await, "jwks_unavailable");
+    // The token endpoint refuses the code.
+    op.set(|k| {
+        k.jwks_status = 200;
+        k.token_reply = TokenReply::invalid_grant("code already used");
+    });
+    let code = login(&e).await;
+    assert!(code.starts_with("token_endpoint"), "{code}");
+    // The refresher finds a document that is not a JWK set.
+    op.set(|k| k.jwks_body = Some("{\"keys\": 1}".into()));
+    t.advance(Duration::from_secs(31));
+    assert_eq!(oidc_realm::reload::refresh_jwks(&t.state).await, 1);
+
+    let m = t.state.render_metrics();
+    let calls = |endpoint: &str, outcome: &str| {
+        sample(
+            &m,
+            &format!("oidc_realm_op_calls_total{{realm=\"oidc1\",endpoint=\"{endpoint}\",outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(calls("token", "success").as_deref(), Some("1"), "{m}");
+    assert_eq!(
+        calls("token", "token_endpoint_rejected").as_deref(),
+        Some("1"),
+        "{m}"
+    );
+    assert_eq!(calls("jwks", "jwks_status").as_deref(), Some("1"), "{m}");
+    assert_eq!(calls("jwks", "jwks_invalid").as_deref(), Some("1"), "{m}");
+    assert_eq!(calls("jwks", "success"), None, "{m}");
+    assert_sample(
+        &m,
+        "oidc_realm_op_call_seconds_count{realm=\"oidc1\",endpoint=\"jwks\"}",
+        "2",
+    );
+    assert_sample(
+        &m,
+        "oidc_realm_op_call_seconds_count{realm=\"oidc1\",endpoint=\"token\"}",
+        "2",
+    );
+}
+
+/// The redb store's group commits: one token issuance is one commit of one task.
+#[actix_web::test]
+async fn store_commits_are_measured_on_a_redb_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = oidc_realm::store::RedbStore::open(&dir.path().join("m.redb")).unwrap();
+    let t = TestApp::with_store(Arc::new(store));
+    let app = t.service().await;
+    let m = t.state.render_metrics();
+    assert_sample(&m, "oidc_realm_store_commit_seconds_count", "0");
+    let (s, _, b) = send(
+        &app,
+        post_json(
+            "/_security/oauth2/token",
+            json!({"grant_type": "password", "username": ARGON_USER.0, "password": ARGON_USER.1}),
+        )
+        .insert_header(basic(FACILITATOR)),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let m = t.state.render_metrics();
+    assert_sample(&m, "oidc_realm_store_commit_seconds_count", "1");
+    assert_sample(
+        &m,
+        "oidc_realm_store_commit_seconds_bucket{le=\"+Inf\"}",
+        "1",
+    );
+    assert_sample(&m, "oidc_realm_store_commit_batch_size_count", "1");
+    assert_sample(&m, "oidc_realm_store_commit_batch_size_sum", "1.0");
+    assert_sample(
+        &m,
+        "oidc_realm_store_commit_batch_size_bucket{le=\"1.0\"}",
+        "1",
+    );
+    assert_sample(&m, "oidc_realm_store_commit_failures_total", "0");
 }
 
 #[actix_web::test]
@@ -385,7 +523,7 @@ async fn the_exposition_is_openmetrics_and_every_name_is_prefixed() {
         assert!(name.starts_with("oidc_realm_"), "{line}");
     }
     // (Families with a label per realm appear with their first series: logins, prepares,
-    // jwks_keys, jwks_age_seconds; see the first test.)
+    // op_calls, op_call_seconds, jwks_keys, jwks_age_seconds; see the first tests.)
     for f in [
         "oidc_realm_tokens",
         "oidc_realm_logouts",
@@ -396,6 +534,9 @@ async fn the_exposition_is_openmetrics_and_every_name_is_prefixed() {
         "oidc_realm_password_verifications",
         "oidc_realm_config_generation",
         "oidc_realm_config_reloads",
+        "oidc_realm_store_commit_seconds",
+        "oidc_realm_store_commit_batch_size",
+        "oidc_realm_store_commit_failures",
     ] {
         assert!(families.iter().any(|x| x == f), "{f} missing:\n{m}");
     }
@@ -616,4 +757,44 @@ fn changing_metrics_bind_needs_a_restart() {
         "{:?}",
         rt.warnings
     );
+}
+
+/// Every exposed metric is in the table of docs/operations.md ("Metrics"), and every metric
+/// the table lists is exposed.
+#[test]
+fn every_metric_is_documented_in_operations_md() {
+    let m = oidc_realm::metrics::Metrics::new();
+    // Families with a realm label appear with their first series.
+    m.login_succeeded("r");
+    m.prepared("r");
+    m.op_calls().record(
+        "r",
+        oidc_realm::oidc::client::Endpoint::Token,
+        "success",
+        Duration::ZERO,
+    );
+    let text = m.render(oidc_realm::metrics::ScrapeValues {
+        generation: 1,
+        password_verifications: 0,
+        jwks: vec![("r".into(), 1, Some(1.0))],
+    });
+    let mut exposed = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Some(meta) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = meta.split_once(' ').unwrap();
+        exposed.insert(match kind {
+            "counter" => format!("{name}_total"),
+            _ => name.to_string(),
+        });
+    }
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let documented: std::collections::BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `oidc_realm_"))
+        .map(|rest| format!("oidc_realm_{}", rest.split('`').next().unwrap()))
+        .collect();
+    assert_eq!(exposed, documented);
 }

@@ -51,6 +51,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// The audit trail (`audit.*`, opened at start; restart-only).
     pub audit: Audit,
+    /// The store, for its health (the services hold their own handles).
+    store: Arc<dyn Store>,
 }
 
 /// Why a state could not be built.
@@ -77,7 +79,8 @@ impl StateBuildError {
 impl AppState {
     /// Build the state: realms (file JWKS are read now), the audit trail (its file is
     /// opened now) and the services over `store`. Every realm that cannot be built is
-    /// reported.
+    /// reported. The store's commits are observed by this state's metrics from now on
+    /// (replacing an earlier state's observer).
     pub fn try_new(
         settings: Settings,
         warnings: Vec<String>,
@@ -85,11 +88,13 @@ impl AppState {
         clock: SharedClock,
     ) -> Result<Arc<Self>, StateBuildError> {
         let now = clock.now_millis();
-        let realms = Realms::build_from(&settings, None, now).map_err(StateBuildError::Realms)?;
+        let metrics = crate::metrics::Metrics::new();
+        let realms = Realms::build_from(&settings, None, now, metrics.op_calls())
+            .map_err(StateBuildError::Realms)?;
         let audit = Audit::open(&settings.audit, clock.clone())?;
+        store.observe_commits(Arc::new(metrics.commits()));
         let role_mappings =
             RoleMappings::new(store.clone(), settings.role_mappings.clone(), audit.clone());
-        let metrics = crate::metrics::Metrics::new();
         let callers = Authenticator::new(settings.limits, &metrics);
         Ok(Arc::new(Self {
             callers,
@@ -105,7 +110,8 @@ impl AppState {
             }),
             tokens: TokenService::new(store.clone(), clock.clone()),
             clock,
-            flows: Flows::new(store),
+            flows: Flows::new(store.clone()),
+            store,
             reload: ReloadLog::default(),
         }))
     }
@@ -142,7 +148,8 @@ impl AppState {
     ) -> Result<u64, RealmBuildErrors> {
         let now = self.clock.now_millis();
         let old = self.runtime.load_full();
-        let realms = Realms::build_from(&settings, Some(&old.realms), now)?;
+        let realms =
+            Realms::build_from(&settings, Some(&old.realms), now, self.metrics.op_calls())?;
         let generation = old.generation + 1;
         self.role_mappings.set_file(settings.role_mappings.clone());
         self.callers.set_limits(settings.limits, &self.metrics);
@@ -170,6 +177,11 @@ impl AppState {
     /// limits in force and this state's audit trail.
     pub fn caller(&self, auth: Authentication, client: Option<std::net::IpAddr>) -> Caller {
         self.callers.caller(auth, client, &self.audit)
+    }
+
+    /// Whether the store can serve writes (`GET /_health`).
+    pub fn store_health(&self) -> crate::store::StoreHealth {
+        self.store.health()
     }
 
     /// Reload bookkeeping (written by `crate::reload`).

@@ -29,11 +29,54 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 pub const HASHING_WAIT: Duration = Duration::from_secs(5);
 /// The same for an unknown user name: shed first when slots are scarce.
 pub const UNKNOWN_USER_HASHING_WAIT: Duration = Duration::from_millis(250);
-/// Full password verifications allowed per client address: a sustained rate and a burst.
-/// A facilitator needs one per (user, password) every 5 minutes; a person typing passwords a
-/// handful per minute.
-pub const PASSWORD_CHECKS_PER_SECOND: NonZeroU32 = NonZeroU32::new(2).unwrap();
-pub const PASSWORD_CHECKS_BURST: NonZeroU32 = NonZeroU32::new(20).unwrap();
+/// Full password verifications allowed per client address by default
+/// (`limits.password_checks_per_second`, `limits.password_checks_burst`): a sustained rate
+/// and a burst. A facilitator needs one per (user, password) every 5 minutes; a person typing
+/// passwords a handful per minute.
+pub const PASSWORD_CHECKS_PER_SECOND: NonZeroU32 =
+    NonZeroU32::new(crate::config::DEFAULT_PASSWORD_CHECKS_PER_SECOND).unwrap();
+pub const PASSWORD_CHECKS_BURST: NonZeroU32 =
+    NonZeroU32::new(crate::config::DEFAULT_PASSWORD_CHECKS_BURST).unwrap();
+
+/// The per-address allowance of full password verifications of one configuration (rebuilt
+/// when `limits.password_checks_*` change).
+struct VerificationAllowance {
+    /// `(per_second, burst)` it was built from.
+    settings: (u32, u32),
+    /// `None`: `limits.password_checks_per_second: 0`, no limit.
+    per_address: Option<Keyed<IpAddr>>,
+}
+
+impl VerificationAllowance {
+    fn new(limits: &LimitSettings) -> Self {
+        let settings = (
+            limits.password_checks_per_second,
+            limits.password_checks_burst,
+        );
+        let per_address = NonZeroU32::new(settings.0).map(|rate| {
+            // The configuration refuses a burst of 0; a rate alone is then its own burst.
+            let burst = NonZeroU32::new(settings.1).unwrap_or(rate);
+            limits::keyed(rate, burst)
+        });
+        Self {
+            settings,
+            per_address,
+        }
+    }
+}
+
+impl std::fmt::Debug for VerificationAllowance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerificationAllowance")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The request limits' part of `limits.*` (a change rebuilds them).
+fn request_fields(l: &LimitSettings) -> (u32, u32) {
+    (l.requests_per_caller, l.requests_per_address)
+}
 
 /// Why a password was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,8 +148,9 @@ pub struct Authenticator {
     hashing: tokio::sync::Semaphore,
     /// Full password verifications per client address (a remembered success costs none): a
     /// flood of bad credentials from some addresses is answered 429 without hashing, so the
-    /// verification slots stay free for everyone else.
-    per_address: Keyed<IpAddr>,
+    /// verification slots stay free for everyone else. Rebuilt on a reload that changes
+    /// `limits.password_checks_*`.
+    verification_allowance: ArcSwap<VerificationAllowance>,
     /// Full password verifications done.
     verifications: AtomicU64,
     /// Request rate limits per caller and address (`limits.requests_*`), rebuilt on a reload
@@ -121,7 +165,7 @@ impl Authenticator {
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             ),
-            per_address: limits::keyed(PASSWORD_CHECKS_PER_SECOND, PASSWORD_CHECKS_BURST),
+            verification_allowance: ArcSwap::from_pointee(VerificationAllowance::new(&limits)),
             verifications: AtomicU64::new(0),
             request_limits: ArcSwap::from_pointee(RequestLimits::with_counters(
                 limits,
@@ -130,10 +174,18 @@ impl Authenticator {
         }
     }
 
-    /// Apply new request limits (reload); the allowances so far are kept when they did not
-    /// change.
+    /// Apply new request and password-check limits (reload); the allowances so far are kept
+    /// when their settings did not change.
     pub fn set_limits(&self, limits: LimitSettings, metrics: &Metrics) {
-        if self.request_limits.load().settings != limits {
+        let allowance = (
+            limits.password_checks_per_second,
+            limits.password_checks_burst,
+        );
+        if self.verification_allowance.load().settings != allowance {
+            self.verification_allowance
+                .store(Arc::new(VerificationAllowance::new(&limits)));
+        }
+        if request_fields(&self.request_limits.load().settings) != request_fields(&limits) {
             self.request_limits
                 .store(Arc::new(RequestLimits::with_counters(
                     limits,
@@ -150,7 +202,9 @@ impl Authenticator {
     /// Forget the allowance of addresses and callers not seen for a while (called by the
     /// sweeper).
     pub fn forget_idle(&self) {
-        limits::forget_idle(&self.per_address);
+        if let Some(l) = &self.verification_allowance.load().per_address {
+            limits::forget_idle(l);
+        }
         self.request_limits.load().forget_idle();
     }
 
@@ -187,8 +241,8 @@ impl Authenticator {
             return Err(PasswordRefused::Wrong);
         }
         // A full verification: within this address's allowance only.
-        if let Some(ip) = client {
-            if let Err(not_until) = self.per_address.check_key(&ip) {
+        if let (Some(l), Some(ip)) = (&self.verification_allowance.load().per_address, client) {
+            if let Err(not_until) = l.check_key(&ip) {
                 metrics.rate_limited(Limit::PasswordChecks);
                 return Err(PasswordRefused::Throttled(limits::retry_after_secs(
                     &not_until,

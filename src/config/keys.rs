@@ -13,6 +13,8 @@ pub(super) const LIMIT_KEYS: &[&str] = &[
     "pending_logins",
     "requests_per_caller",
     "requests_per_address",
+    "password_checks_per_second",
+    "password_checks_burst",
 ];
 pub(super) const METRICS_KEYS: &[&str] = &["bind"];
 pub(super) const AUDIT_KEYS: &[&str] = &["path", "max_size", "max_files"];

@@ -228,6 +228,19 @@ pub(super) fn limits(ctx: &mut Ctx) -> Option<LimitSettings> {
     };
     let requests_per_caller = rate(ctx, "limits.requests_per_caller", d.requests_per_caller);
     let requests_per_address = rate(ctx, "limits.requests_per_address", d.requests_per_address);
+    let password_checks_per_second = rate(
+        ctx,
+        "limits.password_checks_per_second",
+        d.password_checks_per_second,
+    );
+    let password_checks_burst = ctx
+        .int_in(
+            "limits.password_checks_burst",
+            d.password_checks_burst as i64,
+            1,
+            1_000_000,
+        )
+        .map(|n| n as u32);
     let (total, per_caller) = (total? as usize, per_caller? as usize);
     if per_caller > total {
         ctx.error(
@@ -241,6 +254,8 @@ pub(super) fn limits(ctx: &mut Ctx) -> Option<LimitSettings> {
         pending_logins: total,
         requests_per_caller: requests_per_caller?,
         requests_per_address: requests_per_address?,
+        password_checks_per_second: password_checks_per_second?,
+        password_checks_burst: password_checks_burst?,
     })
 }
 

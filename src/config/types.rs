@@ -112,6 +112,14 @@ pub const DEFAULT_PENDING_LOGINS_PER_CALLER: usize = 10_000;
 /// never count.
 pub const DEFAULT_PENDING_LOGINS: usize = 100_000;
 
+/// Full password verifications allowed per client address and second, unless
+/// `limits.password_checks_per_second` says otherwise.
+pub const DEFAULT_PASSWORD_CHECKS_PER_SECOND: u32 = 2;
+
+/// Full password verifications one client address may make at once before the rate applies,
+/// unless `limits.password_checks_burst` says otherwise.
+pub const DEFAULT_PASSWORD_CHECKS_BURST: u32 = 20;
+
 /// `limits.*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitSettings {
@@ -127,6 +135,12 @@ pub struct LimitSettings {
     pub requests_per_caller: u32,
     /// `limits.requests_per_address` (the same, per client address).
     pub requests_per_address: u32,
+    /// `limits.password_checks_per_second` (default 2; 0 = no limit): full password
+    /// verifications (argon2/bcrypt; remembered successes cost none) per client address.
+    pub password_checks_per_second: u32,
+    /// `limits.password_checks_burst` (default 20, at least 1): how many of them one address
+    /// may make at once before the rate applies.
+    pub password_checks_burst: u32,
 }
 
 impl Default for LimitSettings {
@@ -136,6 +150,8 @@ impl Default for LimitSettings {
             pending_logins: DEFAULT_PENDING_LOGINS,
             requests_per_caller: 1_000,
             requests_per_address: 1_000,
+            password_checks_per_second: DEFAULT_PASSWORD_CHECKS_PER_SECOND,
+            password_checks_burst: DEFAULT_PASSWORD_CHECKS_BURST,
         }
     }
 }

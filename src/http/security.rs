@@ -45,11 +45,19 @@ pub async fn root(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-/// Liveness: answers as long as the server serves. Also the trivial baseline of benchmarks.
-pub async fn health() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(r#"{"status":"ok"}"#)
+/// Health: `200 {"status":"ok"}` while the server serves and its store can write; `503
+/// {"status":"unavailable","reason":...}` when the store reports that writes fail (see
+/// [`crate::store::Store::health`]; the detail is in the log, not in this unauthenticated
+/// answer). No store access: an atomic read. Also the trivial baseline of benchmarks.
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    match state.store_health() {
+        crate::store::StoreHealth::Ok => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(r#"{"status":"ok"}"#),
+        crate::store::StoreHealth::Failing { reason } => HttpResponse::ServiceUnavailable()
+            .content_type("application/json")
+            .body(format!(r#"{{"status":"unavailable","reason":"{reason}"}}"#)),
+    }
 }
 
 /// The caller, in Elasticsearch's shape.

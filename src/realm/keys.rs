@@ -16,9 +16,8 @@
 
 use crate::clock::UnixMillis;
 use crate::config::JwksSource;
-use crate::oidc::client::OpClient;
 use crate::oidc::jwks::KeySet;
-use crate::realm::RealmBuildError;
+use crate::realm::{Op, RealmBuildError};
 use arc_swap::ArcSwapOption;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -104,15 +103,14 @@ impl RealmKeys {
     /// The current snapshot, fetching it first if an URL source has none yet.
     pub async fn current(
         &self,
-        client: &OpClient,
-        realm: &str,
+        op: &Op,
         now: UnixMillis,
         min_refetch: Duration,
     ) -> Option<Arc<KeySet>> {
         if let Some(set) = self.current.load_full() {
             return Some(set);
         }
-        self.refetch(client, realm, now, min_refetch).await;
+        self.refetch(op, now, min_refetch).await;
         self.current.load_full()
     }
 
@@ -143,13 +141,7 @@ impl RealmKeys {
 
     /// Fetch the URL again (after an unknown `kid` or a bad signature), unless another fetch
     /// was attempted less than `min_refetch` ago. Returns whether a new set was installed.
-    pub async fn refetch(
-        &self,
-        client: &OpClient,
-        realm: &str,
-        now: UnixMillis,
-        min_refetch: Duration,
-    ) -> bool {
+    pub async fn refetch(&self, op: &Op, now: UnixMillis, min_refetch: Duration) -> bool {
         let JwksSource::Url(url) = &self.source else {
             return false;
         };
@@ -172,7 +164,7 @@ impl RealmKeys {
         {
             return false;
         }
-        self.fetch(client, url, realm, now).await
+        self.fetch(op, url, now).await
     }
 
     /// The periodic refresh of an URL source: fetch when the live set is older than
@@ -180,8 +172,7 @@ impl RealmKeys {
     /// Returns whether a fetch was attempted.
     pub async fn refresh_if_due(
         &self,
-        client: &OpClient,
-        realm: &str,
+        op: &Op,
         now: UnixMillis,
         interval: Duration,
         min_refetch: Duration,
@@ -203,17 +194,15 @@ impl RealmKeys {
         if !due(&self.lock_state()) {
             return false;
         }
-        self.fetch(client, url, realm, now).await;
+        self.fetch(op, url, now).await;
         true
     }
 
-    /// One fetch; the caller holds `single_flight`.
-    async fn fetch(&self, client: &OpClient, url: &url::Url, realm: &str, now: UnixMillis) -> bool {
+    /// One fetch (counted in the OP-call metrics); the caller holds `single_flight`.
+    async fn fetch(&self, op: &Op, url: &url::Url, now: UnixMillis) -> bool {
         self.lock_state().last_attempt = Some(now);
-        let result = match client.get_jwks(url).await {
-            Ok(bytes) => KeySet::parse(&bytes).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        let realm = op.realm();
+        let result = op.fetch_jwks(url).await;
         let mut st = self.lock_state();
         match result {
             Ok((set, warnings)) => {

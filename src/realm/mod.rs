@@ -11,8 +11,9 @@ use crate::claims::{self, MappedUser};
 use crate::clock::{Clock, UnixMillis};
 use crate::config::{RealmConfig, ResponseType, Settings};
 use crate::crypto::random_urlsafe;
+use crate::metrics::OpCallMetrics;
 use crate::model::{ClientRef, RealmRef, UserRecord};
-use crate::oidc::client::{OpClient, OpError};
+use crate::oidc::client::{Endpoint, OpClient, OpError, TokenEndpointResponse};
 use crate::oidc::id_token::{self, IdTokenError, IdTokenPolicy};
 use crate::secret::{ct_eq, Secret};
 use crate::store::{FlowLimits, Invalidation};
@@ -35,17 +36,97 @@ pub const REALM_TYPE: &str = "oidc";
 #[derive(Debug)]
 pub struct Realm {
     pub config: RealmConfig,
-    client: OpClient,
+    op: Op,
     keys: Arc<RealmKeys>,
+}
+
+/// A realm's calls to its OP: the [`OpClient`], each call timed and counted in the OP-call
+/// metrics under the realm's name (where the call is made, so `oidc/` knows no metrics).
+#[derive(Debug)]
+pub struct Op {
+    client: OpClient,
+    realm: String,
+    calls: OpCallMetrics,
+}
+
+impl Op {
+    /// Run one call to `endpoint` and record its outcome and time.
+    async fn timed<T>(
+        &self,
+        endpoint: Endpoint,
+        call: impl std::future::Future<Output = Result<T, OpError>>,
+    ) -> Result<T, OpError> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        let outcome = result.as_ref().map_or_else(OpError::code, |_| "success");
+        self.calls
+            .record(&self.realm, endpoint, outcome, started.elapsed());
+        result
+    }
+
+    /// [`OpClient::exchange_code`], recorded.
+    pub async fn exchange_code(
+        &self,
+        realm: &RealmConfig,
+        code: &str,
+        pkce_verifier: Option<&str>,
+        now_secs: i64,
+    ) -> Result<TokenEndpointResponse, OpError> {
+        self.timed(
+            Endpoint::Token,
+            self.client
+                .exchange_code(realm, code, pkce_verifier, now_secs),
+        )
+        .await
+    }
+
+    /// [`OpClient::userinfo`], recorded.
+    pub async fn userinfo(
+        &self,
+        endpoint: &Url,
+        access_token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, OpError> {
+        self.timed(
+            Endpoint::UserInfo,
+            self.client.userinfo(endpoint, access_token),
+        )
+        .await
+    }
+
+    /// A JWK set fetched and parsed: the call is recorded with `success`, its error code, or
+    /// [`JWKS_INVALID`](crate::metrics::JWKS_INVALID) when the document is not a usable set.
+    pub async fn fetch_jwks(
+        &self,
+        url: &Url,
+    ) -> Result<(crate::oidc::jwks::KeySet, Vec<String>), String> {
+        let started = std::time::Instant::now();
+        let (outcome, result) = match self.client.get_jwks(url).await {
+            Ok(bytes) => match crate::oidc::jwks::KeySet::parse(&bytes) {
+                Ok(parsed) => ("success", Ok(parsed)),
+                Err(e) => (crate::metrics::JWKS_INVALID, Err(e.to_string())),
+            },
+            Err(e) => (e.code(), Err(e.to_string())),
+        };
+        self.calls
+            .record(&self.realm, Endpoint::Jwks, outcome, started.elapsed());
+        result
+    }
+
+    /// The realm's name.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
 }
 
 impl Realm {
     /// A realm; `keys`: the key set of the previous realm of this name, when its
-    /// `op.jwkset_path` is unchanged (kept across a reload).
+    /// `op.jwkset_path` is unchanged (kept across a reload); `calls`: where its OP calls are
+    /// counted.
     fn build(
         config: RealmConfig,
         keys: Option<Arc<RealmKeys>>,
         now: UnixMillis,
+        calls: &OpCallMetrics,
     ) -> Result<Self, RealmBuildError> {
         let client = OpClient::new(&config).map_err(|error| RealmBuildError::HttpClient {
             realm: config.name.clone(),
@@ -56,8 +137,12 @@ impl Realm {
             None => Arc::new(RealmKeys::new(&config.op.jwkset, &config.name, now)?),
         };
         Ok(Self {
+            op: Op {
+                client,
+                realm: config.name.clone(),
+                calls: calls.clone(),
+            },
             config,
-            client,
             keys,
         })
     }
@@ -80,17 +165,25 @@ pub struct Realms {
 
 impl Realms {
     /// Build every realm of `settings` (reads file JWKS); every failure is collected.
+    /// Their OP calls are counted nowhere (`check-config`).
     pub fn build(settings: &Settings) -> Result<Self, RealmBuildErrors> {
-        Self::build_from(settings, None, crate::clock::SystemClock.now_millis())
+        Self::build_from(
+            settings,
+            None,
+            crate::clock::SystemClock.now_millis(),
+            &OpCallMetrics::default(),
+        )
     }
 
     /// [`build`](Self::build) for a reload: a realm of `previous` with the same name and the
     /// same `op.jwkset_path` keeps its key set (an URL is not fetched again; a file is read
     /// again, and if it no longer parses the last good keys stay, with the error recorded).
+    /// Their calls to the OP are counted in `calls`.
     pub fn build_from(
         settings: &Settings,
         previous: Option<&Realms>,
         now: UnixMillis,
+        calls: &OpCallMetrics,
     ) -> Result<Self, RealmBuildErrors> {
         let mut realms = Realms::default();
         let mut errors = Vec::new();
@@ -103,7 +196,7 @@ impl Realms {
                     let _ = old.keys.reload_file(&cfg.name, now);
                     old.keys.clone()
                 });
-            match Realm::build(cfg.clone(), kept, now) {
+            match Realm::build(cfg.clone(), kept, now, calls) {
                 Ok(r) => {
                     let r = Arc::new(r);
                     realms.by_name.insert(cfg.name.clone(), r.clone());
@@ -136,8 +229,7 @@ impl Realms {
             let op = &r.config.op;
             if r.keys
                 .refresh_if_due(
-                    &r.client,
-                    r.name(),
+                    &r.op,
                     now,
                     op.jwkset_reload_interval,
                     op.jwkset_min_refetch_interval,
@@ -716,7 +808,7 @@ async fn obtain_tokens(
         ResponseType::Code => {
             let code = p.get("code").cloned().unwrap_or_default();
             let resp = realm
-                .client
+                .op
                 .exchange_code(
                     cfg,
                     &code,
@@ -786,7 +878,7 @@ async fn userinfo_claims(
     let cfg = &realm.config;
     let mut all_claims = claims.claims().clone();
     if let (Some(endpoint), Some(at)) = (&cfg.op.userinfo_endpoint, op_access_token) {
-        let info = realm.client.userinfo(endpoint, at.expose_secret()).await?;
+        let info = realm.op.userinfo(endpoint, at.expose_secret()).await?;
         let info_sub = info.get("sub").and_then(|v| v.as_str()).unwrap_or("");
         if info_sub != claims.sub() {
             return Err(LoginError::UserinfoSubject {
@@ -869,25 +961,15 @@ async fn validate_with_refetch(
     let now = ctx.clock.now_millis();
     let now_secs = ctx.clock.now_secs();
     let min = realm.config.op.jwkset_min_refetch_interval;
-    let Some(keys) = realm
-        .keys
-        .current(&realm.client, realm.name(), now, min)
-        .await
-    else {
+    let Some(keys) = realm.keys.current(&realm.op, now, min).await else {
         return Err(LoginError::NoKeys(realm.name().to_string()));
     };
     match id_token::validate(raw, policy, &keys, now_secs) {
         Ok(c) => Ok(c),
-        Err(e)
-            if e.may_need_new_keys()
-                && realm
-                    .keys
-                    .refetch(&realm.client, realm.name(), now, min)
-                    .await =>
-        {
+        Err(e) if e.may_need_new_keys() && realm.keys.refetch(&realm.op, now, min).await => {
             let keys = realm
                 .keys
-                .current(&realm.client, realm.name(), now, min)
+                .current(&realm.op, now, min)
                 .await
                 .ok_or_else(|| LoginError::NoKeys(realm.name().to_string()))?;
             id_token::validate(raw, policy, &keys, now_secs).map_err(LoginError::IdToken)

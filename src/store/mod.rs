@@ -12,6 +12,7 @@ use crate::model::{ClientRef, Hash32, Id16, RealmRef, Refreshed, TokenDoc, UserR
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 pub mod codec;
 #[cfg(any(test, feature = "test-util"))]
@@ -158,9 +159,40 @@ pub enum StoreError {
     Full(&'static str),
 }
 
+/// Told about every commit of a store that groups writes into commits (the redb writer);
+/// [`Store::observe_commits`] installs one. Called on the writer thread after each commit: it
+/// must be quick and must not block.
+pub trait CommitObserver: Send + Sync + 'static {
+    /// A commit of `tasks` write tasks took `took`; `ok`: it succeeded.
+    fn committed(&self, tasks: usize, took: std::time::Duration, ok: bool);
+}
+
+/// Whether a store can serve writes, as `GET /_health` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    Ok,
+    /// Writes fail: `reason` is a stable code for the health answer (`store_write_failed`,
+    /// `store_writer_stopped`); the detail was logged when it happened.
+    Failing {
+        reason: &'static str,
+    },
+}
+
 /// The persistence seam.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Install `observer` for the store's commits (replacing any earlier one). The default
+    /// ignores it: a store without durable commits (the memory store) reports none.
+    fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        let _ = observer;
+    }
+
+    /// Whether writes work, from what the store saw (never a probe write). The default:
+    /// [`StoreHealth::Ok`].
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Ok
+    }
+
     /// Store a new pair (durably). A pair whose access or refresh hash exists → `Conflict`.
     async fn insert_token(&self, doc: TokenDoc) -> Result<(), StoreError>;
 

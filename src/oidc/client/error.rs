@@ -13,6 +13,20 @@ pub enum Endpoint {
     Jwks,
 }
 
+impl Endpoint {
+    /// Every endpoint.
+    pub const ALL: [Endpoint; 3] = [Endpoint::Token, Endpoint::UserInfo, Endpoint::Jwks];
+
+    /// A stable snake_case name for metrics (`token`, `userinfo`, `jwks`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Token => "token",
+            Endpoint::UserInfo => "userinfo",
+            Endpoint::Jwks => "jwks",
+        }
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -31,6 +31,11 @@
 //! `refresh` is atomic because nothing else writes in between. Closing (or dropping) the store
 //! lets the writer finish every queued task before it stops.
 //!
+//! Each batch is reported to the [`CommitObserver`](super::CommitObserver) installed with
+//! `observe_commits` (its tasks, its time, whether it committed: the commit metrics), and
+//! the writer remembers whether the last batch failed on storage (a task that panicked does
+//! not count): [`RedbStore::health`] reports it until a commit succeeds.
+//!
 //! Reads (`get_by_access`, `get_by_refresh`) open a read transaction on the caller's thread:
 //! they never wait for the writer.
 //!
@@ -65,7 +70,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use writer::{writer_loop, Task};
+use writer::{writer_loop, Task, WriterShared};
 
 /// See the module documentation.
 pub struct RedbStore {
@@ -73,6 +78,8 @@ pub struct RedbStore {
     path: PathBuf,
     tasks: Mutex<Option<mpsc::Sender<Box<dyn Task>>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The commit observer and the last commit's outcome, shared with the writer thread.
+    shared: Arc<WriterShared>,
     flows: FlowTable,
 }
 
@@ -111,21 +118,65 @@ impl RedbStore {
             })
             .create(path)
             .map_err(|e| open_error(path, e))?;
+        Self::start(db, path)
+    }
+
+    /// A store over a redb [`StorageBackend`](::redb::StorageBackend) of the caller's (tests:
+    /// a backend that fails writes on demand). `name` stands for the file in messages.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn open_backend(
+        backend: impl ::redb::StorageBackend,
+        name: &Path,
+    ) -> Result<RedbStore, StoreError> {
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| open_error(name, e))?;
+        Self::start(db, name)
+    }
+
+    /// Check the schema and start the writer thread.
+    fn start(db: Database, path: &Path) -> Result<RedbStore, StoreError> {
         init_schema(&db, path)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let writer_db = Arc::clone(&db);
+        let shared = Arc::new(WriterShared::default());
+        let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(&writer_db, &rx))
+            .spawn(move || writer_loop(&writer_db, &rx, &writer_shared))
             .map_err(|e| StoreError::Unavailable(format!("cannot start store writer: {e}")))?;
         Ok(RedbStore {
             db,
             path: path.to_owned(),
             tasks: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            shared,
             flows: FlowTable::default(),
         })
+    }
+
+    /// See [`Store::health`](super::Store::health) (two atomic reads): failing once the writer
+    /// stopped (closed store, or a thread that died) or when the last commit failed on storage and no
+    /// commit has succeeded since. redb refuses every write after a failed `fsync` or write
+    /// until the file is opened again, so in practice the second lasts until a restart.
+    pub fn health(&self) -> super::StoreHealth {
+        if self.shared.stopped() {
+            super::StoreHealth::Failing {
+                reason: "store_writer_stopped",
+            }
+        } else if self.shared.failing() {
+            super::StoreHealth::Failing {
+                reason: "store_write_failed",
+            }
+        } else {
+            super::StoreHealth::Ok
+        }
+    }
+
+    /// See [`Store::observe_commits`](super::Store::observe_commits).
+    pub fn observe_commits(&self, observer: Arc<dyn super::CommitObserver>) {
+        self.shared.set_observer(observer);
     }
 
     /// The file this store lives in.

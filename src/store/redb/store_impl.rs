@@ -37,6 +37,14 @@ pub(super) fn open_read(
 
 #[async_trait]
 impl Store for RedbStore {
+    fn observe_commits(&self, observer: std::sync::Arc<dyn crate::store::CommitObserver>) {
+        RedbStore::observe_commits(self, observer);
+    }
+
+    fn health(&self) -> crate::store::StoreHealth {
+        RedbStore::health(self)
+    }
+
     async fn insert_token(&self, doc: TokenDoc) -> Result<(), StoreError> {
         self.submit(move |t| t.insert_token(doc)).await
     }

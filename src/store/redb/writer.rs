@@ -4,10 +4,60 @@
 use super::error::OpError;
 use super::tables::Tables;
 use super::{lock, RedbStore};
-use crate::store::StoreError;
+use crate::store::{CommitObserver, StoreError};
 use ::redb::{Database, Durability};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::oneshot;
+
+/// What the writer thread shares with its store: the commit observer (metrics) and what the
+/// last commit did (health).
+#[derive(Default)]
+pub(super) struct WriterShared {
+    observer: Mutex<Option<Arc<dyn CommitObserver>>>,
+    /// The last batch failed on storage (not a panicking task) and no commit has succeeded
+    /// since.
+    failing: AtomicBool,
+    /// The writer thread stopped (the store was closed, or the thread died).
+    stopped: AtomicBool,
+}
+
+impl WriterShared {
+    pub(super) fn set_observer(&self, observer: Arc<dyn CommitObserver>) {
+        *lock(&self.observer) = Some(observer);
+    }
+
+    pub(super) fn failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
+
+    pub(super) fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// One batch of `tasks` ran for `took`: `Ok`, failed on storage, or panicked.
+    fn record(&self, tasks: usize, took: std::time::Duration, outcome: BatchOutcome) {
+        match outcome {
+            BatchOutcome::Committed => self.failing.store(false, Ordering::Release),
+            BatchOutcome::StorageFailed => self.failing.store(true, Ordering::Release),
+            // A bug in a task says nothing about the file.
+            BatchOutcome::Panicked => {}
+        }
+        // Cloned out: the observer runs without the lock.
+        let observer = lock(&self.observer).clone();
+        if let Some(o) = observer {
+            o.committed(tasks, took, outcome == BatchOutcome::Committed);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchOutcome {
+    Committed,
+    StorageFailed,
+    Panicked,
+}
 
 /// The most tasks committed together.
 pub const MAX_BATCH: usize = 256;
@@ -82,7 +132,19 @@ where
     }
 }
 
-pub(super) fn writer_loop(db: &Database, tasks: &mpsc::Receiver<Box<dyn Task>>) {
+pub(super) fn writer_loop(
+    db: &Database,
+    tasks: &mpsc::Receiver<Box<dyn Task>>,
+    shared: &WriterShared,
+) {
+    /// Marks the writer stopped however the loop ends (a panic too).
+    struct Stopped<'a>(&'a WriterShared);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            self.0.stopped.store(true, Ordering::Release);
+        }
+    }
+    let _stopped = Stopped(shared);
     // `recv` keeps returning queued tasks after the store dropped its sender: all are done.
     while let Ok(first) = tasks.recv() {
         let mut batch = Vec::with_capacity(16);
@@ -94,10 +156,19 @@ pub(super) fn writer_loop(db: &Database, tasks: &mpsc::Receiver<Box<dyn Task>>) 
             }
         }
         // A panic in a task (a bug) fails its batch, not every write to come.
-        let failure =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(db, &mut batch)))
-                .unwrap_or_else(|_| Err("store write batch panicked".into()))
-                .err();
+        let started = Instant::now();
+        let ran =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(db, &mut batch)));
+        let took = started.elapsed();
+        let (outcome, failure) = match ran {
+            Ok(Ok(())) => (BatchOutcome::Committed, None),
+            Ok(Err(why)) => (BatchOutcome::StorageFailed, Some(why)),
+            Err(_) => (
+                BatchOutcome::Panicked,
+                Some("store write batch panicked".to_string()),
+            ),
+        };
+        shared.record(batch.len(), took, outcome);
         if let Some(why) = &failure {
             tracing::error!(tasks = batch.len(), "store write batch failed: {why}");
         }
