@@ -34,7 +34,10 @@ const SEAL_LABEL: &[u8] = b"oidc-realm/v1/flow/seal\0";
 const CALLER_LABEL: &[u8] = b"oidc-realm/v1/flow/caller\0";
 
 /// The secrets of one pending login. `Debug` is redacted.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// No `PartialEq` outside tests: its nonce and PKCE verifier are secrets, compared (where
+/// they are) with `ct_eq` only.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "test-util"), derive(PartialEq, Eq))]
 pub struct FlowSecrets {
     pub nonce: String,
     pub pkce_verifier: Option<String>,

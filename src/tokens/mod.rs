@@ -27,8 +27,10 @@ use std::time::Duration;
 /// Elasticsearch's refresh reuse window.
 pub const REFRESH_WINDOW: Duration = Duration::from_secs(30);
 
-/// A freshly minted pair, in the clear, returned once.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A freshly minted pair, in the clear, returned once. No `PartialEq` outside tests: tokens
+/// are compared in constant time only.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "test-util"), derive(PartialEq, Eq))]
 pub struct IssuedPair {
     pub access_token: String,
     pub refresh_token: Option<String>,
