@@ -193,6 +193,26 @@ def role_mapping():
     write(t, "bad-not-json", "{\"enabled\": tru")
 
 
+def jwks():
+    t = "jwks"
+    with open(os.path.join(ROOT, "jwks", "example.json")) as f:
+        doc = json.load(f)
+    write(t, "ok-example", json.dumps(doc))
+    keys = doc["keys"]
+    rsa = next(k for k in keys if k["kty"] == "RSA")
+    ec = next(k for k in keys if k["kty"] == "EC")
+    write(t, "ok-no-kid", json.dumps({"keys": [{k: v for k, v in rsa.items() if k != "kid"}]}))
+    write(t, "ok-duplicate-kid-alg", json.dumps({"keys": [dict(rsa, alg="RS256"), dict(rsa, alg="PS256"), ec]}))
+    write(t, "ok-skips-some", json.dumps({"keys": [rsa, {"kty": "oct", "k": "c2VjcmV0"},
+                                                  {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"},
+                                                  dict(ec, use="enc"), {"kty": "OKP", "crv": "Ed25519", "x": "AA"}]}))
+    write(t, "bad-empty-keys", '{"keys":[]}')
+    write(t, "bad-no-keys", '{"kid":"x"}')
+    write(t, "bad-not-json", '{"keys":[')
+    write(t, "bad-duplicate-member", '{"keys":[],"keys":[]}')
+    write(t, "bad-only-oct", json.dumps({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}))
+
+
 def authorization():
     t = "authorization"
     write(t, "ok-basic", "Basic " + base64.b64encode(b"alice:s3cret:with:colons").decode())
@@ -217,7 +237,7 @@ def authorization():
 if __name__ == "__main__":
     if os.path.isdir(CORPUS):
         shutil.rmtree(CORPUS)
-    for f in (id_token, redirect_uri, config, role_mapping, authorization):
+    for f in (id_token, redirect_uri, config, role_mapping, jwks, authorization):
         os.makedirs(os.path.join(CORPUS, f.__name__), exist_ok=True)
         f()
     for d in sorted(os.listdir(CORPUS)):

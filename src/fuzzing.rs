@@ -14,6 +14,7 @@
 //! | `redirect_uri`   | the redirect parsing of `realm::authenticate` (`Redirect::parse`, `RedirectParts::parse`) and the target check |
 //! | `config`         | [`config::load_str`]                                                           |
 //! | `role_mapping`   | [`RoleMapping::parse`], its echo (`to_es_json`) and evaluation                 |
+//! | `jwks`           | [`KeySet::parse`] (the OP's JWKS document) and [`KeySet::select`]              |
 //! | `authorization`  | the `Authorization` header parsing of `auth::caller`, `service_tokens::parse_bearer`, `TokenSecret::parse` |
 
 use crate::auth::caller::{decode_basic, strip_scheme};
@@ -145,6 +146,47 @@ pub fn id_token(data: &[u8]) -> Result<String, &'static str> {
             Err(e.code())
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// jwks
+// ---------------------------------------------------------------------------------------------
+
+/// `jwks` target: the input as the OP's JWKS document (`op.jwkset_path`, a file or an `https`
+/// URL). Every key of an accepted set is selected for every asymmetric algorithm, with no
+/// `kid`, its own `kid` and an unknown one, and a selected key verifies a junk signature.
+/// Returns the number of usable keys, or the refusal's reason code.
+pub fn jwks(data: &[u8]) -> Result<usize, &'static str> {
+    let (set, warnings) = KeySet::parse(data).map_err(|e| {
+        let _ = e.to_string();
+        e.code()
+    })?;
+    assert!(!set.is_empty());
+    assert_eq!(set.len(), set.keys().len());
+    assert!(set.kids().len() <= set.len());
+    let _ = (format!("{set:?}"), warnings);
+    let mut kids: Vec<Option<&str>> = vec![None, Some("no-such-kid")];
+    kids.extend(set.kids().into_iter().map(Some));
+    for alg in SignatureAlgorithm::ALL {
+        for kid in &kids {
+            match set.select(*kid, alg) {
+                Ok(key) => {
+                    assert!(!alg.is_hmac());
+                    assert!(key.fits(alg), "{alg:?} selected a key that does not fit");
+                    if let (Some(want), Some(got)) = (kid, key.kid()) {
+                        assert_eq!(*want, got, "{alg:?} selected another kid");
+                    }
+                    let sig = [0x5a_u8; 64];
+                    let sig_b64 = URL_SAFE_NO_PAD.encode(sig);
+                    assert!(!key.verify(alg, b"a.b", &sig_b64, &sig));
+                }
+                Err(e) => {
+                    let _ = e.to_string();
+                }
+            }
+        }
+    }
+    Ok(set.len())
 }
 
 // ---------------------------------------------------------------------------------------------

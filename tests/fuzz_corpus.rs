@@ -8,11 +8,12 @@
 use oidc_realm::fuzzing::{self, AuthorizationOutcome};
 use std::path::{Path, PathBuf};
 
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     "id_token",
     "redirect_uri",
     "config",
     "role_mapping",
+    "jwks",
     "authorization",
 ];
 
@@ -160,6 +161,16 @@ fn role_mapping_corpus() {
     assert_eq!(
         fuzzing::role_mapping(&outcome_of("role_mapping", "ok-disabled")),
         Ok(vec![])
+    );
+}
+
+#[test]
+fn jwks_corpus() {
+    run("jwks", fuzzing::jwks, Result::is_ok);
+    assert_eq!(fuzzing::jwks(&outcome_of("jwks", "ok-example")), Ok(4));
+    assert_eq!(
+        fuzzing::jwks(&outcome_of("jwks", "bad-duplicate-member")),
+        Err("jwks_not_json")
     );
 }
 
