@@ -11,6 +11,10 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
+/// Fuzz-target entry points (`fuzz/`), also run over the committed corpora by
+/// `tests/fuzz_corpus.rs`. Only with the `test-util` feature.
+#[cfg(any(test, feature = "test-util"))]
+pub mod fuzzing;
 mod glob;
 pub mod http;
 mod json;

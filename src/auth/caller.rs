@@ -358,12 +358,12 @@ fn authenticate_service_token(settings: &Settings, token: &str) -> Result<Authen
     }
 }
 
-fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+pub(crate) fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     let (s, rest) = value.split_once(' ')?;
     s.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
-fn decode_basic(b64: &str) -> Option<(String, Secret<String>)> {
+pub(crate) fn decode_basic(b64: &str) -> Option<(String, Secret<String>)> {
     let raw = STANDARD.decode(b64.trim()).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (u, p) = text.split_once(':')?;

@@ -654,6 +654,28 @@ impl RedirectParts {
     }
 }
 
+/// For the fuzz targets and their corpus tests (`test-util` only, see `crate::fuzzing`):
+/// step 1 of [`authenticate`] and the target check of [`check_redirect_target`] against
+/// `configured` in the role of a realm's `rp.redirect_uri`; no realm, store or OP. Returns the
+/// resolved redirect and the parameters of its query and of its fragment.
+#[cfg(any(test, feature = "test-util"))]
+#[allow(clippy::type_complexity)]
+pub(crate) fn redirect_for_fuzzing(
+    redirect_uri: &str,
+    configured: &Url,
+) -> Result<(Url, BTreeMap<String, String>, BTreeMap<String, String>), LoginError> {
+    let parts = RedirectParts::parse(redirect_uri)?;
+    let resolved = parts.given.resolve(configured)?;
+    if !same_base(&resolved, configured) {
+        return Err(LoginError::RedirectMismatch {
+            realm: "fuzz".into(),
+            expected: configured.to_string(),
+            got: resolved.to_string(),
+        });
+    }
+    Ok((resolved, parts.query, parts.fragment))
+}
+
 /// Step 2: the state in the redirect equals the state in the request, and names a pending flow
 /// of this caller (and of the requested realm), which is consumed now, in one atomic step:
 /// whatever happens next, it cannot be used again. A flow of another caller or realm is left
