@@ -18,16 +18,19 @@
 
 mod common;
 
+#[path = "common/setup.rs"]
+mod setup;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use common::fake_op::{realm_yaml, FakeOp};
 use oidc_realm::clock::{Clock, ManualClock};
 use oidc_realm::store::MemoryStore;
 use oidc_realm::{configure, AppState};
+use setup::root;
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -53,36 +56,10 @@ const CALLBACK: &str = common::fake_op::REDIRECT_URI;
 /// Longest a script may run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Run `tests/clients/setup.sh` once per test process; panic with its output if it fails.
 fn setup() {
     static SETUP: OnceLock<Result<String, String>> = OnceLock::new();
-    let result = SETUP.get_or_init(|| {
-        let script = root().join("tests/clients/setup.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .current_dir(root())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
-            Ok(text)
-        } else {
-            Err(format!(
-                "{} exited with {}:\n{text}",
-                script.display(),
-                out.status
-            ))
-        }
-    });
+    let result = setup::run_once(&SETUP, "tests/clients/setup.sh");
     match result {
         Ok(text) => print!("{text}"),
         Err(e) => panic!("tests/clients/setup.sh failed: {e}"),

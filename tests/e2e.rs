@@ -18,6 +18,8 @@
 //! account token: prepare, the browser at the provider, authenticate with that URL, then
 //! `_authenticate`, refresh and logout.
 
+#[path = "common/setup.rs"]
+mod setup;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,9 +28,9 @@ use oidc_realm::clock::{Clock, SystemClock, UnixMillis};
 use oidc_realm::store::MemoryStore;
 use oidc_realm::{configure, AppState};
 use serde_json::{json, Value};
+use setup::root;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
@@ -44,36 +46,10 @@ const SERVICE_TOKEN_NAME: &str = "elastic/kibana/e2e";
 /// How long the provider may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Run `tests/e2e/setup.sh` once per test process; panic with its output if it fails.
 fn setup() {
     static SETUP: OnceLock<Result<String, String>> = OnceLock::new();
-    let result = SETUP.get_or_init(|| {
-        let script = root().join("tests/e2e/setup.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .current_dir(root())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
-            Ok(text)
-        } else {
-            Err(format!(
-                "{} exited with {}:\n{text}",
-                script.display(),
-                out.status
-            ))
-        }
-    });
+    let result = setup::run_once(&SETUP, "tests/e2e/setup.sh");
     match result {
         Ok(text) => print!("{text}"),
         Err(e) => panic!(
