@@ -416,7 +416,7 @@ async fn every_malformed_bearer_token_of_the_corpus_is_a_401_with_its_reason() {
         ),
         ("the prefix in upper case", format!("ORA1_{body}")),
         ("another format version", format!("ora2_{body}")),
-        ("no separator", format!("ora1{body}A")),
+        ("no separator", format!("ora1A{body}")),
         ("a JWT", "eyJhbGciOiJub25lIn0.e30.".into()),
     ];
     for (what, token) in &malformed {
