@@ -96,6 +96,8 @@ impl AppState {
         let role_mappings =
             RoleMappings::new(store.clone(), settings.role_mappings.clone(), audit.clone());
         let callers = Authenticator::new(settings.limits, &metrics);
+        let tokens =
+            TokenService::with_cache_bytes(store.clone(), clock.clone(), settings.token.cache_size);
         Ok(Arc::new(Self {
             callers,
             metrics,
@@ -108,7 +110,7 @@ impl AppState {
                 warnings,
                 loaded_at: now,
             }),
-            tokens: TokenService::new(store.clone(), clock.clone()),
+            tokens,
             clock,
             flows: Flows::new(store.clone()),
             store,

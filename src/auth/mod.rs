@@ -129,7 +129,7 @@ impl AuthenticationType {
 #[derive(Debug, Clone)]
 pub enum CallerUser {
     Owned(Box<UserRecord>),
-    Token(std::sync::Arc<crate::model::TokenDoc>),
+    Token(std::sync::Arc<crate::tokens::Bearer>),
 }
 
 impl std::ops::Deref for CallerUser {

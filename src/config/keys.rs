@@ -5,8 +5,14 @@ use super::ctx::Ctx;
 use serde_norway::Value;
 
 pub(super) const HTTP_KEYS: &[&str] = &["bind", "tls.certificate", "tls.key", "max_body"];
-pub(super) const DATA_KEYS: &[&str] = &["path"];
-pub(super) const TOKEN_KEYS: &[&str] = &["enabled", "timeout", "refresh_timeout", "refresh_reuse"];
+pub(super) const DATA_KEYS: &[&str] = &["path", "cache_size"];
+pub(super) const TOKEN_KEYS: &[&str] = &[
+    "enabled",
+    "timeout",
+    "refresh_timeout",
+    "refresh_reuse",
+    "cache_size",
+];
 pub(super) const COMPAT_KEYS: &[&str] = &["product_header", "version"];
 pub(super) const LIMIT_KEYS: &[&str] = &[
     "pending_logins_per_caller",

@@ -59,11 +59,24 @@ pub struct TlsSettings {
 pub struct DataSettings {
     /// `data.path`: the redb file (absolute after load).
     pub path: PathBuf,
+    /// `data.cache_size`: redb's page cache, in bytes (default [`DEFAULT_DATA_CACHE_SIZE`]).
+    pub cache_size: usize,
 }
+
+/// Default `data.cache_size`: redb's page cache. redb's own default (1 GiB) let a server
+/// holding a million tokens grow past half a gigabyte; see docs/operations.md ("Memory").
+pub const DEFAULT_DATA_CACHE_SIZE: usize = 16 << 20;
+/// Default `token.cache_size`: the bearer cache's byte bound (estimated sizes).
+pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 48 << 20;
+/// The smallest `data.cache_size` and `token.cache_size` accepted.
+pub const MIN_CACHE_SIZE: usize = 1 << 20;
 
 /// `token.*`: lifetimes of issued tokens.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
+    /// `token.cache_size`: the bearer cache's bound in (estimated) bytes; default
+    /// [`DEFAULT_TOKEN_CACHE_SIZE`].
+    pub cache_size: u64,
     /// `token.timeout`: access-token lifetime; default 20m, 1s..=1h.
     pub timeout: Duration,
     /// `token.refresh_timeout`: refresh-token lifetime; default 24h.

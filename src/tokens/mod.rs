@@ -18,6 +18,7 @@ use crate::clock::{millis, SharedClock, UnixMillis};
 use crate::config::RefreshReuse;
 use crate::model::{ClientRef, Id16, Refreshed, TokenDoc, UserRecord};
 use crate::store::{Invalidation, InvalidationCounts, RefreshOutcome, Store, StoreError};
+pub use cache::Bearer;
 use cache::BearerCache;
 use format::{TokenKind, TokenSecret};
 use serde::{Deserialize, Serialize};
@@ -143,11 +144,20 @@ pub struct TokenService {
 }
 
 impl TokenService {
+    /// A service whose bearer cache holds up to [`DEFAULT_TOKEN_CACHE_SIZE`] estimated bytes.
+    ///
+    /// [`DEFAULT_TOKEN_CACHE_SIZE`]: crate::config::DEFAULT_TOKEN_CACHE_SIZE
     pub fn new(store: Arc<dyn Store>, clock: SharedClock) -> Self {
+        Self::with_cache_bytes(store, clock, crate::config::DEFAULT_TOKEN_CACHE_SIZE as u64)
+    }
+
+    /// A service whose bearer cache holds up to `cache_bytes` estimated bytes
+    /// (`token.cache_size`).
+    pub fn with_cache_bytes(store: Arc<dyn Store>, clock: SharedClock, cache_bytes: u64) -> Self {
         Self {
             store,
             clock,
-            cache: Arc::new(BearerCache::new(cache::DEFAULT_CACHE_BYTES)),
+            cache: Arc::new(BearerCache::new(cache_bytes)),
         }
     }
 
@@ -212,33 +222,31 @@ impl TokenService {
     }
 
     /// Check a bearer access token. Does no write; answers from the cache when it can.
-    pub async fn authenticate(&self, token: &str) -> Result<Arc<TokenDoc>, TokenError> {
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Bearer>, TokenError> {
         let Some(secret) = TokenSecret::parse(TokenKind::Access, token) else {
             return Err(bearer(BearerError::Malformed));
         };
         let hash = secret.lookup_hash();
         let now = self.clock.now_millis();
-        let doc = match self.cache.get(&hash) {
-            Some(doc) => doc,
+        let found = match self.cache.get(&hash) {
+            Some(found) => found,
             None => {
                 let epoch = self.cache.epoch();
                 let Some(doc) = self.store.get_by_access(&hash).await? else {
                     return Err(bearer(BearerError::Unknown));
                 };
-                let doc = Arc::new(BearerCache::slim(&doc));
-                if !doc.access_invalidated {
-                    self.cache.insert(hash, doc.clone(), epoch);
+                if doc.access_invalidated {
+                    return Err(bearer(BearerError::Invalidated));
                 }
-                doc
+                let found = Arc::new(Bearer::of(doc));
+                self.cache.insert(hash, found.clone(), epoch);
+                found
             }
         };
-        if doc.access_invalidated {
-            return Err(bearer(BearerError::Invalidated));
-        }
-        if doc.access_expires_at <= now {
+        if found.expires_at <= now {
             return Err(bearer(BearerError::Expired));
         }
-        Ok(doc)
+        Ok(found)
     }
 
     /// Refresh a pair (spec §3.3), by `client` (the caller). `reuse` says what a reuse after

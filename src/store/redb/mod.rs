@@ -95,8 +95,14 @@ impl RedbStore {
     /// Open the store at `path`, creating it (and its parent directories) if missing. A file
     /// that was not closed cleanly is recovered by redb itself (which may take a while on a
     /// large file); no integrity check runs otherwise. A file written by a newer, unknown
-    /// schema version is refused.
+    /// schema version is refused. redb's page cache holds up to
+    /// [`DEFAULT_DATA_CACHE_SIZE`](crate::config::DEFAULT_DATA_CACHE_SIZE) bytes.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
+        Self::open_with_cache(path, crate::config::DEFAULT_DATA_CACHE_SIZE)
+    }
+
+    /// [`open`](Self::open) with a page cache of `cache_size` bytes (`data.cache_size`).
+    pub fn open_with_cache(path: &Path, cache_size: usize) -> Result<RedbStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create directory {}: {e}", dir.display()))
@@ -107,6 +113,7 @@ impl RedbStore {
         // file that was not closed cleanly is worth a warning.
         let existed = path.exists();
         let db = Database::builder()
+            .set_cache_size(cache_size)
             .set_repair_callback(move |session| {
                 if existed {
                     tracing::warn!(
