@@ -59,7 +59,7 @@ first_token() {
   response=$(curl -s -H "Authorization: Basic $BASIC" -H 'Content-Type: application/json' \
     -d '{"grant_type":"client_credentials"}' "$BASE/_security/oauth2/token") || fail "token request: curl failed"
   TOKEN=$(sed -nE 's/.*"access_token":"([^"]+)".*/\1/p' <<<"$response")
-  [[ $TOKEN =~ ^ora1_[A-Za-z0-9_-]{43}$ ]] || fail "the token request returned no access token: $response"
+  [[ $TOKEN =~ ^ora2_[A-Za-z0-9_-]{43}$ ]] || fail "the token request returned no access token: $response"
   curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/_security/_authenticate" >/dev/null \
     || fail "the issued token does not authenticate"
 }
@@ -113,7 +113,7 @@ harvest() {
   have=$(wc -l < "$WORK/tokens.txt")
   distinct=$(sort -u "$WORK/tokens.txt" | wc -l)
   [ "$distinct" -eq "$have" ] || fail "token issuance: $have tokens but only $distinct distinct"
-  grep -qvE '^ora1_[A-Za-z0-9_-]{43}$' "$WORK/tokens.txt" && fail "token issuance: a line is not an access token"
+  grep -qvE '^ora2_[A-Za-z0-9_-]{43}$' "$WORK/tokens.txt" && fail "token issuance: a line is not an access token"
   awk -v n="$have" -v t="$elapsed" 'BEGIN { printf "%d\n", n / t }'
 }
 

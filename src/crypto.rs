@@ -21,6 +21,16 @@ pub fn random_id() -> Id16 {
     Id16(b)
 }
 
+/// A 128-bit id that sorts by `now`: 6 bytes of milliseconds since the Unix epoch
+/// (big-endian), then 80 random bits. Store keys made of such ids are appended together
+/// instead of landing on random pages (token families: `tokens::TokenService::issue`).
+pub fn time_ordered_id(now: crate::clock::UnixMillis) -> Id16 {
+    let mut b = [0u8; 16];
+    b[..6].copy_from_slice(&u64::try_from(now).unwrap_or(0).to_be_bytes()[2..]);
+    fill_random(&mut b[6..]);
+    Id16(b)
+}
+
 /// `n` random bytes as base64url without padding (state, nonce, PKCE verifier, ids).
 pub fn random_urlsafe(n: usize) -> String {
     let mut b = vec![0u8; n];

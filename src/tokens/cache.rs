@@ -114,9 +114,18 @@ impl BearerCache {
     }
 
     /// What the cache holds now, in estimated bytes.
-    #[cfg(test)]
     pub fn weight(&self) -> u64 {
         self.entries.weight()
+    }
+
+    /// How many entries the cache holds now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The bound on [`weight`](Self::weight).
+    pub fn capacity(&self) -> u64 {
+        self.entries.capacity()
     }
 
     pub fn get(&self, h: &Hash32) -> Option<Arc<Bearer>> {

@@ -2,7 +2,8 @@
 //! issues them, stored only as hashes.
 //!
 //! - A token is a version prefix and 256 random bits from the OS CSPRNG, base64url
-//!   (`ora1_…` for access, `orr1_…` for refresh). It is returned once.
+//!   (`ora2_…` for access, `orr2_…` for refresh; `ora1_`/`orr1_` tokens of the first
+//!   format are still read: `format.rs`). It is returned once.
 //! - The store keeps SHA-256 of the token (with a domain label); data that only the token
 //!   holder may read (the superseding pair of a refresh, OIDC logout data) is sealed with
 //!   AES-256-GCM under a key derived from the token with another label.
@@ -19,6 +20,16 @@ use crate::config::RefreshReuse;
 use crate::model::{ClientRef, Id16, Refreshed, TokenDoc, UserRecord};
 use crate::store::{Invalidation, InvalidationCounts, RefreshOutcome, Store, StoreError};
 pub use cache::Bearer;
+
+/// The bearer cache's occupancy (`TokenService::cache_usage`), for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheUsage {
+    pub entries: u64,
+    /// The sum of the entries' estimated sizes (what `token.cache_size` bounds).
+    pub estimated_bytes: u64,
+    /// `token.cache_size`.
+    pub capacity_bytes: u64,
+}
 use cache::BearerCache;
 use format::{TokenKind, TokenSecret};
 use serde::{Deserialize, Serialize};
@@ -165,6 +176,15 @@ impl TokenService {
         &self.store
     }
 
+    /// What the bearer cache holds now.
+    pub fn cache_usage(&self) -> CacheUsage {
+        CacheUsage {
+            entries: self.cache.len() as u64,
+            estimated_bytes: self.cache.weight(),
+            capacity_bytes: self.cache.capacity(),
+        }
+    }
+
     /// Mint and durably store a pair for `user`, created by `client`. `with_refresh` is false
     /// for `client_credentials`. `sealed_data` (OIDC logout data) is sealed under the access
     /// token.
@@ -181,7 +201,7 @@ impl TokenService {
             client,
             lifetimes,
             with_refresh,
-            crate::crypto::random_id(),
+            crate::crypto::time_ordered_id(self.clock.now_millis()),
             sealed_data,
         );
         self.store.insert_token(doc).await?;
@@ -198,8 +218,8 @@ impl TokenService {
         sealed_data: Option<&[u8]>,
     ) -> (IssuedPair, TokenDoc) {
         let now = self.clock.now_millis();
-        let access = TokenSecret::generate(TokenKind::Access);
-        let refresh = with_refresh.then(|| TokenSecret::generate(TokenKind::Refresh));
+        let access = TokenSecret::generate(TokenKind::Access, now);
+        let refresh = with_refresh.then(|| TokenSecret::generate(TokenKind::Refresh, now));
         let doc = TokenDoc {
             access_hash: access.lookup_hash(),
             refresh_hash: refresh.as_ref().map(|r| r.lookup_hash()),
