@@ -9,7 +9,7 @@
 #   [cold]  bearer checks that all miss the bearer cache: MISS_TOKENS distinct tokens, issued
 #           first through the API and never checked, each used once (bench/bearer-once.lua;
 #           the run fails if wrk needed to reuse one). There are more of them than the cache
-#           holds (64 MiB at ~550 bytes a record: about 122,000; src/tokens/cache.rs), so the
+#           holds (token.cache_size, 40 MiB by default, at ~384 bytes a record: about 110,000), so the
 #           cache is full and evicting. The server is restarted before this measurement, so
 #           redb's own page cache is empty too; the operating system's page cache is not
 #           dropped (that needs root and is left to the operator: see docs/performance.md).
@@ -36,7 +36,7 @@ PREFILL=${PREFILL:-0}
 MISS_TOKENS=${MISS_TOKENS:-}
 # Bearer-cache capacity in records of the benchmark user (see above); the cold run uses at
 # least twice as many tokens.
-CACHE_RECORDS=122000
+CACHE_RECORDS=110000
 case $MISS_DURATION in *[0-9]s) ;; *) echo "MISS_DURATION must be seconds, like 5s" >&2; exit 1 ;; esac
 . bench/lib.sh
 

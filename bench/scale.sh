@@ -32,7 +32,16 @@ THREADS=${THREADS:-2}
 PORT=${PORT:-19281}
 TOKENS=${TOKENS:-1000000}
 HOT=${HOT:-100000}
+METRICS_PORT=$((PORT + 1))
+EXTRA_YAML="metrics.bind: 127.0.0.1:$METRICS_PORT
+${EXTRA_YAML:-}"
 . bench/lib.sh
+# The bearer cache's entries and estimated MiB, from the metrics listener: "entries MiB".
+cache_fill() {
+  curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | awk '
+    /^oidc_realm_bearer_cache_entries / {e = $2} /^oidc_realm_bearer_cache_bytes / {b = $2}
+    END { printf "%d %.1f\n", e, b / 1048576 }'
+}
 
 start_server
 first_token
@@ -50,6 +59,8 @@ DURATION=$WARMUP TOKENS="$WORK/tokens.txt" HOT=$HOT measure warm "(warm-up: hot 
   -s bench/bearer-draw.lua "$BASE/_security/_authenticate" >/dev/null || exit 1
 HOTRATE=$(TOKENS="$WORK/tokens.txt" HOT=$HOT measure warm "bearer, random of a hot set of $HOT" \
   -s bench/bearer-draw.lua "$BASE/_security/_authenticate") || exit 1
+read -r entries mib < <(cache_fill)
+echo "   bearer cache after the hot set: $entries entries, ${mib} MiB (estimated)"
 UNIFORM=$(TOKENS="$WORK/tokens.txt" HOT=0 measure cold "bearer, uniform over all $have" \
   -s bench/bearer-draw.lua "$BASE/_security/_authenticate") || exit 1
 read -r rss_now rss_peak < <(server_rss)

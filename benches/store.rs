@@ -4,10 +4,11 @@
 //!
 //! - **cold**: the store is closed and opened again after the fill, so redb's page cache
 //!   (opened here with 1 GiB, larger than these files; the server's default `data.cache_size`
-//!   is 16 MiB) starts empty, and every record is read once, in a scattered order. The operating system's page cache still holds the file (it was just
-//!   written; dropping it needs root: `sync; echo 3 > /proc/sys/vm/drop_caches` between the
-//!   fill and the reads, which this benchmark does not do), so this is redb's cold path over
-//!   a warm file, not a disk read.
+//!   is 8 MiB) starts empty, and every record is read once, in a scattered order. The
+//!   operating system's page cache still holds the file (it was just written; dropping it
+//!   needs root: `sync; echo 3 > /proc/sys/vm/drop_caches` between the fill and the reads,
+//!   which this benchmark does not do), so this is redb's cold path over a warm file, not a
+//!   disk read.
 //! - **warm**: then 1,000,000 random lookups over the same records: after the cold pass every
 //!   page is in redb's cache.
 //!

@@ -263,6 +263,10 @@ impl AppState {
         self.metrics.render(crate::metrics::ScrapeValues {
             generation: rt.generation,
             password_verifications: self.password_verifications(),
+            bearer_cache: {
+                let u = self.tokens.cache_usage();
+                (u.entries, u.estimated_bytes)
+            },
             jwks,
         })
     }
