@@ -53,6 +53,8 @@ pub struct AppState {
     pub audit: Audit,
     /// The store, for its health (the services hold their own handles).
     store: Arc<dyn Store>,
+    /// Connected accounts: per-user OAuth grants at third-party services.
+    pub connections: crate::connections::Connections,
 }
 
 /// Why a state could not be built.
@@ -96,6 +98,8 @@ impl AppState {
         let role_mappings =
             RoleMappings::new(store.clone(), settings.role_mappings.clone(), audit.clone());
         let callers = Authenticator::new(settings.limits, &metrics);
+        let connections =
+            crate::connections::Connections::new(store.clone(), clock.clone(), audit.clone());
         Ok(Arc::new(Self {
             callers,
             metrics,
@@ -111,6 +115,7 @@ impl AppState {
             tokens: TokenService::new(store.clone(), clock.clone()),
             clock,
             flows: Flows::new(store.clone()),
+            connections,
             store,
             reload: ReloadLog::default(),
         }))
