@@ -48,8 +48,8 @@ pub const STATE_TTL_MS: i64 = 10 * 60 * 1000;
 pub const REFRESH_MARGIN_MS: i64 = 60 * 1000;
 /// The user a shared connection's one grant belongs to.
 pub const SHARED_USER: &str = "_shared";
-/// `_authorize` + `_callback` per user: 1 per second, bursts of 10.
-pub const PER_USER_RATE: (u32, u32) = (1, 10);
+/// `_authorize` + `_callback` per user: 1 per second, bursts of 20.
+pub const PER_USER_RATE: (u32, u32) = (1, 20);
 /// `_authorize` + `_callback` per facilitator: 20 per second, bursts of 100.
 pub const PER_FACILITATOR_RATE: (u32, u32) = (20, 100);
 
