@@ -419,20 +419,26 @@ async fn state_replayed_expired_other_facilitator_other_user() {
     let back = env.fake.login(b["redirect"].as_str().unwrap());
     env.app.advance(Duration::from_secs(599));
     assert_eq!(env.callback(APP, &alice, &back).await.0, 200);
-    // Another facilitator presents it: refused (and it is used up).
+    // Another facilitator presents it, or the right one for another user: refused, and left
+    // for the right facilitator and user, who can still finish.
     let alice = env.user_token(ALICE).await;
+    let bob = env.user_token(BOB).await;
     let (_, b) = env.authorize(APP, &alice).await;
     let back = env.fake.login(b["redirect"].as_str().unwrap());
     let (s, b) = env.callback(APP2, &alice, &back).await;
     assert_eq!((s, code(&b)), (400, "connection_state_mismatch"), "{b}");
-    let (s, _) = env.callback(APP, &alice, &back).await;
-    assert_eq!(s, 400);
-    // For another user: refused.
-    let bob = env.user_token(BOB).await;
-    let (_, b) = env.authorize(APP, &alice).await;
-    let back = env.fake.login(b["redirect"].as_str().unwrap());
     let (s, b) = env.callback(APP, &bob, &back).await;
     assert_eq!((s, code(&b)), (400, "connection_state_mismatch"), "{b}");
+    let (s, b) = env.callback(APP, &alice, &back).await;
+    assert_eq!(s, 200, "{b}");
+    // A mismatched state still expires at its time.
+    let (_, b) = env.authorize(APP, &alice).await;
+    let back = env.fake.login(b["redirect"].as_str().unwrap());
+    assert_eq!(env.callback(APP, &bob, &back).await.0, 400);
+    env.app.advance(Duration::from_secs(601));
+    let alice = env.user_token(ALICE).await;
+    let (s, b) = env.callback(APP, &alice, &back).await;
+    assert_eq!((s, code(&b)), (400, "connection_state_invalid"), "{b}");
     // A made-up state, and none at all.
     let (s, b) = env
         .callback(APP, &alice, &format!("{REDIRECT}?code=x&state=made-up"))
@@ -867,4 +873,192 @@ async fn concurrent_token_calls_cause_one_refresh_and_other_users_do_not_wait() 
     assert!(alices
         .iter()
         .any(|(_, _, t)| *t >= Duration::from_millis(300)));
+}
+
+#[actix_web::test]
+async fn shared_connection_one_grant_for_every_user() {
+    let env = Env::new().await;
+    let mut def = env.fake.definition();
+    def["mode"] = json!("shared");
+    assert_eq!(
+        env.call(test_put("/_oauth/connections/team", def), ADMIN)
+            .await
+            .0,
+        200
+    );
+    let empty = |path: &str| post_json(path, json!({}));
+    // Only an administrator authorizes it, without a user token.
+    let (s, _) = env
+        .call(empty("/_oauth/connections/team/_authorize"), APP)
+        .await;
+    assert_eq!(s, 403);
+    let (s, b) = env
+        .call(empty("/_oauth/connections/team/_authorize"), ADMIN)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let back = env.fake.login(b["redirect"].as_str().unwrap());
+    let (s, b) = env
+        .call(
+            post_json(
+                "/_oauth/connections/_callback",
+                json!({ "redirect_uri": back }),
+            ),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // Every facilitator with use_connections gets its token, without naming a user.
+    let (s, b) = env
+        .call(empty("/_oauth/connections/team/_token"), APP)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        env.call(empty("/_oauth/connections/team/_token"), APP2)
+            .await
+            .0,
+        200
+    );
+    // A per-user call on a shared connection, and a shared call on a per-user one: refused.
+    let alice = env.user_token(ALICE).await;
+    let (s, b) = env
+        .call(
+            post_json(
+                "/_oauth/connections/team/_token",
+                json!({ "access_token": alice }),
+            ),
+            APP,
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "connection_wrong_mode"), "{b}");
+    let (s, b) = env
+        .call(empty("/_oauth/connections/docs/_token"), APP)
+        .await;
+    assert_eq!((s, code(&b)), (400, "connection_wrong_mode"), "{b}");
+    // Revoked by an administrator.
+    let (s, _) = env
+        .call(
+            delete_json("/_oauth/connections/team/_grant", json!({})),
+            APP,
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = env
+        .call(
+            delete_json("/_oauth/connections/team/_grant", json!({})),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, b) = env
+        .call(empty("/_oauth/connections/team/_token"), APP)
+        .await;
+    assert_eq!((s, code(&b)), (401, "authorization_required"), "{b}");
+}
+
+#[actix_web::test]
+async fn an_administrator_revokes_any_users_grant() {
+    let env = Env::new().await;
+    let alice = env.connect(ALICE).await;
+    let by_name = json!({ "realm": "default_file", "username": "alice" });
+    let (s, _) = env
+        .call(
+            delete_json("/_oauth/connections/docs/_grant", by_name.clone()),
+            APP,
+        )
+        .await;
+    assert_eq!(s, 403, "use_connections revokes only the user's own");
+    let (s, b) = env
+        .call(
+            delete_json("/_oauth/connections/docs/_grant", by_name),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(env.token(APP, &alice).await.0, 401);
+    let (s, _) = env
+        .call(
+            delete_json(
+                "/_oauth/connections/docs/_grant",
+                json!({ "access_token": alice, "username": "alice" }),
+            ),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(s, 400);
+}
+
+#[actix_web::test]
+async fn audit_events_for_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let fake = FakeService::start();
+    let mut s = conn_settings(Some(KEY1), None);
+    s.audit = oidc_realm::config::AuditSettings {
+        sink: Some(oidc_realm::config::AuditSink::File(path.clone())),
+        max_size: 100 << 20,
+        max_files: 5,
+    };
+    let env = Env {
+        app: TestApp::with(s, Arc::new(oidc_realm::store::MemoryStore::new())),
+        fake,
+    };
+    assert_eq!(
+        env.call(
+            test_put("/_oauth/connections/docs", env.fake.definition()),
+            ADMIN
+        )
+        .await
+        .0,
+        200
+    );
+    let alice = env.connect(ALICE).await;
+    env.app.advance(Duration::from_secs(290));
+    assert_eq!(env.token(APP, &alice).await.0, 200);
+    env.fake.svc.refuse_refresh.store(true, Ordering::SeqCst);
+    env.app.advance(Duration::from_secs(290));
+    assert_eq!(env.token(APP, &alice).await.0, 401);
+    env.fake.svc.refuse_refresh.store(false, Ordering::SeqCst);
+    let alice = env.connect(ALICE).await;
+    let (s, _) = env
+        .call(
+            delete_json(
+                "/_oauth/connections/docs/_grant",
+                json!({ "access_token": alice }),
+            ),
+            APP,
+        )
+        .await;
+    assert_eq!(s, 200);
+    env.app.state.audit.flush();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .filter(|e| e.starts_with("connection"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "connection_changed",
+            "connection_grant_created",
+            "connection_grant_refreshed",
+            "connection_refresh_failed",
+            "connection_grant_created",
+            "connection_grant_revoked",
+        ],
+        "{text}"
+    );
+    let failed = events
+        .iter()
+        .find(|e| e["event"] == "connection_refresh_failed")
+        .unwrap();
+    assert_eq!(failed["principal"], "alice");
+    assert_eq!(failed["reason"], "invalid_grant");
+    for secret in [CLIENT_SECRET, "at-", "rt-", "code-"] {
+        assert!(!text.contains(secret), "{secret} in the audit trail");
+    }
 }

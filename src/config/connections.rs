@@ -202,7 +202,10 @@ pub(super) fn connection_settings(ctx: &mut Ctx) -> ConnectionSettings {
             defined.insert(name, def);
         }
     }
-    if !defined.is_empty() && key.is_none() && !ctx.has_error_under("connection_encryption") {
+    if ctx.any_under("connections")
+        && key.is_none()
+        && !ctx.has_error_under("connection_encryption")
+    {
         ctx.error(
             "connection_encryption.key",
             format!(

@@ -546,6 +546,7 @@ impl Connections {
             username: subject.username.clone(),
             facilitator: fac,
             verifier,
+            expires_at: self.clock.now_millis() + STATE_TTL_MS,
         };
         let key = state_key(&state);
         let plain = serde_json::to_vec(&pending)
@@ -554,7 +555,7 @@ impl Connections {
             .ok_or(ConnectionError::NotEnabled)?;
         let now = self.clock.now_millis();
         self.store
-            .put_once(KIND_STATE, &key, sealed, now + STATE_TTL_MS, now)
+            .put_once(KIND_STATE, &key, sealed, pending.expires_at, now)
             .await?;
         Ok((url.to_string(), state))
     }
@@ -602,11 +603,25 @@ impl Connections {
         let pending: PendingAuthorization = records::open(settings, &sealed, &ad(KIND_STATE, &key))
             .and_then(|(p, _)| serde_json::from_slice(&p).ok())
             .ok_or(ConnectionError::StateInvalid)?;
-        if !crate::secret::ct_eq(pending.facilitator.as_bytes(), fac.as_bytes()) {
-            return Err(ConnectionError::StateMismatch("facilitator"));
-        }
-        if pending.realm != subject.realm || pending.username != subject.username {
-            return Err(ConnectionError::StateMismatch("user"));
+        let mismatch = if !crate::secret::ct_eq(pending.facilitator.as_bytes(), fac.as_bytes()) {
+            Some("facilitator")
+        } else if pending.realm != subject.realm || pending.username != subject.username {
+            Some("user")
+        } else {
+            None
+        };
+        if let Some(what) = mismatch {
+            // Put it back for the right facilitator and user: whoever learns a state cannot
+            // burn another user's authorization (a take by the right caller in this instant
+            // fails, and the user starts again).
+            if let Err(e) = self
+                .store
+                .put_once(KIND_STATE, &key, sealed, pending.expires_at, now)
+                .await
+            {
+                tracing::warn!(error = %e, "a mismatched authorization state could not be put back");
+            }
+            return Err(ConnectionError::StateMismatch(what));
         }
         let name = pending.connection.clone();
         let (def, _) = self.get_def(settings, &name).await?;

@@ -90,6 +90,7 @@ pub struct PendingAuthorization {
     /// The facilitator that started it (`<realm>/<user name>`).
     pub facilitator: String,
     pub verifier: Option<String>,
+    pub expires_at: UnixMillis,
 }
 
 impl fmt::Debug for PendingAuthorization {

@@ -299,7 +299,7 @@ impl From<crate::connections::ConnectionError> for ApiError {
             ),
             C::StateMismatch(what) => ApiError::security_400(
                 "connection_state_mismatch",
-                format!("the authorization state was started for another {what}; it is no longer usable; start again with _authorize"),
+                format!("the authorization state was started by or for another {what}"),
             ),
             C::CallbackInvalid(why) => {
                 ApiError::security_400("connection_callback_invalid", format!("invalid callback URL: {why}"))

@@ -7,13 +7,16 @@ use crate::clock::UnixMillis;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// `(kind, key)` → `(expires_at, value)`.
+type Records = HashMap<(String, String), (UnixMillis, Vec<u8>)>;
+
 #[derive(Debug, Default)]
 pub(super) struct OnceTable {
-    inner: Mutex<HashMap<(String, String), (UnixMillis, Vec<u8>)>>,
+    inner: Mutex<Records>,
 }
 
 impl OnceTable {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (UnixMillis, Vec<u8>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Records> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
