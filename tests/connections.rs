@@ -371,6 +371,7 @@ async fn full_flow_token_refresh_revocation() {
         )
         .await;
     assert_eq!(s, 200, "{b}");
+    assert_eq!(b["revoked_at_service"], true);
     assert_eq!(env.fake.svc.revoked.lock().unwrap().len(), 1);
     let (s, b) = env.token(APP, &alice).await;
     assert_eq!(s, 401, "{b}");

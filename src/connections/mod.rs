@@ -471,7 +471,11 @@ impl Connections {
         for (key, _) in &grants {
             if let Some((realm, username)) = grant_owner(key) {
                 let subject = Subject { realm, username };
-                if self.revoke_with(settings, name, &def, &subject, by).await? {
+                if self
+                    .revoke_with(settings, name, &def, &subject, by)
+                    .await?
+                    .is_some()
+                {
                     revoked += 1;
                 }
             }
@@ -816,14 +820,14 @@ impl Connections {
     }
 
     /// Remove `subject`'s grant at `name` (revoking it at the service when possible).
-    /// Whether there was one.
+    /// `None` if there was none; else whether the service confirmed the revocation.
     pub async fn revoke(
         &self,
         settings: &ConnectionSettings,
         name: &str,
         subject: &Subject,
         by: Who<'_>,
-    ) -> Result<bool, ConnectionError> {
+    ) -> Result<Option<bool>, ConnectionError> {
         let (def, _) = self.get_def(settings, name).await?;
         self.revoke_with(settings, name, &def, subject, by).await
     }
@@ -835,7 +839,7 @@ impl Connections {
         def: &ConnectionDef,
         subject: &Subject,
         by: Who<'_>,
-    ) -> Result<bool, ConnectionError> {
+    ) -> Result<Option<bool>, ConnectionError> {
         let gkey = grant_key(name, &subject.realm, &subject.username);
         let _guard = self.locks.lock(&gkey).await;
         let at_service = match self.read_grant(settings, &gkey).await {
@@ -864,6 +868,6 @@ impl Connections {
                 },
             );
         }
-        Ok(found)
+        Ok(found.then_some(at_service))
     }
 }

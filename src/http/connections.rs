@@ -304,7 +304,7 @@ pub async fn delete_grant(
         ])),
     };
     let rt = state.runtime();
-    let found = state
+    let Some(at_service) = state
         .connections
         .revoke(
             &rt.settings.connections,
@@ -312,11 +312,11 @@ pub async fn delete_grant(
             &subject,
             Who::of(&auth.user),
         )
-        .await?;
-    if !found {
+        .await?
+    else {
         return Err(ApiError::not_found(format!(
             "no grant at connection [{name}] for this user"
         )));
-    }
-    Ok(HttpResponse::Ok().json(json!({ "revoked": true })))
+    };
+    Ok(HttpResponse::Ok().json(json!({ "revoked": true, "revoked_at_service": at_service })))
 }
