@@ -1063,3 +1063,92 @@ async fn audit_events_for_grants() {
         assert!(!text.contains(secret), "{secret} in the audit trail");
     }
 }
+
+/// `connections.*` in YAML: loaded, reloaded live (a connection added and one changed), and
+/// `check-config` reports every mistake with its key.
+#[actix_web::test]
+async fn yaml_connections_reload_live_and_check_config_reports_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("conn.key"), format!("{KEY1}\n")).unwrap();
+    std::fs::write(dir.path().join("docs.secret"), CLIENT_SECRET).unwrap();
+    let hash = bcrypt::hash(ADMIN.1, 4).unwrap();
+    let config = |extra: &str| {
+        format!(
+            "users:\n  admin:\n    password_hash: \"{hash}\"\n    privileges: [all]\n\
+             connection_encryption:\n  key: ${{file:conn.key}}\n\
+             connections:\n  docs:\n    authorization_endpoint: https://docs.example.com/authorize\n    \
+             token_endpoint: https://docs.example.com/token\n    redirect_uri: {REDIRECT}\n    \
+             client_id: {CLIENT_ID}\n    client_secret: ${{file:docs.secret}}\n{extra}"
+        )
+    };
+    let path = dir.path().join("config.yml");
+    std::fs::write(&path, config("")).unwrap();
+    let loaded = oidc_realm::config::load(&path).unwrap();
+    let app = TestApp::with(
+        loaded.settings,
+        Arc::new(oidc_realm::store::MemoryStore::new()),
+    );
+    let svc = app.service().await;
+    let get = || {
+        actix_web::test::TestRequest::get()
+            .uri("/_oauth/connections")
+            .insert_header(basic(ADMIN))
+    };
+    let (s, _, b) = send(&svc, get()).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b.as_object().unwrap().len(), 1);
+    assert_eq!(b["docs"]["read_only"], true);
+    assert!(!b.to_string().contains(CLIENT_SECRET));
+
+    std::fs::write(
+        &path,
+        config(
+            "    scopes: [read]\n  chat:\n    authorization_endpoint: https://chat.example.com/a\n    \
+             token_endpoint: https://chat.example.com/t\n    redirect_uri: https://app.example.com/chat\n    \
+             client_id: c\n    client_secret: ${file:docs.secret}\n    mode: shared\n",
+        ),
+    )
+    .unwrap();
+    oidc_realm::reload::reload_from(&app.state, &path).unwrap();
+    let (_, _, b) = send(&svc, get()).await;
+    assert_eq!(b["docs"]["scopes"], json!(["read"]));
+    assert_eq!(b["chat"]["mode"], "shared");
+
+    // check-config: every mistake, with its key path; nothing secret in the output.
+    std::fs::write(
+        &path,
+        config(
+            "    scope: [read]\n    client_auth_method: tls_client_auth\n  Bad_Name:\n    client_id: x\n",
+        )
+        .replace("https://docs.example.com/token", "http://docs.example.com/token"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oidc-realm"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "connections.docs.scope: unknown key; did you mean `scopes`?",
+        "connections.docs.client_auth_method",
+        "connections.docs.token_endpoint",
+        "connections.Bad_Name",
+        "connections.Bad_Name.token_endpoint",
+    ] {
+        assert!(text.contains(want), "{want} in:\n{text}");
+    }
+    assert!(
+        !text.contains(CLIENT_SECRET) && !text.contains(KEY1),
+        "{text}"
+    );
+    // A failed reload keeps the running connections.
+    assert!(oidc_realm::reload::reload_from(&app.state, &path).is_err());
+    let (_, _, b) = send(&svc, get()).await;
+    assert_eq!(b["chat"]["mode"], "shared");
+}
