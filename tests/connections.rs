@@ -45,6 +45,9 @@ struct Service {
     refuse_refresh: AtomicBool,
     /// Milliseconds each refresh takes.
     refresh_delay_ms: AtomicU64,
+    /// The issuer its metadata names (default: its own base URL).
+    metadata_issuer: Mutex<Option<String>>,
+    metadata_fetches: AtomicUsize,
 }
 
 struct FakeService {
@@ -129,6 +132,34 @@ async fn token(svc: web::Data<Service>, req: HttpRequest, body: web::Bytes) -> H
     }
 }
 
+/// RFC 8414 metadata.
+async fn metadata(svc: web::Data<Service>, req: HttpRequest) -> HttpResponse {
+    svc.metadata_fetches.fetch_add(1, Ordering::SeqCst);
+    let base = format!("http://{}", req.connection_info().host());
+    let issuer = svc
+        .metadata_issuer
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| base.clone());
+    HttpResponse::Ok().json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}/token"),
+        "revocation_endpoint": format!("{base}/revoke"),
+    }))
+}
+
+/// OpenID Connect discovery of the issuer `<base>/tenant` (no RFC 8414 document for it).
+async fn tenant_metadata(req: HttpRequest) -> HttpResponse {
+    let base = format!("http://{}", req.connection_info().host());
+    HttpResponse::Ok().json(json!({
+        "issuer": format!("{base}/tenant"),
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}/token"),
+    }))
+}
+
 async fn revoke(svc: web::Data<Service>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     if !client_ok(&req) {
         return HttpResponse::Unauthorized().finish();
@@ -152,6 +183,14 @@ impl FakeService {
                 .app_data(data.clone())
                 .route("/token", web::post().to(token))
                 .route("/revoke", web::post().to(revoke))
+                .route(
+                    "/.well-known/oauth-authorization-server",
+                    web::get().to(metadata),
+                )
+                .route(
+                    "/tenant/.well-known/openid-configuration",
+                    web::get().to(tenant_metadata),
+                )
         })
         .workers(2)
         .disable_signals()
@@ -700,8 +739,9 @@ async fn configured_connections_are_read_only() {
     s.connections.defined.insert(
         "yaml".into(),
         oidc_realm::config::ConnectionDef {
-            authorization_endpoint: u("authorization_endpoint"),
-            token_endpoint: u("token_endpoint"),
+            issuer: None,
+            authorization_endpoint: Some(u("authorization_endpoint")),
+            token_endpoint: Some(u("token_endpoint")),
             revocation_endpoint: Some(u("revocation_endpoint")),
             redirect_uri: u("redirect_uri"),
             scopes: vec!["read".into()],
@@ -1151,4 +1191,104 @@ async fn yaml_connections_reload_live_and_check_config_reports_mistakes() {
     assert!(oidc_realm::reload::reload_from(&app.state, &path).is_err());
     let (_, _, b) = send(&svc, get()).await;
     assert_eq!(b["chat"]["mode"], "shared");
+}
+
+#[actix_web::test]
+async fn endpoints_discovered_from_the_issuer() {
+    let env = Env::new().await;
+    let by_issuer = json!({
+        "issuer": env.fake.base,
+        "redirect_uri": REDIRECT,
+        "scopes": ["read"],
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+    });
+    let (s, b) = env
+        .call(
+            test_put("/_oauth/connections/found", by_issuer.clone()),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, b) = env
+        .call(
+            actix_web::test::TestRequest::get().uri("/_oauth/connections/found"),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(b["found"]["issuer"], format!("{}/", env.fake.base));
+    assert_eq!(b["found"]["token_endpoint"], Value::Null);
+    // The whole flow on discovered endpoints, revocation included.
+    let alice = env.user_token(ALICE).await;
+    let user = json!({ "access_token": alice });
+    let (s, b) = env
+        .call(
+            post_json("/_oauth/connections/found/_authorize", user.clone()),
+            APP,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b["redirect"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}/authorize?", env.fake.base)));
+    let back = env.fake.login(b["redirect"].as_str().unwrap());
+    assert_eq!(env.callback(APP, &alice, &back).await.0, 200);
+    let (s, b) = env
+        .call(
+            post_json("/_oauth/connections/found/_token", user.clone()),
+            APP,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = env
+        .call(delete_json("/_oauth/connections/found/_grant", user), APP)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["revoked_at_service"], true);
+    // Fetched once (at the PUT), then cached.
+    assert_eq!(env.fake.svc.metadata_fetches.load(Ordering::SeqCst), 1);
+
+    // An issuer with a path and only OpenID Connect discovery: the second metadata URL.
+    let mut tenant = by_issuer.clone();
+    tenant["issuer"] = json!(format!("{}/tenant", env.fake.base));
+    let (s, b) = env
+        .call(test_put("/_oauth/connections/tenant", tenant), ADMIN)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = env
+        .call(
+            post_json(
+                "/_oauth/connections/tenant/_authorize",
+                json!({ "access_token": alice }),
+            ),
+            APP,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+
+    // Metadata naming another issuer: refused when the connection is defined.
+    *env.fake.svc.metadata_issuer.lock().unwrap() = Some("https://evil.example.com".into());
+    let mut other = by_issuer;
+    other["issuer"] = json!(format!(
+        "{}/",
+        env.fake.base.replace("127.0.0.1", "localhost")
+    ));
+    let (s, b) = env
+        .call(test_put("/_oauth/connections/evil", other), ADMIN)
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b.to_string().contains("[issuer]"), "{b}");
+    // Neither an issuer nor the endpoints.
+    let (s, b) = env
+        .call(
+            test_put(
+                "/_oauth/connections/nothing",
+                json!({"redirect_uri": REDIRECT, "client_id": "c", "client_secret": "s"}),
+            ),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(b.to_string().contains("authorization_endpoint"), "{b}");
 }

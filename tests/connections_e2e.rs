@@ -252,9 +252,8 @@ async fn authorize_login_callback_token_refresh_revoke_at_a_real_service() {
         actix_web::test::TestRequest::put()
             .uri("/_oauth/connections/svc")
             .set_json(json!({
-                "authorization_endpoint": d("authorization_endpoint"),
-                "token_endpoint": d("token_endpoint"),
-                "revocation_endpoint": d("revocation_endpoint"),
+                // Endpoints discovered from the service's RFC 8414 metadata.
+                "issuer": service.issuer,
                 "redirect_uri": REDIRECT_URI,
                 "scopes": ["openid", "api"],
                 "client_id": CLIENT_ID,

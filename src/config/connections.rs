@@ -10,6 +10,7 @@ use url::Url;
 
 /// Keys of one `connections.<name>` entry.
 pub(super) const CONNECTION_KEYS: &[&str] = &[
+    "issuer",
     "authorization_endpoint",
     "token_endpoint",
     "revocation_endpoint",
@@ -96,11 +97,15 @@ impl ConnectionMode {
     }
 }
 
-/// A third-party OAuth 2.0 service and oidc-realm's client there.
+/// A third-party OAuth 2.0 service and oidc-realm's client there. Its endpoints are given,
+/// or discovered from `issuer` (RFC 8414 metadata, else OpenID Connect discovery); a given
+/// endpoint wins over a discovered one. At least `issuer`, or both the authorization and
+/// token endpoints, are set.
 #[derive(Debug, Clone)]
 pub struct ConnectionDef {
-    pub authorization_endpoint: Url,
-    pub token_endpoint: Url,
+    pub issuer: Option<Url>,
+    pub authorization_endpoint: Option<Url>,
+    pub token_endpoint: Option<Url>,
     pub revocation_endpoint: Option<Url>,
     /// Where the service sends the browser back (the facilitator's page, registered at the
     /// service).
@@ -257,8 +262,10 @@ fn connection(ctx: &mut Ctx, name: &str, base: &str) -> Option<ConnectionDef> {
             },
         }
     };
-    let authorization_endpoint = url(ctx, "authorization_endpoint", true).flatten();
-    let token_endpoint = url(ctx, "token_endpoint", true).flatten();
+    let issuer = url(ctx, "issuer", false);
+    let has_issuer = ctx.value(&format!("{base}.issuer")).is_some();
+    let authorization_endpoint = url(ctx, "authorization_endpoint", !has_issuer);
+    let token_endpoint = url(ctx, "token_endpoint", !has_issuer);
     let redirect_uri = url(ctx, "redirect_uri", true).flatten();
     let revocation_endpoint = url(ctx, "revocation_endpoint", false);
     let scopes_key = format!("{base}.scopes");
@@ -318,6 +325,7 @@ fn connection(ctx: &mut Ctx, name: &str, base: &str) -> Option<ConnectionDef> {
         return None;
     }
     Some(ConnectionDef {
+        issuer: issuer?,
         authorization_endpoint: authorization_endpoint?,
         token_endpoint: token_endpoint?,
         revocation_endpoint: revocation_endpoint?,
@@ -399,6 +407,33 @@ connections:
         ] {
             assert!(paths.contains(&want), "{want} missing in {e}");
         }
+    }
+
+    #[test]
+    fn an_issuer_replaces_the_endpoints() {
+        let yaml = GOOD
+            .replace(
+                "    authorization_endpoint: https://docs.example.com/oauth/authorize\n    token_endpoint: https://docs.example.com/oauth/token\n",
+                "    issuer: https://docs.example.com\n",
+            );
+        let l = load_str(&yaml, &dir()).unwrap();
+        let d = &l.settings.connections.defined["docs"];
+        assert_eq!(
+            d.issuer.as_ref().unwrap().as_str(),
+            "https://docs.example.com/"
+        );
+        assert!(d.authorization_endpoint.is_none() && d.token_endpoint.is_none());
+        // Neither: both endpoints are required.
+        let none = GOOD.replace(
+            "    authorization_endpoint: https://docs.example.com/oauth/authorize\n",
+            "",
+        );
+        let e = load_str(&none, &dir()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("connections.docs.authorization_endpoint"),
+            "{e}"
+        );
     }
 
     #[test]

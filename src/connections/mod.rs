@@ -32,7 +32,7 @@ use crate::store::{Store, StoreError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use locks::KeyedLocks;
-use oauth::ServiceError;
+use oauth::{Discovered, ServiceError};
 use records::{
     ad, grant_key, grant_owner, GrantDoc, PendingAuthorization, StoredConnection, KIND_CONNECTION,
     KIND_GRANT, KIND_STATE,
@@ -52,6 +52,17 @@ pub const SHARED_USER: &str = "_shared";
 pub const PER_USER_RATE: (u32, u32) = (1, 20);
 /// `_authorize` + `_callback` per facilitator: 20 per second, bursts of 100.
 pub const PER_FACILITATOR_RATE: (u32, u32) = (20, 100);
+
+/// Discovered endpoints are fetched again after this: 1 hour.
+pub const DISCOVERY_TTL_MS: i64 = 60 * 60 * 1000;
+
+/// A connection's endpoints, as given or discovered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub authorization: url::Url,
+    pub token: url::Url,
+    pub revocation: Option<url::Url>,
+}
 
 /// The user a grant is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +132,7 @@ pub struct RateLimitedError(pub RateLimited);
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PutConnection {
+    pub issuer: Option<String>,
     pub authorization_endpoint: Option<String>,
     pub token_endpoint: Option<String>,
     pub revocation_endpoint: Option<String>,
@@ -137,8 +149,9 @@ pub struct PutConnection {
 fn view(name: &str, def: &ConnectionDef, read_only: bool) -> Value {
     json!({
         "name": name,
-        "authorization_endpoint": def.authorization_endpoint.as_str(),
-        "token_endpoint": def.token_endpoint.as_str(),
+        "issuer": def.issuer.as_ref().map(|u| u.as_str()),
+        "authorization_endpoint": def.authorization_endpoint.as_ref().map(|u| u.as_str()),
+        "token_endpoint": def.token_endpoint.as_ref().map(|u| u.as_str()),
         "revocation_endpoint": def.revocation_endpoint.as_ref().map(|u| u.as_str()),
         "redirect_uri": def.redirect_uri.as_str(),
         "scopes": def.scopes,
@@ -159,6 +172,8 @@ pub struct Connections {
     locks: KeyedLocks,
     per_user: Keyed<String>,
     per_facilitator: Keyed<String>,
+    /// issuer → (fetched at, what its metadata says).
+    discovered: std::sync::Mutex<std::collections::HashMap<String, (UnixMillis, Discovered)>>,
 }
 
 impl std::fmt::Debug for Connections {
@@ -190,6 +205,7 @@ impl Connections {
             locks: KeyedLocks::default(),
             per_user: keyed(nz(PER_USER_RATE.0), nz(PER_USER_RATE.1)),
             per_facilitator: keyed(nz(PER_FACILITATOR_RATE.0), nz(PER_FACILITATOR_RATE.1)),
+            discovered: Default::default(),
         }
     }
 
@@ -224,6 +240,61 @@ impl Connections {
     }
 
     // --- Definitions ---------------------------------------------------------------------
+
+    /// The endpoints of `def`: as given, completed from its issuer's metadata (fetched at most
+    /// once per [`DISCOVERY_TTL_MS`] per issuer).
+    pub async fn endpoints(&self, def: &ConnectionDef) -> Result<Endpoints, ConnectionError> {
+        let mut found: Discovered = (None, None, None);
+        if let Some(issuer) = &def.issuer {
+            let complete = def.authorization_endpoint.is_some() && def.token_endpoint.is_some();
+            if !complete || def.revocation_endpoint.is_none() {
+                let now = self.clock.now_millis();
+                let cached = self
+                    .discovered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(issuer.as_str())
+                    .filter(|(at, _)| now - *at < DISCOVERY_TTL_MS)
+                    .map(|(_, d)| d.clone());
+                found = match cached {
+                    Some(d) => d,
+                    None => match oauth::discover(self.client()?, issuer).await {
+                        Ok(d) => {
+                            self.discovered
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(issuer.to_string(), (now, d.clone()));
+                            d
+                        }
+                        // Only the revocation endpoint was missing: do without it.
+                        Err(e) if complete => {
+                            tracing::warn!(issuer = %issuer, error = %e, "discovery failed");
+                            (None, None, None)
+                        }
+                        Err(e) => return Err(ConnectionError::Service(e)),
+                    },
+                };
+            }
+        }
+        let missing = |what: &str| {
+            ConnectionError::Service(ServiceError::Failed(format!(
+                "the service's metadata has no {what}"
+            )))
+        };
+        Ok(Endpoints {
+            authorization: def
+                .authorization_endpoint
+                .clone()
+                .or(found.0)
+                .ok_or_else(|| missing("authorization_endpoint"))?,
+            token: def
+                .token_endpoint
+                .clone()
+                .or(found.1)
+                .ok_or_else(|| missing("token_endpoint"))?,
+            revocation: def.revocation_endpoint.clone().or(found.2),
+        })
+    }
 
     /// The connection `name`: the configuration's, else the store's.
     pub async fn get_def(
@@ -268,8 +339,9 @@ impl Connections {
         let secret = String::from_utf8(secret).map_err(|_| corrupt("client secret not UTF-8"))?;
         let url = |u: &str| check_endpoint(u).map_err(|e| corrupt(&e));
         Ok(ConnectionDef {
-            authorization_endpoint: url(&s.authorization_endpoint)?,
-            token_endpoint: url(&s.token_endpoint)?,
+            issuer: s.issuer.as_deref().map(url).transpose()?,
+            authorization_endpoint: s.authorization_endpoint.as_deref().map(url).transpose()?,
+            token_endpoint: s.token_endpoint.as_deref().map(url).transpose()?,
             revocation_endpoint: s.revocation_endpoint.as_deref().map(url).transpose()?,
             redirect_uri: url(&s.redirect_uri)?,
             scopes: s.scopes,
@@ -349,12 +421,18 @@ impl Connections {
                 },
             }
         };
+        let issuer = url("issuer", body.issuer.as_ref(), false);
+        let endpoints_required = body.issuer.is_none();
         let authorization_endpoint = url(
             "authorization_endpoint",
             body.authorization_endpoint.as_ref(),
-            true,
+            endpoints_required,
         );
-        let token_endpoint = url("token_endpoint", body.token_endpoint.as_ref(), true);
+        let token_endpoint = url(
+            "token_endpoint",
+            body.token_endpoint.as_ref(),
+            endpoints_required,
+        );
         let redirect_uri = url("redirect_uri", body.redirect_uri.as_ref(), true);
         let revocation_endpoint = url(
             "revocation_endpoint",
@@ -394,27 +472,38 @@ impl Connections {
                 ConnectionMode::PerUser
             }),
         };
-        let (
-            true,
-            Some(authorization_endpoint),
-            Some(token_endpoint),
-            Some(redirect_uri),
-            Some(client_id),
-            Some(secret),
-        ) = (
-            errors.is_empty(),
-            authorization_endpoint,
-            token_endpoint,
-            redirect_uri,
-            client_id,
-            secret,
-        )
+        let (true, Some(redirect_uri), Some(client_id), Some(secret)) =
+            (errors.is_empty(), redirect_uri, client_id, secret)
         else {
             return Err(ConnectionError::Invalid(errors));
         };
+        let parsed = |u: &Option<String>| u.as_deref().and_then(|u| check_endpoint(u).ok());
+        if let Some(issuer) = parsed(&issuer) {
+            // Discover now, so a wrong issuer is reported to whoever defines the connection.
+            let probe = ConnectionDef {
+                issuer: Some(issuer),
+                authorization_endpoint: parsed(&authorization_endpoint),
+                token_endpoint: parsed(&token_endpoint),
+                revocation_endpoint: parsed(&revocation_endpoint),
+                redirect_uri: check_endpoint(&redirect_uri)
+                    .map_err(|e| ConnectionError::Invalid(vec![e]))?,
+                scopes: Vec::new(),
+                client_id: String::new(),
+                client_secret: Secret::new(String::new()),
+                client_auth,
+                pkce: true,
+                mode,
+            };
+            if let Err(e) = self.endpoints(&probe).await {
+                return Err(ConnectionError::Invalid(vec![format!(
+                    "[issuer] the service's metadata cannot be used: {e}"
+                )]));
+            }
+        }
         let sealed = records::seal(settings, secret.as_bytes(), &ad(KIND_CONNECTION, name))
             .ok_or(ConnectionError::NotEnabled)?;
         let stored = StoredConnection {
+            issuer,
             authorization_endpoint,
             token_endpoint,
             revocation_endpoint,
@@ -526,9 +615,10 @@ impl Connections {
         }
         let fac = facilitator_id(facilitator);
         self.admit(&fac, subject)?;
+        let endpoints = self.endpoints(&def).await?;
         let state = crate::crypto::random_urlsafe(32);
         let verifier = def.pkce.then(|| crate::crypto::random_urlsafe(48));
-        let mut url = def.authorization_endpoint.clone();
+        let mut url = endpoints.authorization;
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("response_type", "code")
@@ -658,9 +748,11 @@ impl Connections {
         let code = code
             .filter(|c| !c.is_empty())
             .ok_or_else(|| ConnectionError::CallbackInvalid("no code parameter".into()))?;
+        let endpoints = self.endpoints(&def).await?;
         let grant = oauth::exchange_code(
             self.client()?,
             &def,
+            &endpoints,
             &code,
             pending.verifier.as_deref(),
             now,
@@ -792,7 +884,17 @@ impl Connections {
                 "the access token expired and the grant has no refresh token".into(),
             ));
         };
-        match oauth::refresh(self.client()?, &def, &grant, &refresh_token, now).await {
+        let endpoints = self.endpoints(&def).await?;
+        match oauth::refresh(
+            self.client()?,
+            &def,
+            &endpoints,
+            &grant,
+            &refresh_token,
+            now,
+        )
+        .await
+        {
             Ok(new) => {
                 self.write_grant(settings, &gkey, &new, Some(version))
                     .await?;
@@ -843,16 +945,18 @@ impl Connections {
         let gkey = grant_key(name, &subject.realm, &subject.username);
         let _guard = self.locks.lock(&gkey).await;
         let at_service = match self.read_grant(settings, &gkey).await {
-            Ok((grant, _, _)) => match self.client() {
-                Ok(client) => match oauth::revoke(client, def, &grant).await {
-                    Ok(done) => done,
-                    Err(e) => {
-                        tracing::warn!(connection = %name, error = %e, "revocation at the service failed; the grant is removed here all the same");
-                        false
-                    }
-                },
-                Err(_) => false,
-            },
+            Ok((grant, _, _)) => {
+                let revoked = match (self.client(), self.endpoints(def).await) {
+                    (Ok(client), Ok(endpoints)) => oauth::revoke(client, def, &endpoints, &grant)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+                };
+                revoked.unwrap_or_else(|e| {
+                    tracing::warn!(connection = %name, error = %e, "revocation at the service failed; the grant is removed here all the same");
+                    false
+                })
+            }
             Err(ConnectionError::AuthorizationRequired(_)) => false,
             Err(e) => return Err(e),
         };

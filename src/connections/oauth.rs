@@ -2,6 +2,7 @@
 //! §6, RFC 7009), over the one outbound transport (`crate::oidc::client`).
 
 use super::records::GrantDoc;
+use super::Endpoints;
 use crate::clock::UnixMillis;
 use crate::config::{ConnectionClientAuth, ConnectionDef};
 use crate::oidc::client::{OpClient, OpError};
@@ -165,6 +166,7 @@ fn token_response(
 pub async fn exchange_code(
     client: &OpClient,
     def: &ConnectionDef,
+    endpoints: &Endpoints,
     code: &str,
     verifier: Option<&str>,
     now: UnixMillis,
@@ -176,7 +178,7 @@ pub async fn exchange_code(
     if let Some(v) = verifier {
         form.append_pair("code_verifier", v);
     }
-    let (status, bytes) = post(client, &def.token_endpoint, def, form).await?;
+    let (status, bytes) = post(client, &endpoints.token, def, form).await?;
     token_response(status, &bytes, now, None)
 }
 
@@ -184,6 +186,7 @@ pub async fn exchange_code(
 pub async fn refresh(
     client: &OpClient,
     def: &ConnectionDef,
+    endpoints: &Endpoints,
     grant: &GrantDoc,
     refresh_token: &str,
     now: UnixMillis,
@@ -191,7 +194,7 @@ pub async fn refresh(
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "refresh_token")
         .append_pair("refresh_token", refresh_token);
-    let (status, bytes) = post(client, &def.token_endpoint, def, form).await?;
+    let (status, bytes) = post(client, &endpoints.token, def, form).await?;
     token_response(status, &bytes, now, Some(grant))
 }
 
@@ -200,9 +203,10 @@ pub async fn refresh(
 pub async fn revoke(
     client: &OpClient,
     def: &ConnectionDef,
+    endpoints: &Endpoints,
     grant: &GrantDoc,
 ) -> Result<bool, ServiceError> {
-    let Some(endpoint) = &def.revocation_endpoint else {
+    let Some(endpoint) = &endpoints.revocation else {
         return Ok(false);
     };
     let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -224,9 +228,103 @@ pub async fn revoke(
     }
 }
 
+/// What a service's metadata gives: authorization, token and revocation endpoints.
+pub type Discovered = (Option<url::Url>, Option<url::Url>, Option<url::Url>);
+
+/// The metadata URLs of `issuer`: RFC 8414 §3.1 (`/.well-known/oauth-authorization-server`
+/// inserted before the issuer's path), then OpenID Connect Discovery 1.0 §4 (appended).
+pub fn metadata_urls(issuer: &url::Url) -> Vec<url::Url> {
+    let path = issuer.path().trim_end_matches('/');
+    let mut rfc8414 = issuer.clone();
+    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    let mut oidc = issuer.clone();
+    oidc.set_path(&format!("{path}/.well-known/openid-configuration"));
+    vec![rfc8414, oidc]
+}
+
+/// Read a metadata document: its `issuer` must be the configured one (RFC 8414 §3.3) and its
+/// endpoints must be URLs oidc-realm calls (`https`, or `http` to a loopback host).
+pub fn parse_metadata(issuer: &url::Url, bytes: &[u8]) -> Result<Discovered, ServiceError> {
+    let Ok(Value::Object(o)) = crate::json::parse_strict(bytes, 32) else {
+        return Err(ServiceError::Failed(
+            "the metadata document is not a JSON object".into(),
+        ));
+    };
+    let same = |a: &str| a.trim_end_matches('/') == issuer.as_str().trim_end_matches('/');
+    match o.get("issuer") {
+        Some(Value::String(i)) if same(i) => {}
+        _ => {
+            return Err(ServiceError::Failed(
+                "the metadata document is for another issuer".into(),
+            ))
+        }
+    }
+    let url = |k: &str| -> Result<Option<url::Url>, ServiceError> {
+        match o.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => crate::config::check_endpoint(s)
+                .map(Some)
+                .map_err(|e| ServiceError::Failed(format!("metadata [{k}]: {e}"))),
+            Some(_) => Err(ServiceError::Failed(format!(
+                "metadata [{k}] is not a string"
+            ))),
+        }
+    };
+    Ok((
+        url("authorization_endpoint")?,
+        url("token_endpoint")?,
+        url("revocation_endpoint")?,
+    ))
+}
+
+/// Fetch the metadata of `issuer` (the first URL of [`metadata_urls`] that answers 200).
+pub async fn discover(client: &OpClient, issuer: &url::Url) -> Result<Discovered, ServiceError> {
+    let mut last = String::new();
+    for url in metadata_urls(issuer) {
+        match client.get_json(&url).await {
+            Ok((200, bytes)) => return parse_metadata(issuer, &bytes),
+            Ok((status, _)) => last = format!("{url} answered {status}"),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(ServiceError::Failed(format!("discovery failed: {last}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_urls_and_documents() {
+        let with_path = url::Url::parse("https://as.example.com/tenant1").unwrap();
+        let urls: Vec<String> = metadata_urls(&with_path)
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "https://as.example.com/.well-known/oauth-authorization-server/tenant1",
+                "https://as.example.com/tenant1/.well-known/openid-configuration"
+            ]
+        );
+        let root = url::Url::parse("https://as.example.com").unwrap();
+        assert_eq!(
+            metadata_urls(&root)[0].as_str(),
+            "https://as.example.com/.well-known/oauth-authorization-server"
+        );
+        let doc = br#"{"issuer":"https://as.example.com","authorization_endpoint":"https://as.example.com/a","token_endpoint":"https://as.example.com/t"}"#;
+        let (a, t, r) = parse_metadata(&root, doc).unwrap();
+        assert_eq!(a.unwrap().as_str(), "https://as.example.com/a");
+        assert_eq!(t.unwrap().as_str(), "https://as.example.com/t");
+        assert!(r.is_none());
+        let other =
+            br#"{"issuer":"https://evil.example.com","token_endpoint":"https://as.example.com/t"}"#;
+        assert!(parse_metadata(&root, other).is_err());
+        let insecure =
+            br#"{"issuer":"https://as.example.com","token_endpoint":"http://as.example.com/t"}"#;
+        assert!(parse_metadata(&root, insecure).is_err());
+    }
 
     #[test]
     fn token_responses() {

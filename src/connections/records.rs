@@ -68,8 +68,12 @@ pub fn open(settings: &ConnectionSettings, sealed: &[u8], ad: &[u8]) -> Option<(
 /// A connection defined through the API, as stored (JSON); the client secret sealed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredConnection {
-    pub authorization_endpoint: String,
-    pub token_endpoint: String,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
     pub revocation_endpoint: Option<String>,
     pub redirect_uri: String,
     pub scopes: Vec<String>,

@@ -71,4 +71,21 @@ impl OpClient {
         let body = read_capped(response, Endpoint::Token).await?;
         Ok((status, body))
     }
+
+    /// GET `url` asking for JSON (a metadata document). Returns the status and the body
+    /// (capped). Errors name the token endpoint.
+    pub async fn get_json(&self, url: &Url) -> Result<(u16, Vec<u8>), OpError> {
+        check_url(url, Endpoint::Token)?;
+        let response = self
+            .http
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| transport_error(Endpoint::Token, &e))?;
+        let status = response.status().as_u16();
+        check_redirect(status, Endpoint::Token)?;
+        let body = read_capped(response, Endpoint::Token).await?;
+        Ok((status, body))
+    }
 }
