@@ -344,8 +344,11 @@ mod tests {
     use super::*;
     use crate::config::load_str;
 
+    /// A directory of its own per call (tests run in parallel and rewrite the key file).
     fn dir() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("oidc-realm-conn-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("oidc-realm-conn-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("conn.key"), "0123456789abcdef0123456789abcdef-key\n").unwrap();
         d
