@@ -1292,3 +1292,49 @@ async fn endpoints_discovered_from_the_issuer() {
     assert_eq!(s, 400);
     assert!(b.to_string().contains("authorization_endpoint"), "{b}");
 }
+
+#[actix_web::test]
+async fn rate_limit_per_facilitator_on_authorize() {
+    let fake = FakeService::start();
+    let mut s = conn_settings(Some(KEY1), None);
+    let users: Vec<(String, String)> = (0..11)
+        .map(|i| (format!("user{i}"), format!("user{i}-password")))
+        .collect();
+    for (u, p) in &users {
+        s.users.insert(u.clone(), entry(p, &[]));
+    }
+    let env = Env {
+        app: TestApp::with(s, Arc::new(oidc_realm::store::MemoryStore::new())),
+        fake,
+    };
+    assert_eq!(
+        env.call(
+            test_put("/_oauth/connections/docs", env.fake.definition()),
+            ADMIN
+        )
+        .await
+        .0,
+        200
+    );
+    let mut tokens = Vec::new();
+    for (u, p) in &users {
+        tokens.push(env.user_token((u.as_str(), p.as_str())).await);
+    }
+    let spare = tokens.pop().unwrap();
+    // 10 users × 20 (each within the per-user burst): over the facilitator's burst of 100.
+    let mut by_caller = 0;
+    for round in 0..20 {
+        for t in &tokens {
+            let (s, b) = env.authorize(APP, t).await;
+            if s == 429 {
+                assert!(b.to_string().contains("this caller"), "round {round}: {b}");
+                by_caller += 1;
+            } else {
+                assert_eq!(s, 200, "{b}");
+            }
+        }
+    }
+    assert!(by_caller > 0, "the facilitator limit never applied");
+    // Another facilitator is not affected.
+    assert_eq!(env.authorize(APP2, &spare).await.0, 200);
+}

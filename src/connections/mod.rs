@@ -222,20 +222,31 @@ impl Connections {
         crate::auth::limits::forget_idle(&self.per_facilitator);
     }
 
-    fn admit(&self, facilitator: &str, subject: &Subject) -> Result<(), ConnectionError> {
-        let refused = |n: governor::NotUntil<_>| {
+    /// Count one `_authorize` / `_callback` of `facilitator` for `subject`; 429 (audited as
+    /// `rate_limited` with `limit` `connection_authorizations_per_facilitator` or
+    /// `connection_authorizations_per_user`) when either is over its limit.
+    fn admit(&self, facilitator: Who<'_>, subject: &Subject) -> Result<(), ConnectionError> {
+        let refused = |label: &'static str, what: &'static str, n: governor::NotUntil<_>| {
+            let secs = retry_after_secs(&n);
+            self.audit.emit(
+                Some(facilitator),
+                AuditEvent::RateLimited {
+                    limit: label,
+                    retry_after_secs: secs,
+                },
+            );
             ConnectionError::RateLimited(RateLimitedError(RateLimited {
-                what: "caller",
+                what,
                 limit: Limit::RequestsPerCaller,
-                retry_after_secs: retry_after_secs(&n),
+                retry_after_secs: secs,
             }))
         };
         self.per_facilitator
-            .check_key(&facilitator.to_string())
-            .map_err(refused)?;
+            .check_key(&facilitator_id(facilitator))
+            .map_err(|n| refused("connection_authorizations_per_facilitator", "caller", n))?;
         self.per_user
             .check_key(&format!("{}\0{}", subject.realm, subject.username))
-            .map_err(refused)?;
+            .map_err(|n| refused("connection_authorizations_per_user", "user", n))?;
         Ok(())
     }
 
@@ -614,7 +625,7 @@ impl Connections {
             return Err(ConnectionError::NotEnabled);
         }
         let fac = facilitator_id(facilitator);
-        self.admit(&fac, subject)?;
+        self.admit(facilitator, subject)?;
         let endpoints = self.endpoints(&def).await?;
         let state = crate::crypto::random_urlsafe(32);
         let verifier = def.pkce.then(|| crate::crypto::random_urlsafe(48));
@@ -664,7 +675,7 @@ impl Connections {
         facilitator: Who<'_>,
     ) -> Result<Value, ConnectionError> {
         let fac = facilitator_id(facilitator);
-        self.admit(&fac, subject)?;
+        self.admit(facilitator, subject)?;
         let url = url::Url::parse(callback_url)
             .map_err(|e| ConnectionError::CallbackInvalid(format!("not a URL: {e}")))?;
         let mut state = None;

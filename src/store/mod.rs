@@ -4,8 +4,9 @@
 //! [`conformance`] suite.
 //!
 //! Every write that returns `Ok` is durable (for the redb backend: committed with
-//! `Durability::Immediate`), except flow records, which may be lost in a crash (a user whose
-//! login was in flight simply logs in again).
+//! `Durability::Immediate`), except flow records and single-use records
+//! ([`Store::put_once`]), which may be lost in a crash (a user whose login or connection
+//! authorization was in flight simply starts again).
 
 use crate::clock::UnixMillis;
 use crate::model::{ClientRef, Hash32, Id16, RealmRef, Refreshed, TokenDoc, UserRecord};
