@@ -72,11 +72,17 @@ pub struct Subject {
 }
 
 impl Subject {
+    /// The owner of a shared connection's grant: realm `""` (no realm has an empty name) and
+    /// user name `_shared`.
     pub fn shared() -> Self {
         Subject {
-            realm: SHARED_USER.to_string(),
+            realm: String::new(),
             username: SHARED_USER.to_string(),
         }
+    }
+
+    pub fn is_shared(&self) -> bool {
+        self.realm.is_empty()
     }
 }
 
@@ -599,7 +605,7 @@ impl Connections {
 
     /// Check the subject fits the connection's mode.
     fn check_mode(def: &ConnectionDef, subject: &Subject) -> Result<(), ConnectionError> {
-        let shared = subject.username == SHARED_USER && subject.realm == SHARED_USER;
+        let shared = subject.is_shared();
         match (def.mode, shared) {
             (ConnectionMode::PerUser, true) => Err(ConnectionError::WrongMode(
                 "this connection is per_user: name the user with access_token",
@@ -835,8 +841,15 @@ impl Connections {
         Ok((doc, rec.version, previous))
     }
 
+    /// Whether the access token is good for a while: more than [`REFRESH_MARGIN_MS`] left, or
+    /// for short-lived tokens more than half their lifetime (so a service with 30-second tokens
+    /// is not asked for a refresh on every call).
     fn fresh(grant: &GrantDoc, now: UnixMillis) -> bool {
-        grant.expires_at.is_none_or(|e| e - now > REFRESH_MARGIN_MS)
+        let issued = grant.refreshed_at.unwrap_or(grant.created_at);
+        grant.expires_at.is_none_or(|e| {
+            let margin = REFRESH_MARGIN_MS.min((e - issued).max(0) / 2);
+            e - now > margin
+        })
     }
 
     fn token_view(grant: &GrantDoc, now: UnixMillis) -> Value {
@@ -907,8 +920,15 @@ impl Connections {
         .await
         {
             Ok(new) => {
-                self.write_grant(settings, &gkey, &new, Some(version))
-                    .await?;
+                match self.write_grant(settings, &gkey, &new, Some(version)).await {
+                    Ok(_) => {}
+                    // Written meanwhile (another node, or a new authorization): that record
+                    // stays; the token just obtained is valid all the same.
+                    Err(ConnectionError::Store(StoreError::Conflict)) => {
+                        tracing::warn!(connection = %name, "a refreshed grant was written concurrently; kept the other write");
+                    }
+                    Err(e) => return Err(e),
+                }
                 self.audit.emit(
                     Some(facilitator),
                     AuditEvent::ConnectionGrantRefreshed {
@@ -984,5 +1004,47 @@ impl Connections {
             );
         }
         Ok(found.then_some(at_service))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(created_at: UnixMillis, expires_at: Option<UnixMillis>) -> GrantDoc {
+        GrantDoc {
+            access_token: "a".into(),
+            token_type: "Bearer".into(),
+            refresh_token: None,
+            expires_at,
+            scope: None,
+            created_at,
+            refreshed_at: None,
+        }
+    }
+
+    #[test]
+    fn freshness_margin() {
+        // An hour-long token: refreshed in its last 60 s.
+        let g = grant(0, Some(3_600_000));
+        assert!(Connections::fresh(&g, 3_540_000 - 1));
+        assert!(!Connections::fresh(&g, 3_540_000));
+        // A 30 s token: refreshed in its second half only, not on every call.
+        let g = grant(0, Some(30_000));
+        assert!(Connections::fresh(&g, 14_999));
+        assert!(!Connections::fresh(&g, 15_000));
+        // No expiry given: always fresh; already expired: not.
+        assert!(Connections::fresh(&grant(0, None), i64::MAX / 2));
+        assert!(!Connections::fresh(&grant(0, Some(10)), 20));
+    }
+
+    #[test]
+    fn the_shared_subject_is_no_realm_user() {
+        assert!(Subject::shared().is_shared());
+        assert!(!Subject {
+            realm: "oidc1".into(),
+            username: SHARED_USER.into()
+        }
+        .is_shared());
     }
 }

@@ -325,6 +325,10 @@ impl From<crate::connections::ConnectionError> for ApiError {
             .with_detail(e.to_string()),
             C::WrongMode(why) => ApiError::illegal_argument("connection_wrong_mode", why),
             C::RateLimited(r) => r.0.into(),
+            C::Store(StoreError::Conflict) => ApiError::conflict(
+                "version_conflict",
+                "the connection or grant was written concurrently; retry",
+            ),
             C::Store(s) => s.into(),
         }
     }
