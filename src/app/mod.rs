@@ -94,12 +94,12 @@ impl AppState {
         let realms = Realms::build_from(&settings, None, now, metrics.op_calls())
             .map_err(StateBuildError::Realms)?;
         let audit = Audit::open(&settings.audit, clock.clone())?;
+        let connections =
+            crate::connections::Connections::new(store.clone(), clock.clone(), audit.clone());
         store.observe_commits(Arc::new(metrics.commits()));
         let role_mappings =
             RoleMappings::new(store.clone(), settings.role_mappings.clone(), audit.clone());
         let callers = Authenticator::new(settings.limits, &metrics);
-        let connections =
-            crate::connections::Connections::new(store.clone(), clock.clone(), audit.clone());
         Ok(Arc::new(Self {
             callers,
             metrics,
