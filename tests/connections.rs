@@ -1338,3 +1338,63 @@ async fn rate_limit_per_facilitator_on_authorize() {
     // Another facilitator is not affected.
     assert_eq!(env.authorize(APP2, &spare).await.0, 200);
 }
+
+/// Two nodes over one store (as with a shared store): concurrent `_token` calls for one user
+/// on both cause exactly one refresh, through the refresh lease in the store.
+#[actix_web::test]
+async fn two_nodes_sharing_a_store_refresh_once() {
+    let store: Arc<dyn oidc_realm::store::Store> = Arc::new(oidc_realm::store::MemoryStore::new());
+    let fake = FakeService::start();
+    let node1 = Env {
+        app: TestApp::with(conn_settings(Some(KEY1), None), store.clone()),
+        fake,
+    };
+    assert_eq!(
+        node1
+            .call(
+                test_put("/_oauth/connections/docs", node1.fake.definition()),
+                ADMIN
+            )
+            .await
+            .0,
+        200
+    );
+    let alice = node1.connect(ALICE).await;
+    let node2 = TestApp::with(conn_settings(Some(KEY1), None), store.clone());
+    node1.app.advance(Duration::from_secs(290));
+    node2.advance(Duration::from_secs(290));
+    node1.fake.svc.refresh_delay_ms.store(300, Ordering::SeqCst);
+    let svc1 = node1.app.service().await;
+    let svc2 = node2.service().await;
+    let req = || {
+        post_json(
+            "/_oauth/connections/docs/_token",
+            json!({ "access_token": alice }),
+        )
+        .insert_header(basic(APP))
+    };
+    let on1 = futures_util::future::join_all((0..16).map(|_| send(&svc1, req())));
+    let on2 = futures_util::future::join_all((0..16).map(|_| send(&svc2, req())));
+    let (r1, r2) = tokio::join!(on1, on2);
+    let tokens: HashSet<String> = r1
+        .iter()
+        .chain(r2.iter())
+        .map(|(s, _, b)| {
+            assert_eq!(*s, 200, "{b}");
+            b["access_token"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        node1.fake.svc.refreshes.load(Ordering::SeqCst),
+        1,
+        "one refresh for both nodes"
+    );
+    assert_eq!(tokens.len(), 1);
+    // The lease is released.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(store
+        .list_records("connection_refresh_lease", "")
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -35,7 +35,7 @@ use locks::KeyedLocks;
 use oauth::{Discovered, ServiceError};
 use records::{
     ad, grant_key, grant_owner, GrantDoc, PendingAuthorization, StoredConnection, KIND_CONNECTION,
-    KIND_GRANT, KIND_STATE,
+    KIND_GRANT, KIND_LEASE, KIND_STATE,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -52,6 +52,43 @@ pub const SHARED_USER: &str = "_shared";
 pub const PER_USER_RATE: (u32, u32) = (1, 20);
 /// `_authorize` + `_callback` per facilitator: 20 per second, bursts of 100.
 pub const PER_FACILITATOR_RATE: (u32, u32) = (20, 100);
+
+/// A refresh lease lapses after this (a node that died while refreshing): 15 s, more than the
+/// longest call to a service (5 s connect + 5 s read).
+pub const LEASE_TTL_MS: i64 = 15_000;
+/// How long a `_token` call waits for a refresh another node holds the lease for.
+const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(16);
+/// How often a waiting call looks again.
+const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// A held refresh lease; released (deleted) when dropped, also when the request is cancelled.
+struct Lease {
+    store: Arc<dyn Store>,
+    key: String,
+    version: u64,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let store = self.store.clone();
+        let key = std::mem::take(&mut self.key);
+        let version = self.version;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = store.delete_record(KIND_LEASE, &key, Some(version)).await {
+                    tracing::warn!(error = %e, "releasing a refresh lease failed (it lapses by itself)");
+                }
+            });
+        }
+    }
+}
+
+/// What waiting for the refresh lease gave.
+enum LeaseOutcome {
+    Held(Lease),
+    /// Another node refreshed the grant meanwhile: here it is.
+    RefreshedElsewhere(GrantDoc),
+}
 
 /// Discovered endpoints are fetched again after this: 1 hour.
 pub const DISCOVERY_TTL_MS: i64 = 60 * 60 * 1000;
@@ -844,6 +881,64 @@ impl Connections {
     /// Whether the access token is good for a while: more than [`REFRESH_MARGIN_MS`] left, or
     /// for short-lived tokens more than half their lifetime (so a service with 30-second tokens
     /// is not asked for a refresh on every call).
+    /// Take the refresh lease of `gkey` (a create-only record in the store, so one holder
+    /// across every node sharing the store), or wait for its holder's refresh. A lapsed lease
+    /// is taken over.
+    async fn lease(
+        &self,
+        settings: &ConnectionSettings,
+        gkey: &str,
+    ) -> Result<LeaseOutcome, ConnectionError> {
+        let deadline = std::time::Instant::now() + LEASE_WAIT;
+        loop {
+            let now = self.clock.now_millis();
+            let value = json!({ "expires_at": now + LEASE_TTL_MS }).to_string();
+            match self
+                .store
+                .put_record(KIND_LEASE, gkey, value.into_bytes(), None)
+                .await
+            {
+                Ok(version) => {
+                    return Ok(LeaseOutcome::Held(Lease {
+                        store: self.store.clone(),
+                        key: gkey.to_string(),
+                        version,
+                    }))
+                }
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(ConnectionError::Service(ServiceError::Failed(
+                    "a refresh of this grant is in progress elsewhere and did not finish in time"
+                        .into(),
+                )));
+            }
+            if let Some(held) = self.store.get_record(KIND_LEASE, gkey).await? {
+                let expires_at = serde_json::from_slice::<Value>(&held.value)
+                    .ok()
+                    .and_then(|v| v["expires_at"].as_i64())
+                    .unwrap_or(0);
+                if expires_at <= now {
+                    // Lapsed: take it over (unless someone else just did).
+                    match self
+                        .store
+                        .delete_record(KIND_LEASE, gkey, Some(held.version))
+                        .await
+                    {
+                        Ok(_) | Err(StoreError::Conflict) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                tokio::time::sleep(LEASE_POLL).await;
+                let (grant, _, _) = self.read_grant(settings, gkey).await?;
+                if Self::fresh(&grant, self.clock.now_millis()) {
+                    return Ok(LeaseOutcome::RefreshedElsewhere(grant));
+                }
+            }
+        }
+    }
+
     fn fresh(grant: &GrantDoc, now: UnixMillis) -> bool {
         let issued = grant.refreshed_at.unwrap_or(grant.created_at);
         grant.expires_at.is_none_or(|e| {
@@ -891,6 +986,19 @@ impl Connections {
                     tracing::warn!(error = %e, "re-sealing a grant after key rotation failed");
                 }
             }
+            return Ok(Self::token_view(&grant, now));
+        }
+        // One refresh per (connection, user) across nodes too: the lease in the store.
+        let _lease = match self.lease(settings, &gkey).await? {
+            LeaseOutcome::Held(lease) => lease,
+            LeaseOutcome::RefreshedElsewhere(grant) => {
+                return Ok(Self::token_view(&grant, self.clock.now_millis()))
+            }
+        };
+        // Read again under the lease: another node may have refreshed just before.
+        let (grant, version, _) = self.read_grant(settings, &gkey).await?;
+        let now = self.clock.now_millis();
+        if Self::fresh(&grant, now) {
             return Ok(Self::token_view(&grant, now));
         }
         let who = |reason: &str| AuditEvent::ConnectionRefreshFailed {

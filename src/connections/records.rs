@@ -13,6 +13,8 @@ use std::fmt;
 pub const KIND_CONNECTION: &str = "connection";
 pub const KIND_GRANT: &str = "connection_grant";
 pub const KIND_STATE: &str = "connection_state";
+/// A refresh in progress (any node): `{"expires_at": <ms>}` under the grant's key.
+pub const KIND_LEASE: &str = "connection_refresh_lease";
 
 const LABEL: &[u8] = b"oidc-realm connections v1";
 
