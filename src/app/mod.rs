@@ -53,6 +53,8 @@ pub struct AppState {
     pub audit: Audit,
     /// The store, for its health (the services hold their own handles).
     store: Arc<dyn Store>,
+    /// Connected accounts: per-user OAuth grants at third-party services.
+    pub connections: crate::connections::Connections,
 }
 
 /// Why a state could not be built.
@@ -92,6 +94,8 @@ impl AppState {
         let realms = Realms::build_from(&settings, None, now, metrics.op_calls())
             .map_err(StateBuildError::Realms)?;
         let audit = Audit::open(&settings.audit, clock.clone())?;
+        let connections =
+            crate::connections::Connections::new(store.clone(), clock.clone(), audit.clone());
         store.observe_commits(Arc::new(metrics.commits()));
         let role_mappings =
             RoleMappings::new(store.clone(), settings.role_mappings.clone(), audit.clone());
@@ -113,6 +117,7 @@ impl AppState {
             tokens,
             clock,
             flows: Flows::new(store.clone()),
+            connections,
             store,
             reload: ReloadLog::default(),
         }))

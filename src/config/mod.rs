@@ -8,6 +8,11 @@
 mod types;
 pub use types::*;
 
+mod connections;
+pub use connections::{
+    check_connection_name, check_endpoint, check_scope, ConnectionClientAuth, ConnectionDef,
+    ConnectionMode, ConnectionSettings,
+};
 mod ctx;
 mod flatten;
 mod keys;

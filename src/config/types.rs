@@ -34,6 +34,9 @@ pub struct Settings {
     /// Role mappings from `role_mappings` and `role_mapping_files`, compiled (read-only
     /// through the API).
     pub role_mappings: Vec<std::sync::Arc<crate::roles::RoleMapping>>,
+    /// `connections.*` and `connection_encryption.*`: third-party OAuth services and the key
+    /// that seals their secrets and grants (see docs/connections.md).
+    pub connections: super::ConnectionSettings,
 }
 
 /// `http.*`: the listener.
@@ -282,15 +285,24 @@ pub enum Privilege {
     ManageUserProfile,
     ManageSecurity,
     All,
+    /// `GET /_oauth/connections[/{name}]`.
+    ReadConnections,
+    /// Every connection API (define, delete, any user's grant).
+    ManageConnections,
+    /// Act for a user at a connection: `_authorize`, `_callback`, `_token`, `_grant`.
+    UseConnections,
 }
 
 impl Privilege {
-    pub const ALL: [Privilege; 5] = [
+    pub const ALL: [Privilege; 8] = [
         Privilege::ManageOidc,
         Privilege::ManageToken,
         Privilege::ManageUserProfile,
         Privilege::ManageSecurity,
         Privilege::All,
+        Privilege::ReadConnections,
+        Privilege::ManageConnections,
+        Privilege::UseConnections,
     ];
 
     /// `manage_oidc, manage_token, ...` for messages.
@@ -305,6 +317,9 @@ impl Privilege {
             Privilege::ManageUserProfile => "manage_user_profile",
             Privilege::ManageSecurity => "manage_security",
             Privilege::All => "all",
+            Privilege::ReadConnections => "read_connections",
+            Privilege::ManageConnections => "manage_connections",
+            Privilege::UseConnections => "use_connections",
         }
     }
 

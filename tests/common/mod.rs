@@ -113,6 +113,7 @@ pub fn settings() -> Settings {
         audit: AuditSettings::default(),
         realms: Vec::new(),
         role_mappings: Vec::new(),
+        connections: ConnectionSettings::default(),
     }
 }
 

@@ -15,6 +15,7 @@
 //! | `token_expiry` | `expires_at ++ access hash` | `()` |
 //! | `role_mappings` | mapping name (UTF-8) | the mapping's API JSON body |
 //! | `profiles` | profile uid (UTF-8) | `seq_no` (big-endian `u64`) `++` the profile record (JSON) |
+//! | `records` | `len kind ++ kind ++ key` | `version` (big-endian `u64`) `++` the value (see `records.rs`) |
 //!
 //! (`len` is a big-endian `u32`, so any byte may appear in a name.) The owner index is keyed
 //! realm first: `(realm, username)` and `realm` are prefix scans, `username` alone is a skip
@@ -55,6 +56,7 @@
 
 mod error;
 mod keys;
+mod records;
 mod schema;
 mod store_impl;
 mod tables;
@@ -81,6 +83,7 @@ pub struct RedbStore {
     /// The commit observer and the last commit's outcome, shared with the writer thread.
     shared: Arc<WriterShared>,
     flows: FlowTable,
+    once: super::once_table::OnceTable,
 }
 
 impl fmt::Debug for RedbStore {
@@ -160,6 +163,7 @@ impl RedbStore {
             writer: Mutex::new(Some(writer)),
             shared,
             flows: FlowTable::default(),
+            once: Default::default(),
         })
     }
 
