@@ -45,6 +45,8 @@ struct Service {
     refuse_refresh: AtomicBool,
     /// Milliseconds each refresh takes.
     refresh_delay_ms: AtomicU64,
+    /// When set, each refresh waits for a permit of this semaphore (the test releases it).
+    refresh_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     /// The issuer its metadata names (default: its own base URL).
     metadata_issuer: Mutex<Option<String>>,
     metadata_fetches: AtomicUsize,
@@ -117,6 +119,10 @@ async fn token(svc: web::Data<Service>, req: HttpRequest, body: web::Bytes) -> H
             let delay = svc.refresh_delay_ms.load(Ordering::SeqCst);
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            let gate = svc.refresh_gate.lock().unwrap().clone();
+            if let Some(gate) = gate {
+                gate.acquire().await.unwrap().forget();
             }
             let known = f
                 .get("refresh_token")
@@ -868,12 +874,14 @@ async fn concurrent_token_calls_cause_one_refresh_and_other_users_do_not_wait() 
     // Alice's token is about to expire; Bob's is fresh.
     env.app.advance(Duration::from_secs(290));
     let bob = env.connect(BOB).await;
-    env.fake.svc.refresh_delay_ms.store(300, Ordering::SeqCst);
+    // Alice's refresh is held at the service until the test releases it.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    *env.fake.svc.refresh_gate.lock().unwrap() = Some(gate.clone());
     let svc = env.app.service().await;
+    let alices_done = AtomicU64::new(0);
     let call = |token: String| {
         let svc = &svc;
         async move {
-            let started = Instant::now();
             let (s, _, b) = send(
                 svc,
                 post_json(
@@ -886,34 +894,46 @@ async fn concurrent_token_calls_cause_one_refresh_and_other_users_do_not_wait() 
             (
                 s,
                 b["access_token"].as_str().unwrap_or_default().to_string(),
-                started.elapsed(),
             )
         }
     };
-    let alices = futures_util::future::join_all((0..32).map(|_| call(alice.clone())));
+    let alices = futures_util::future::join_all((0..32).map(|_| {
+        let call = call(alice.clone());
+        let done = &alices_done;
+        async move {
+            let r = call.await;
+            done.fetch_add(1, Ordering::SeqCst);
+            r
+        }
+    }));
     let bobs = async {
-        // Let Alice's refresh start first.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        call(bob.clone()).await
+        // Wait (polling, with a deadline) until Alice's refresh reached the service and is
+        // held there.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while env.fake.svc.refreshes.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "Alice's refresh never started");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // Bob's call completes while Alice's refresh is still held: he did not wait for it.
+        let bob_result = call(bob.clone()).await;
+        let alices_finished_before_release = alices_done.load(Ordering::SeqCst);
+        gate.add_permits(1_000);
+        (bob_result, alices_finished_before_release)
     };
-    let (alices, bob_result) = tokio::join!(alices, bobs);
+    let (alices, (bob_result, alices_finished_before_release)) = tokio::join!(alices, bobs);
+    assert_eq!(bob_result.0, 200);
+    assert_eq!(
+        alices_finished_before_release, 0,
+        "every call of Alice's waits for the one refresh"
+    );
     assert_eq!(
         env.fake.svc.refreshes.load(Ordering::SeqCst),
         1,
         "exactly one refresh"
     );
-    let tokens: HashSet<&str> = alices.iter().map(|(_, t, _)| t.as_str()).collect();
-    assert!(alices.iter().all(|(s, _, _)| *s == 200));
+    let tokens: HashSet<&str> = alices.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(alices.iter().all(|(s, _)| *s == 200));
     assert_eq!(tokens.len(), 1, "every caller got the refreshed token");
-    assert_eq!(bob_result.0, 200);
-    assert!(
-        bob_result.2 < Duration::from_millis(250),
-        "Bob waited {:?} behind Alice's refresh",
-        bob_result.2
-    );
-    assert!(alices
-        .iter()
-        .any(|(_, _, t)| *t >= Duration::from_millis(300)));
 }
 
 #[actix_web::test]
@@ -1390,11 +1410,18 @@ async fn two_nodes_sharing_a_store_refresh_once() {
         "one refresh for both nodes"
     );
     assert_eq!(tokens.len(), 1);
-    // The lease is released.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(store
+    // The lease is released (polled, with a deadline).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store
         .list_records("connection_refresh_lease", "")
         .await
         .unwrap()
-        .is_empty());
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the refresh lease was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
