@@ -364,11 +364,29 @@ fn realm_claims(ctx: &mut Ctx, base: &str) -> Option<ClaimSettings> {
         } else {
             ctx.string(&claim_key)
         };
+        // A value starting with `/` names a nested member (JSON Pointer, RFC 6901).
+        let claim_given = claim.is_some();
+        let claim = match claim {
+            Some(v) => match super::claim_pointer(&v) {
+                Ok(_) => Some(v),
+                Err(why) => {
+                    ctx.error(
+                        &claim_key,
+                        format!(
+                            "[{claim_key}] starts with '/', so it is a nested claim path (JSON Pointer, e.g. /realm_access/roles), but it {why}"
+                        ),
+                    );
+                    claims_ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
         let pattern = ctx.string(&pattern_key);
         let pattern = match pattern {
             None => Some(None),
             Some(p) => {
-                if claim.is_none() {
+                if !claim_given {
                     ctx.error(
                         &pattern_key,
                         format!(

@@ -372,10 +372,12 @@ pub enum SignatureAlgorithm {
     PS256,
     PS384,
     PS512,
+    /// Ed25519 (RFC 8037). Not one of Elasticsearch's algorithms; accepted only when listed.
+    EdDSA,
 }
 
 impl SignatureAlgorithm {
-    pub const ALL: [SignatureAlgorithm; 12] = [
+    pub const ALL: [SignatureAlgorithm; 13] = [
         Self::HS256,
         Self::HS384,
         Self::HS512,
@@ -388,6 +390,7 @@ impl SignatureAlgorithm {
         Self::PS256,
         Self::PS384,
         Self::PS512,
+        Self::EdDSA,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -404,6 +407,7 @@ impl SignatureAlgorithm {
             Self::PS256 => "PS256",
             Self::PS384 => "PS384",
             Self::PS512 => "PS512",
+            Self::EdDSA => "EdDSA",
         }
     }
 
@@ -473,8 +477,58 @@ pub struct ClaimSettings {
 /// A claim name and an optional pattern (compiled at load; has at least one capture group).
 #[derive(Debug, Clone)]
 pub struct ClaimRule {
+    /// A top-level claim name, or a nested member as a JSON Pointer (RFC 6901) when it starts
+    /// with `/` (see [`claim_pointer`]).
     pub claim: String,
     pub pattern: Option<Regex>,
+}
+
+/// Deepest nested claim path accepted (`claims.*` as a JSON Pointer).
+pub const MAX_CLAIM_PATH_DEPTH: usize = 8;
+
+/// The member names of a `claims.*` value that names a nested member: a JSON Pointer (RFC
+/// 6901) such as `/realm_access/roles`, where `~1` stands for `/` and `~0` for `~`.
+/// `Ok(None)` for a plain claim name (anything not starting with `/`, e.g. `groups`,
+/// `email.verified` or `https://example.com/groups`). Every member name must be non-empty and
+/// at most [`MAX_CLAIM_PATH_DEPTH`] deep; `~` must be followed by `0` or `1`.
+pub fn claim_pointer(claim: &str) -> Result<Option<Vec<String>>, String> {
+    let Some(rest) = claim.strip_prefix('/') else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for raw in rest.split('/') {
+        if raw.is_empty() {
+            return Err(
+                "has an empty member name (two slashes in a row, or a trailing slash)".into(),
+            );
+        }
+        let mut name = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '~' {
+                match chars.next() {
+                    Some('0') => name.push('~'),
+                    Some('1') => name.push('/'),
+                    _ => {
+                        return Err(
+                            "has a '~' not followed by 0 or 1 (write ~0 for '~' and ~1 for '/')"
+                                .into(),
+                        )
+                    }
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        out.push(name);
+    }
+    if out.len() > MAX_CLAIM_PATH_DEPTH {
+        return Err(format!(
+            "is {} members deep; at most {MAX_CLAIM_PATH_DEPTH} are accepted",
+            out.len()
+        ));
+    }
+    Ok(Some(out))
 }
 
 /// `http.*` of a realm: outbound calls to the OP.

@@ -670,7 +670,8 @@ fn half_hash(alg: SignatureAlgorithm, value: &str) -> String {
     let function = match alg {
         HS256 | RS256 | ES256 | PS256 => &SHA256,
         HS384 | RS384 | ES384 | PS384 => &SHA384,
-        HS512 | RS512 | ES512 | PS512 => &SHA512,
+        // Ed25519 hashes with SHA-512 (RFC 8032); OpenID providers use it for at_hash.
+        HS512 | RS512 | ES512 | PS512 | EdDSA => &SHA512,
     };
     let d = digest(function, value.as_bytes());
     let d = d.as_ref();
