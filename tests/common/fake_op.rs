@@ -175,7 +175,7 @@ impl KeyChoice {
         match alg {
             RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => self.is_rsa(),
             ES256 | ES384 | ES512 => self.default_alg() == alg,
-            HS256 | HS384 | HS512 => false,
+            HS256 | HS384 | HS512 | EdDSA => false,
         }
     }
 
