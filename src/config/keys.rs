@@ -58,6 +58,8 @@ pub(super) const REALM_KEYS: &[&str] = &[
     "op.jwkset_path",
     "op.jwkset_reload_interval",
     "op.jwkset_min_refetch_interval",
+    "op.discovery",
+    "op.discovery_url",
     "claims.principal",
     "claims.groups",
     "claims.name",

@@ -2,9 +2,9 @@
 
 use super::ctx::{shown, Ctx};
 use super::{
-    ClaimRule, ClaimSettings, ClientAuthMethod, JwksSource, OpSettings, ProxyScheme, ProxySettings,
-    RealmConfig, RealmHttpSettings, RealmSslSettings, ResponseType, RpSettings, SignatureAlgorithm,
-    VerificationMode,
+    ClaimRule, ClaimSettings, ClientAuthMethod, DiscoverySettings, JwksSource, OpSettings,
+    ProxyScheme, ProxySettings, RealmConfig, RealmHttpSettings, RealmSslSettings, ResponseType,
+    RpSettings, SignatureAlgorithm, VerificationMode,
 };
 use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -265,11 +265,24 @@ fn client_auth_jwt_signature_algorithm(ctx: &mut Ctx, key: &str) -> Option<Signa
 fn realm_op(ctx: &mut Ctx, base: &str, response_type: Option<ResponseType>) -> Option<OpSettings> {
     let k = |key: &str| format!("{base}.{key}");
     let issuer = ctx.req_string(&k("op.issuer"));
-    let authorization_endpoint = ctx
-        .req_string(&k("op.authorization_endpoint"))
-        .and_then(|s| ctx.secure_url(&k("op.authorization_endpoint"), &s));
+    let discovery = realm_discovery(ctx, base, issuer.as_deref());
+    // With discovery, the endpoints left out are taken from the provider metadata; until
+    // then they hold the discovery URL (see `DiscoverySettings::discovered`).
+    let placeholder = discovery
+        .as_ref()
+        .and_then(|d| d.as_ref())
+        .map(|d| d.url.clone());
+    let discovering = discovery.as_ref().is_none_or(|d| d.is_some());
+    let authorization_endpoint = match ctx.value(&k("op.authorization_endpoint")) {
+        // Invalid discovery settings are reported already.
+        None if discovering => placeholder.clone(),
+        _ => ctx
+            .req_string(&k("op.authorization_endpoint"))
+            .and_then(|s| ctx.secure_url(&k("op.authorization_endpoint"), &s)),
+    };
     let token_endpoint = match ctx.string(&k("op.token_endpoint")) {
         Some(s) => ctx.secure_url(&k("op.token_endpoint"), &s).map(Some),
+        None if discovering => Some(None),
         None => {
             if response_type == Some(ResponseType::Code) {
                 let key = k("op.token_endpoint");
@@ -288,8 +301,12 @@ fn realm_op(ctx: &mut Ctx, base: &str, response_type: Option<ResponseType>) -> O
     };
     let userinfo_endpoint = optional_secure_url(ctx, &k("op.userinfo_endpoint"));
     let endsession_endpoint = optional_secure_url(ctx, &k("op.endsession_endpoint"));
-    let jwkset = jwkset_source(ctx, &k("op.jwkset_path"));
+    let jwkset = match ctx.value(&k("op.jwkset_path")) {
+        None if discovering => placeholder.map(JwksSource::Url),
+        _ => jwkset_source(ctx, &k("op.jwkset_path")),
+    };
     let (jwkset_reload_interval, jwkset_min_refetch_interval) = jwkset_intervals(ctx, base);
+    let discovery = discovery?;
     Some(OpSettings {
         issuer: issuer?,
         authorization_endpoint: authorization_endpoint?,
@@ -299,7 +316,62 @@ fn realm_op(ctx: &mut Ctx, base: &str, response_type: Option<ResponseType>) -> O
         jwkset: jwkset?,
         jwkset_reload_interval: jwkset_reload_interval?,
         jwkset_min_refetch_interval: jwkset_min_refetch_interval?,
+        discovery,
     })
+}
+
+/// `op.discovery` (default false) and `op.discovery_url` (default
+/// `<op.issuer>/.well-known/openid-configuration`; https, loopback http with a warning).
+/// `Some(None)`: discovery off; `None`: invalid.
+fn realm_discovery(
+    ctx: &mut Ctx,
+    base: &str,
+    issuer: Option<&str>,
+) -> Option<Option<DiscoverySettings>> {
+    let k = |key: &str| format!("{base}.{key}");
+    let on = ctx.bool(&k("op.discovery"), false)?;
+    let url_key = k("op.discovery_url");
+    let explicit = ctx.string(&url_key);
+    if !on {
+        if explicit.is_some() {
+            ctx.error(
+                &url_key,
+                format!(
+                    "Setting [{url_key}] cannot be set unless [{}] is true",
+                    k("op.discovery")
+                ),
+            );
+            return None;
+        }
+        return Some(None);
+    }
+    let url = match explicit {
+        Some(u) => ctx.secure_url(&url_key, &u)?,
+        None => {
+            let issuer = issuer?;
+            let text = format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            );
+            ctx.secure_url(&k("op.issuer"), &text)?
+        }
+    };
+    let written = [
+        ("authorization_endpoint", "op.authorization_endpoint"),
+        ("token_endpoint", "op.token_endpoint"),
+        ("userinfo_endpoint", "op.userinfo_endpoint"),
+        ("endsession_endpoint", "op.endsession_endpoint"),
+        ("jwkset_path", "op.jwkset_path"),
+    ]
+    .into_iter()
+    .filter(|(_, key)| ctx.value(&k(key)).is_some())
+    .map(|(name, _)| name)
+    .collect();
+    Some(Some(DiscoverySettings {
+        url,
+        written,
+        discovered: None,
+    }))
 }
 
 /// `op.jwkset_path` (required): an https URL, or an existing file.

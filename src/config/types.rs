@@ -454,6 +454,44 @@ pub struct OpSettings {
     /// `op.jwkset_min_refetch_interval`: the least time between two fetches of a JWKS URL
     /// (unknown `kid`, bad signature, failed periodic refresh); default 30s.
     pub jwkset_min_refetch_interval: Duration,
+    /// `op.discovery` / `op.discovery_url`: the provider metadata to take endpoints from.
+    /// `None` when discovery is off (the realm uses exactly the keys written).
+    pub discovery: Option<DiscoverySettings>,
+}
+
+/// `op.discovery: true`.
+///
+/// While `discovered` is `None` the endpoints the YAML left out hold the discovery URL as a
+/// placeholder (the types need a value); a realm is never built from such settings
+/// (`realm::discovery::apply` fills them from the metadata first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoverySettings {
+    /// `op.discovery_url`, default `<op.issuer>/.well-known/openid-configuration`.
+    pub url: Url,
+    /// The `op.*` endpoint keys written in the YAML (`authorization_endpoint`,
+    /// `token_endpoint`, `userinfo_endpoint`, `endsession_endpoint`, `jwkset_path`): they win
+    /// over the metadata.
+    pub written: Vec<&'static str>,
+    /// The metadata applied to these settings, once it has been.
+    pub discovered: Option<DiscoveredEndpoints>,
+}
+
+impl DiscoverySettings {
+    /// Whether the metadata has not been applied yet.
+    pub fn pending(&self) -> bool {
+        self.discovered.is_none()
+    }
+}
+
+/// The endpoints taken from a provider's metadata (validated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredEndpoints {
+    pub issuer: String,
+    pub authorization_endpoint: Url,
+    pub token_endpoint: Option<Url>,
+    pub userinfo_endpoint: Option<Url>,
+    pub end_session_endpoint: Option<Url>,
+    pub jwks_uri: Url,
 }
 
 /// `op.jwkset_path`: a file (resolved against the config directory) or an https URL

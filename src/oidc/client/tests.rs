@@ -222,6 +222,7 @@ fn realm_with(token_endpoint: Option<Url>, method: ClientAuthMethod) -> RealmCon
             jwkset: JwksSource::File("jwks.json".into()),
             jwkset_reload_interval: std::time::Duration::from_secs(3600),
             jwkset_min_refetch_interval: std::time::Duration::from_secs(30),
+            discovery: None,
         },
         claims: ClaimSettings {
             principal: ClaimRule {
