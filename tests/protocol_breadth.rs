@@ -272,3 +272,318 @@ async fn an_eddsa_id_token_is_refused_unless_listed_or_when_its_signature_is_bad
     let e = ed_env("[EdDSA]").await;
     assert_refused(&ed_login(&e, false).await, "bad_signature");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Provider discovery
+// ---------------------------------------------------------------------------------------------
+
+/// Realm keys for discovery: every endpoint left to the metadata.
+const DISCOVER_ONLY: &[(&str, &str)] = &[
+    ("op.discovery", "true"),
+    ("op.authorization_endpoint", ""),
+    ("op.token_endpoint", ""),
+    ("op.userinfo_endpoint", ""),
+    ("op.endsession_endpoint", ""),
+    ("op.jwkset_path", ""),
+];
+
+fn discovery_keys(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut keys: Vec<(&'static str, String)> = DISCOVER_ONLY
+        .iter()
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect();
+    for (k, v) in extra {
+        keys.retain(|(key, _)| key != k);
+        keys.push((k, v.clone()));
+    }
+    keys
+}
+
+/// `serve`'s start: load, discover, build.
+async fn discovered_settings(
+    op: &FakeOp,
+    extra: &[(&'static str, String)],
+) -> Result<(oidc_realm::config::Settings, Vec<String>), Vec<String>> {
+    let keys = discovery_keys(extra);
+    let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut s = settings();
+    s.realms = vec![realm_config(op, "oidc1", 0, "code", &keys)];
+    assert!(s.realms[0].op.discovery.as_ref().unwrap().pending());
+    match oidc_realm::realm::discovery::discover_all(&mut s).await {
+        Ok(w) => Ok((s, w)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn discovery_env(
+    extra: &[(&'static str, String)],
+) -> Env<
+    impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+    >,
+> {
+    let op = FakeOp::start().await;
+    let (s, _) = discovered_settings(&op, extra).await.unwrap();
+    let t = TestApp::with(
+        s,
+        std::sync::Arc::new(oidc_realm::store::MemoryStore::new()),
+    );
+    op.use_clock(t.clock.clone());
+    let app = t.service().await;
+    Env { t, op, app }
+}
+
+#[actix_web::test]
+async fn a_discovery_realm_logs_in_with_the_endpoints_of_the_metadata() {
+    let e = discovery_env(&[]).await;
+    let realm = &e.t.state.runtime().realms;
+    let op = &realm.get("oidc1").unwrap().config.op;
+    assert_eq!(op.authorization_endpoint.as_str(), e.op.url("/authorize"));
+    assert_eq!(
+        op.token_endpoint.as_ref().unwrap().as_str(),
+        e.op.url("/token")
+    );
+    assert_eq!(
+        op.endsession_endpoint.as_ref().unwrap().as_str(),
+        e.op.url("/logout")
+    );
+    assert_eq!(e.op.hits("/.well-known/openid-configuration"), 1);
+    let (s, b) = e.login_oidc1().await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(e.op.hits("/token"), 1);
+    assert!(e.op.jwks_fetches() >= 1);
+    let status = e.status().await;
+    let d = &status["realms"]["oidc1"]["discovery"];
+    assert_eq!(
+        d["url"],
+        format!("{}/.well-known/openid-configuration", e.op.issuer())
+    );
+    assert_eq!(d["issuer"], e.op.issuer());
+    assert_eq!(d["endpoints"]["token_endpoint"], e.op.url("/token"));
+    assert!(d["loaded_at"].is_string(), "{d}");
+    assert!(d["last_error"].is_null(), "{d}");
+}
+
+#[actix_web::test]
+async fn yaml_endpoints_win_over_the_metadata_with_a_warning() {
+    let op = FakeOp::start().await;
+    let mine = "http://127.0.0.1:9/my-userinfo".to_string();
+    let (s, warnings) = discovered_settings(&op, &[("op.userinfo_endpoint", mine.clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.realms[0].op.userinfo_endpoint.as_ref().unwrap().as_str(),
+        mine
+    );
+    assert_eq!(
+        s.realms[0].op.token_endpoint.as_ref().unwrap().as_str(),
+        op.url("/token")
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("realms.oidc1.op.userinfo_endpoint")
+            && warnings[0].contains("differs from the provider metadata"),
+        "{warnings:?}"
+    );
+    // An explicit op.discovery_url is used instead of the issuer's well-known URL.
+    let other = FakeOp::start().await;
+    let url = format!("{}/.well-known/openid-configuration", other.issuer());
+    let err = discovered_settings(&op, &[("op.discovery_url", url)])
+        .await
+        .unwrap_err();
+    // `other`'s metadata names `other` as its issuer, not this realm's op.issuer.
+    assert!(err[0].contains("has issuer"), "{err:?}");
+    assert_eq!(other.hits("/.well-known/openid-configuration"), 1);
+    // (once, for the first realm above)
+    assert_eq!(op.hits("/.well-known/openid-configuration"), 1);
+}
+
+#[actix_web::test]
+async fn discovery_with_a_wrong_issuer_is_refused() {
+    let op = FakeOp::start().await;
+    for wrong in [format!("{}/", op.issuer()), "https://evil.example".into()] {
+        op.set(|k| {
+            k.discovery_extra.insert("issuer".into(), json!(wrong));
+        });
+        let err = discovered_settings(&op, &[]).await.unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert!(
+            err[0].starts_with("realms.oidc1.op.discovery:")
+                && err[0].contains(&format!("has issuer {wrong:?}"))
+                && err[0].contains("must be equal exactly"),
+            "{err:?}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn unreachable_oversized_or_invalid_metadata_is_refused() {
+    let op = FakeOp::start().await;
+    // Nothing listens on the discovery URL's port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("http://127.0.0.1:{port}/.well-known/openid-configuration");
+    let err = discovered_settings(&op, &[("op.discovery_url", url)])
+        .await
+        .unwrap_err();
+    assert!(
+        err[0].contains("cannot fetch the provider metadata"),
+        "{err:?}"
+    );
+
+    // Larger than 64 KiB.
+    op.set(|k| {
+        k.discovery_extra
+            .insert("padding".into(), json!("x".repeat(70 * 1024)));
+    });
+    let err = discovered_settings(&op, &[]).await.unwrap_err();
+    assert!(
+        err[0].contains("larger than") || err[0].contains("too large"),
+        "{err:?}"
+    );
+
+    // Not metadata: a required member missing, or an insecure endpoint.
+    op.reset_knobs();
+    op.set(|k| {
+        k.discovery_extra.insert("jwks_uri".into(), Value::Null);
+    });
+    let err = discovered_settings(&op, &[]).await.unwrap_err();
+    assert!(
+        err[0].contains("is not valid") && err[0].contains("jwks_uri"),
+        "{err:?}"
+    );
+    op.reset_knobs();
+    op.set(|k| {
+        k.discovery_extra.insert(
+            "token_endpoint".into(),
+            json!("http://op.example.org/token"),
+        );
+    });
+    let err = discovered_settings(&op, &[]).await.unwrap_err();
+    assert!(err[0].contains("insecure token_endpoint"), "{err:?}");
+}
+
+#[actix_web::test]
+async fn discovery_is_refreshed_with_the_jwks_and_failures_keep_the_last_metadata() {
+    let e = discovery_env(&[]).await;
+    let generation = e.t.state.runtime().generation;
+    // Not due yet: nothing fetched.
+    assert_eq!(oidc_realm::reload::refresh_discovery(&e.t.state).await, 0);
+    assert_eq!(e.op.hits("/.well-known/openid-configuration"), 1);
+    // The provider moves its UserInfo endpoint; an hour later the refresh picks it up.
+    let moved = e.op.url("/userinfo-v2");
+    e.op.set(|k| {
+        k.discovery_extra
+            .insert("userinfo_endpoint".into(), json!(moved));
+    });
+    e.t.advance(std::time::Duration::from_secs(3601));
+    assert_eq!(oidc_realm::reload::refresh_discovery(&e.t.state).await, 1);
+    let rt = e.t.state.runtime();
+    assert_eq!(rt.generation, generation + 1);
+    let op = &rt.realms.get("oidc1").unwrap().config.op;
+    assert_eq!(op.userinfo_endpoint.as_ref().unwrap().as_str(), moved);
+    // A failing refresh keeps it, and _status says why.
+    e.op.set(|k| {
+        k.discovery_extra
+            .insert("issuer".into(), json!("https://evil.example"));
+    });
+    e.t.advance(std::time::Duration::from_secs(3601));
+    assert_eq!(oidc_realm::reload::refresh_discovery(&e.t.state).await, 0);
+    let rt = e.t.state.runtime();
+    assert_eq!(rt.generation, generation + 1);
+    let status = e.status().await;
+    let d = &status["realms"]["oidc1"]["discovery"];
+    assert!(
+        d["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("https://evil.example"),
+        "{d}"
+    );
+    assert_eq!(d["endpoints"]["userinfo_endpoint"], moved);
+}
+
+#[test]
+fn discovery_keys_are_validated_by_the_loader() {
+    let yaml = |extra: &str| {
+        format!(
+            "realms:\n  oidc1:\n    order: 0\n    rp.client_id: c\n    rp.client_secret: s\n    rp.redirect_uri: https://kibana.example.org/cb\n    rp.response_type: code\n    op.issuer: https://op.example.org\n    claims.principal: sub\n{extra}"
+        )
+    };
+    let load = |extra: &str| oidc_realm::config::load_str(&yaml(extra), &std::env::temp_dir());
+    // Discovery: no endpoint is required.
+    let l = load("    op.discovery: true\n").unwrap();
+    let d = l.settings.realms[0].op.discovery.clone().unwrap();
+    assert_eq!(
+        d.url.as_str(),
+        "https://op.example.org/.well-known/openid-configuration"
+    );
+    assert!(d.pending() && d.written.is_empty());
+    // Without discovery the endpoints are required as before.
+    let err = load("").err().unwrap().to_string();
+    assert!(
+        err.contains("realms.oidc1.op.authorization_endpoint"),
+        "{err}"
+    );
+    for (extra, key, says) in [
+        (
+            "    op.discovery_url: https://op.example.org/x\n",
+            "op.discovery_url",
+            "cannot be set unless",
+        ),
+        (
+            "    op.discovery: yes\n",
+            "op.discovery",
+            "only [true] or [false]",
+        ),
+        (
+            "    op.discovery: true\n    op.discovery_url: http://op.example.org/x\n",
+            "op.discovery_url",
+            "insecure",
+        ),
+        (
+            "    op.discovry: true\n",
+            "op.discovry",
+            "did you mean `op.discovery`?",
+        ),
+    ] {
+        let err = load(extra)
+            .err()
+            .unwrap_or_else(|| panic!("{extra} loaded"))
+            .to_string();
+        assert!(
+            err.contains(&format!("realms.oidc1.{key}")) && err.contains(says),
+            "{extra}: {err}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_reload_keeps_the_metadata_or_asks_for_a_restart() {
+    let e = discovery_env(&[]).await;
+    let rt = e.t.state.runtime();
+    // The same realm settings, as a reload loads them again (metadata pending).
+    let keys = discovery_keys(&[]);
+    let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut s = (*rt.settings).clone();
+    s.realms = vec![realm_config(&e.op, "oidc1", 0, "code", &keys)];
+    e.t.state.swap_settings(s.clone(), Vec::new()).unwrap();
+    assert_eq!(e.op.hits("/.well-known/openid-configuration"), 1);
+    let rt = e.t.state.runtime();
+    let op = &rt.realms.get("oidc1").unwrap().config.op;
+    assert_eq!(
+        op.token_endpoint.as_ref().unwrap().as_str(),
+        e.op.url("/token")
+    );
+    // Another discovery URL: its metadata is fetched at start only.
+    let url = format!("{}/other/.well-known/openid-configuration", e.op.issuer());
+    let keys = discovery_keys(&[("op.discovery_url", url)]);
+    let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    s.realms = vec![realm_config(&e.op, "oidc1", 0, "code", &keys)];
+    let err = e.t.state.swap_settings(s, Vec::new()).unwrap_err();
+    let msg = Vec::<String>::from(err).join("\n");
+    assert!(msg.contains("restart the server"), "{msg}");
+}
