@@ -587,3 +587,52 @@ async fn a_reload_keeps_the_metadata_or_asks_for_a_restart() {
     let msg = Vec::<String>::from(err).join("\n");
     assert!(msg.contains("restart the server"), "{msg}");
 }
+
+#[actix_web::test]
+async fn check_config_validates_discovery_unless_offline() {
+    let op = FakeOp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oidc-realm.yml");
+    let block = realm_yaml(&op, "oidc1", 0, "code", DISCOVER_ONLY);
+    std::fs::write(&path, config_yaml(&[block])).unwrap();
+    let run = |offline: bool| {
+        let path = path.clone();
+        async move {
+            actix_web::rt::task::spawn_blocking(move || {
+                let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_oidc-realm"));
+                c.args(["check-config", "--config"]).arg(&path);
+                if offline {
+                    c.arg("--offline");
+                }
+                c.output().unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = run(false).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(op.hits("/.well-known/openid-configuration"), 1);
+
+    op.set(|k| {
+        k.discovery_extra
+            .insert("issuer".into(), json!("https://evil.example"));
+    });
+    let out = run(false).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("realms.oidc1.op.discovery:") && stdout.contains("must be equal exactly"),
+        "{stdout}"
+    );
+    // --offline: no network access, a warning instead.
+    let out = run(true).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("warning: realms.oidc1.op.discovery: not checked (--offline)"),
+        "{stdout}"
+    );
+    assert_eq!(op.hits("/.well-known/openid-configuration"), 2);
+}
