@@ -636,3 +636,187 @@ async fn check_config_validates_discovery_unless_offline() {
     );
     assert_eq!(op.hits("/.well-known/openid-configuration"), 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// private_key_jwt and GET /oidc/{realm}/jwks
+// ---------------------------------------------------------------------------------------------
+
+/// A key file in the temp dir (the loader reads `${file:}` relative to it).
+fn key_file(name: &str, pem: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("oidc-realm-proto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, pem).unwrap();
+    format!("${{file:{}}}", path.display())
+}
+
+const RSA2_PEM: &str = include_str!("fixtures/keys/rsa2.pem");
+const EC256_PEM: &str = include_str!("fixtures/keys/ec256.pem");
+
+async fn pkjwt_env(
+    extra: Vec<(&'static str, String)>,
+) -> Env<
+    impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+    >,
+> {
+    env_from(
+        settings(),
+        std::sync::Arc::new(oidc_realm::store::MemoryStore::new()),
+        move |op, s| {
+            let mut keys: Vec<(&str, String)> =
+                vec![("rp.client_auth_method", "private_key_jwt".into())];
+            keys.extend(extra);
+            let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            s.realms = vec![realm_config(op, "oidc1", 0, "code", &keys)];
+            let published: Vec<Value> = s.realms[0]
+                .rp
+                .client_auth_keys
+                .iter()
+                .map(|k| k.public_jwk.clone())
+                .collect();
+            op.set(|k| {
+                k.client_auth = ClientAuth::PrivateKeyJwt;
+                k.client_jwks = published;
+            });
+        },
+    )
+    .await
+}
+
+async fn get_jwks<S, B>(e: &Env<S>, realm: &str) -> (u16, Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    e.call(TestRequest::get().uri(&format!("/oidc/{realm}/jwks")))
+        .await
+}
+
+#[actix_web::test]
+async fn private_key_jwt_logs_in_with_an_rsa_key_and_publishes_it() {
+    let e = pkjwt_env(vec![
+        ("rp.client_auth_key", key_file("rsa2.pem", RSA2_PEM)),
+        ("rp.client_auth_key_id", "client-2026".into()),
+        ("rp.client_auth_key_2", key_file("ec256.pem", EC256_PEM)),
+    ])
+    .await;
+    let (s, b) = e.login_oidc1().await;
+    assert_eq!(s, 200, "{b}");
+    let rec = e.op.last("/token").unwrap();
+    assert!(rec.header("authorization").is_none());
+    let assertion = rec.form("client_assertion").unwrap();
+    let header: Value =
+        serde_json::from_slice(&B64.decode(assertion.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["kid"], "client-2026");
+    assert_eq!(header["alg"], "RS256");
+    let claims: Value =
+        serde_json::from_slice(&B64.decode(assertion.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(claims["aud"], e.op.url("/token"));
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        60
+    );
+    // A second login: a new jti (the OP refuses replays).
+    let (s, b) = e.login_oidc1().await;
+    assert_eq!(s, 200, "{b}");
+
+    // The public keys, without any private member; the first signs.
+    let (s, jwks) = get_jwks(&e, "oidc1").await;
+    assert_eq!(s, 200, "{jwks}");
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0]["kid"], "client-2026");
+    assert_eq!(keys[0]["kty"], "RSA");
+    assert_eq!(keys[1]["kty"], "EC");
+    assert_eq!(keys[1]["alg"], "ES256");
+    for k in keys {
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(k.get(private).is_none(), "{k}");
+        }
+    }
+    let (s, b) = get_jwks(&e, "nope").await;
+    assert_eq!(s, 404, "{b}");
+}
+
+#[actix_web::test]
+async fn private_key_jwt_with_an_ec_key() {
+    let e = pkjwt_env(vec![(
+        "rp.client_auth_key",
+        key_file("ec256b.pem", EC256_PEM),
+    )])
+    .await;
+    let (s, b) = e.login_oidc1().await;
+    assert_eq!(s, 200, "{b}");
+    let rec = e.op.last("/token").unwrap();
+    let assertion = rec.form("client_assertion").unwrap();
+    let header: Value =
+        serde_json::from_slice(&B64.decode(assertion.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256");
+}
+
+#[actix_web::test]
+async fn an_assertion_the_provider_refuses_fails_the_login() {
+    let e = pkjwt_env(vec![(
+        "rp.client_auth_key",
+        key_file("rsa2b.pem", RSA2_PEM),
+    )])
+    .await;
+    // The provider knows another key under this kid (e.g. rotation not yet published).
+    let kid = e.op.knobs().client_jwks[0]["kid"].clone();
+    let mut other = KeyChoice::Rsa1.public_jwk(None);
+    other["kid"] = kid;
+    e.op.set(|k| k.client_jwks = vec![other]);
+    assert_refused(&e.login_oidc1().await, "token_endpoint_rejected");
+    assert_eq!(
+        e.op.last("/token").map(|_| ()),
+        Some(()),
+        "the code exchange was attempted"
+    );
+}
+
+#[actix_web::test]
+async fn a_realm_without_private_key_jwt_publishes_no_keys() {
+    let e = env("code", &[]).await;
+    let (s, b) = get_jwks(&e, "oidc1").await;
+    assert_eq!(s, 404, "{b}");
+    assert_eq!(b["error"]["type"], "resource_not_found_exception", "{b}");
+}
+
+#[test]
+fn private_key_jwt_keys_are_validated_by_the_loader() {
+    let yaml = |extra: &str| {
+        format!(
+            "realms:\n  oidc1:\n    order: 0\n    rp.client_id: c\n    rp.client_secret: s\n    rp.redirect_uri: https://kibana.example.org/cb\n    rp.response_type: code\n    op.issuer: https://op.example.org\n    op.authorization_endpoint: https://op.example.org/a\n    op.token_endpoint: https://op.example.org/t\n    op.jwkset_path: https://op.example.org/jwks\n    claims.principal: sub\n{extra}"
+        )
+    };
+    let load = |extra: &str| oidc_realm::config::load_str(&yaml(extra), &std::env::temp_dir());
+    let rsa = key_file("rsa2c.pem", RSA2_PEM);
+    let ed = key_file("ed.pem", ED25519);
+    let l = load(&format!(
+        "    rp.client_auth_method: private_key_jwt\n    rp.client_auth_key: '{rsa}'\n    rp.client_auth_jwt_signature_algorithm: PS256\n"
+    ))
+    .unwrap();
+    let keys = &l.settings.realms[0].rp.client_auth_keys;
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].public_jwk["alg"], "PS256");
+    assert!(!format!("{:?}", l.settings.realms[0]).contains("PRIVATE KEY"));
+    for (extra, key, says) in [
+        ("    rp.client_auth_method: private_key_jwt\n".to_string(), "rp.client_auth_key", "is required when"),
+        (format!("    rp.client_auth_key: '{rsa}'\n"), "rp.client_auth_key", "cannot be set unless"),
+        (format!("    rp.client_auth_method: private_key_jwt\n    rp.client_auth_key: '{ed}'\n"), "rp.client_auth_key", "not an RSA, EC P-256 or EC P-384"),
+        (format!("    rp.client_auth_method: private_key_jwt\n    rp.client_auth_key: '{rsa}'\n    rp.client_auth_jwt_signature_algorithm: ES256\n"), "rp.client_auth_key", "RSA key, which cannot sign ES256"),
+        (format!("    rp.client_auth_method: private_key_jwt\n    rp.client_auth_key: '{rsa}'\n    rp.client_auth_jwt_signature_algorithm: HS256\n"), "rp.client_auth_jwt_signature_algorithm", "with private_key_jwt"),
+        (format!("    rp.client_auth_method: private_key_jwt\n    rp.client_auth_key: '{rsa}'\n    rp.client_auth_key_2: '{rsa}'\n"), "rp.client_auth_key_2_id", "same kid"),
+        (format!("    rp.client_auth_method: private_key_jwt\n    rp.client_auth_keey: '{rsa}'\n"), "rp.client_auth_keey", "did you mean `rp.client_auth_key`?"),
+    ] {
+        let err = load(&extra).err().unwrap_or_else(|| panic!("{extra} loaded")).to_string();
+        assert!(
+            err.contains(&format!("realms.oidc1.{key}")) && err.contains(says),
+            "{extra}: {err}"
+        );
+        assert!(!err.contains("PRIVATE KEY"), "{err}");
+    }
+}

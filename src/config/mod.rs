@@ -8,6 +8,8 @@
 mod types;
 pub use types::*;
 
+mod client_keys;
+pub use client_keys::ClientAuthKey;
 mod ctx;
 mod flatten;
 mod keys;

@@ -166,8 +166,27 @@ fn realm_rp(ctx: &mut Ctx, base: &str) -> RpSection {
             .map(Some),
     };
     let client_auth_method = client_auth_method(ctx, &k("rp.client_auth_method"));
-    let client_auth_jwt_signature_algorithm =
-        client_auth_jwt_signature_algorithm(ctx, &k("rp.client_auth_jwt_signature_algorithm"));
+    let private_key_jwt = client_auth_method == Some(ClientAuthMethod::PrivateKeyJwt);
+    let client_auth_jwt_signature_algorithm = if private_key_jwt {
+        private_key_jwt_algorithm(ctx, &k("rp.client_auth_jwt_signature_algorithm"))
+    } else {
+        client_auth_jwt_signature_algorithm(ctx, &k("rp.client_auth_jwt_signature_algorithm"))
+    };
+    let client_auth_keys = client_auth_keys(
+        ctx,
+        base,
+        client_auth_method,
+        client_auth_jwt_signature_algorithm.flatten(),
+    );
+    // With private_key_jwt the algorithm is the key's (checked with the key).
+    let client_auth_jwt_signature_algorithm = match (
+        client_auth_jwt_signature_algorithm,
+        client_auth_keys.as_ref().and_then(|keys| keys.first()),
+    ) {
+        (Some(_), Some(key)) => Some(key.alg),
+        (Some(a), None) => a.or(Some(SignatureAlgorithm::HS384)),
+        (None, _) => None,
+    };
     let pkce = ctx.bool(&k("rp.pkce"), true);
     if let Some(secret) = &client_secret {
         check_hmac_key_length(
@@ -192,6 +211,7 @@ fn realm_rp(ctx: &mut Ctx, base: &str) -> RpSection {
             post_logout_redirect_uri: post_logout_redirect_uri?,
             client_auth_method: client_auth_method?,
             client_auth_jwt_signature_algorithm: client_auth_jwt_signature_algorithm?,
+            client_auth_keys: client_auth_keys?,
             pkce: pkce?,
         })
     })();
@@ -227,11 +247,12 @@ fn client_auth_method(ctx: &mut Ctx, key: &str) -> Option<ClientAuthMethod> {
         None | Some("client_secret_basic") => Some(ClientAuthMethod::ClientSecretBasic),
         Some("client_secret_post") => Some(ClientAuthMethod::ClientSecretPost),
         Some("client_secret_jwt") => Some(ClientAuthMethod::ClientSecretJwt),
+        Some("private_key_jwt") => Some(ClientAuthMethod::PrivateKeyJwt),
         Some(other) => {
             ctx.error(
                 key,
                 format!(
-                    "Invalid value [{}] for [{key}]. Allowed values are [client_secret_basic, client_secret_post, client_secret_jwt]",
+                    "Invalid value [{}] for [{key}]. Allowed values are [client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt]",
                     shown(other)
                 ),
             );
@@ -240,8 +261,129 @@ fn client_auth_method(ctx: &mut Ctx, key: &str) -> Option<ClientAuthMethod> {
     }
 }
 
+/// `rp.client_auth_jwt_signature_algorithm` with `private_key_jwt`: `Some(None)` when unset
+/// (the key's default), `Some(Some(alg))` for an asymmetric algorithm (checked against the
+/// key later), `None` when invalid.
+fn private_key_jwt_algorithm(ctx: &mut Ctx, key: &str) -> Option<Option<SignatureAlgorithm>> {
+    match ctx.string(key) {
+        None => Some(None),
+        Some(s) => match SignatureAlgorithm::parse(s.trim()) {
+            Some(a) if !a.is_hmac() && a != SignatureAlgorithm::EdDSA => Some(Some(a)),
+            _ => {
+                ctx.error(
+                    key,
+                    format!(
+                        "Invalid value [{}] for [{key}] with private_key_jwt. Allowed values are [RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384]",
+                        shown(&s)
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// `rp.client_auth_key` (required with `private_key_jwt`; signs) and `rp.client_auth_key_2`
+/// (optional; published at `/oidc/{realm}/jwks` only, for rotation), each with its
+/// `…_id` (`kid`, default the RFC 7638 thumbprint). Empty unless `private_key_jwt`.
+fn client_auth_keys(
+    ctx: &mut Ctx,
+    base: &str,
+    method: Option<ClientAuthMethod>,
+    alg: Option<SignatureAlgorithm>,
+) -> Option<Vec<super::ClientAuthKey>> {
+    let k = |key: &str| format!("{base}.{key}");
+    let names = [
+        ("rp.client_auth_key", "rp.client_auth_key_id"),
+        ("rp.client_auth_key_2", "rp.client_auth_key_2_id"),
+    ];
+    if method != Some(ClientAuthMethod::PrivateKeyJwt) {
+        let mut ok = true;
+        for key in names.iter().flat_map(|(a, b)| [a, b]) {
+            if ctx.value(&k(key)).is_some() {
+                ctx.error(
+                    &k(key),
+                    format!(
+                        "Setting [{}] cannot be set unless [{}] is private_key_jwt",
+                        k(key),
+                        k("rp.client_auth_method")
+                    ),
+                );
+                ok = false;
+            }
+        }
+        return ok.then(Vec::new);
+    }
+    let mut keys = Vec::new();
+    let mut ok = true;
+    for (i, (pem_key, id_key)) in names.iter().enumerate() {
+        let pem_key = k(pem_key);
+        let id_key = k(id_key);
+        let kid = ctx.string(&id_key);
+        if kid
+            .as_ref()
+            .is_some_and(|s| s.len() > super::client_keys::MAX_CLIENT_KEY_ID_LEN)
+        {
+            ctx.error(
+                &id_key,
+                format!(
+                    "[{id_key}] is longer than {} bytes",
+                    super::client_keys::MAX_CLIENT_KEY_ID_LEN
+                ),
+            );
+            ok = false;
+        }
+        let Some(pem) = ctx.secret(&pem_key) else {
+            if i == 0 {
+                if ctx.value(&pem_key).is_none() {
+                    ctx.missing(
+                        &pem_key,
+                        format!(
+                            "Setting [{pem_key}] is required when [{}] is private_key_jwt: the realm's private key (PEM, e.g. ${{file:client-key.pem}})",
+                            k("rp.client_auth_method")
+                        ),
+                    );
+                }
+                ok = false;
+            } else if kid.is_some() {
+                ctx.error(
+                    &id_key,
+                    format!("Setting [{id_key}] cannot be set unless [{pem_key}] is also set"),
+                );
+                ok = false;
+            }
+            continue;
+        };
+        // The configured algorithm applies to the signing (first) key only.
+        match super::client_keys::parse_client_key(pem, kid, if i == 0 { alg } else { None }) {
+            Ok(key) => keys.push(key),
+            Err(why) => {
+                ctx.error(&pem_key, format!("[{pem_key}] {why}"));
+                ok = false;
+            }
+        }
+    }
+    if let [a, b] = &keys[..] {
+        if a.kid == b.kid {
+            ctx.error(
+                &k("rp.client_auth_key_2_id"),
+                "the two client keys have the same kid; give them different rp.client_auth_key_id / rp.client_auth_key_2_id",
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(keys)
+}
+
 /// `rp.client_auth_jwt_signature_algorithm` (default HS384; HMAC algorithms only).
-fn client_auth_jwt_signature_algorithm(ctx: &mut Ctx, key: &str) -> Option<SignatureAlgorithm> {
+fn client_auth_jwt_signature_algorithm(
+    ctx: &mut Ctx,
+    key: &str,
+) -> Option<Option<SignatureAlgorithm>> {
+    client_secret_jwt_algorithm(ctx, key).map(Some)
+}
+
+fn client_secret_jwt_algorithm(ctx: &mut Ctx, key: &str) -> Option<SignatureAlgorithm> {
     match ctx.string(key) {
         None => Some(SignatureAlgorithm::HS384),
         Some(s) => match SignatureAlgorithm::parse(s.trim()) {

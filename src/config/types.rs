@@ -337,6 +337,9 @@ pub struct RpSettings {
     pub post_logout_redirect_uri: Option<Url>,
     pub client_auth_method: ClientAuthMethod,
     pub client_auth_jwt_signature_algorithm: SignatureAlgorithm,
+    /// `private_key_jwt`: `rp.client_auth_key` (signs) and `rp.client_auth_key_2` (published
+    /// only); empty for the other methods.
+    pub client_auth_keys: Vec<super::ClientAuthKey>,
     /// `rp.pkce`, default true (beyond Elasticsearch).
     pub pkce: bool,
 }
@@ -437,6 +440,8 @@ pub enum ClientAuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
     ClientSecretJwt,
+    /// RFC 7523 assertion signed with the realm's private key (`rp.client_auth_key`).
+    PrivateKeyJwt,
 }
 
 /// `op.*`.

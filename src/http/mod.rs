@@ -12,6 +12,7 @@ pub mod metrics;
 mod oidc;
 mod profile;
 mod role_mapping;
+mod rp_protocol;
 mod security;
 mod status;
 mod token;
@@ -113,6 +114,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     );
     role_mapping_routes(cfg);
     profile_routes(cfg);
+    rp_protocol::routes(cfg);
 }
 
 /// User profiles (activated by Kibana after each login). `_activate` is registered before

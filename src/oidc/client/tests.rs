@@ -211,6 +211,7 @@ fn realm_with(token_endpoint: Option<Url>, method: ClientAuthMethod) -> RealmCon
             post_logout_redirect_uri: None,
             client_auth_method: method,
             client_auth_jwt_signature_algorithm: SignatureAlgorithm::HS384,
+            client_auth_keys: Vec::new(),
             pkce: true,
         },
         op: OpSettings {
