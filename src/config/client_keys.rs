@@ -166,10 +166,12 @@ pub(super) fn parse_client_key(
         }
         (Parsed::Ec { alg, .. }, None) => *alg,
         (Parsed::Ec { alg, .. }, Some(a)) if a == *alg => a,
-        (Parsed::Rsa { .. }, Some(a)) => return Err(format!(
+        (Parsed::Rsa { .. }, Some(a)) => {
+            return Err(format!(
             "is an RSA key, which cannot sign {}; use RS256, RS384, RS512, PS256, PS384 or PS512",
             a.as_str()
-        )),
+        ))
+        }
         (Parsed::Ec { alg, .. }, Some(a)) => {
             return Err(format!(
                 "is an EC key for {}, which cannot sign {}",

@@ -735,7 +735,16 @@ pub async fn authenticate(
     let all_claims = userinfo_claims(&realm, &claims, tokens.op_access_token.as_ref()).await?;
     // 8. The user, its roles, and a token pair bound to the realm and the facilitator.
     let user = map_user(cfg, &all_claims, ctx)?;
-    let pair = issue_tokens(cfg, &user, tokens.id_token, ctx).await?;
+    // The provider's session, for Back-Channel Logout (`sid` only when a bounded string).
+    let session = crate::model::OidcSession {
+        sub: claims.sub().to_string(),
+        sid: claims
+            .get("sid")
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= crate::oidc::logout_token::MAX_ID_LEN)
+            .map(str::to_string),
+    };
+    let pair = issue_tokens(cfg, &user, tokens.id_token, session, ctx).await?;
     Ok(LoginOutcome { pair, user })
 }
 
@@ -1053,6 +1062,7 @@ async fn issue_tokens(
     cfg: &RealmConfig,
     user: &UserRecord,
     id_token: String,
+    session: crate::model::OidcSession,
     ctx: &LoginContext<'_>,
 ) -> Result<IssuedPair, LoginError> {
     let logout = serde_json::to_vec(&LogoutData {
@@ -1062,12 +1072,13 @@ async fn issue_tokens(
     .map_err(|_| LoginError::Token(TokenError::Seal(crate::tokens::SealError::EncodeLogout)))?;
     let pair = ctx
         .tokens
-        .issue(
+        .issue_for_session(
             user.clone(),
             ctx.caller.clone(),
             ctx.lifetimes,
             true,
             Some(&logout),
+            Some(session),
         )
         .await?;
     tracing::info!(
