@@ -820,3 +820,270 @@ fn private_key_jwt_keys_are_validated_by_the_loader() {
         assert!(!err.contains("PRIVATE KEY"), "{err}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Back-channel logout
+// ---------------------------------------------------------------------------------------------
+
+const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// A logout token signed like the fake OP's ID tokens (RS256 with `rsa1`, in its JWKS), with
+/// `changes` applied to the claims (`null` removes). `good_signature: false` corrupts it.
+fn logout_token(op: &FakeOp, changes: Value, header: Value, good_signature: bool) -> String {
+    let now = op.now_secs();
+    let mut claims = json!({"iss": op.issuer(), "aud": CLIENT_ID, "iat": now, "exp": now + 120,
+                            "jti": format!("jti-{}", rand_suffix()), "sid": "sess-1",
+                            "events": {EVENT: {}}});
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    let mut h = json!({"alg": "RS256", "kid": "rsa1", "typ": "logout+jwt"});
+    for (k, v) in header.as_object().unwrap() {
+        h[k] = v.clone();
+    }
+    let input = format!(
+        "{}.{}",
+        B64.encode(h.to_string()),
+        B64.encode(claims.to_string())
+    );
+    let body: String = KeyChoice::Rsa1
+        .pem()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let pair =
+        aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&STANDARD.decode(body).unwrap()).unwrap();
+    let mut sig = vec![0; pair.public_modulus_len()];
+    pair.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    if !good_signature {
+        sig[5] ^= 1;
+    }
+    format!("{input}.{}", B64.encode(sig))
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+async fn post_logout<S, B>(e: &Env<S>, realm: &str, token: &str) -> (u16, Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let body = format!("logout_token={}", form_encode(token));
+    let (s, bytes) = send_raw(
+        &e.app,
+        TestRequest::post()
+            .uri(&format!("/oidc/{realm}/backchannel-logout"))
+            .insert_header(("content-type", "application/x-www-form-urlencoded"))
+            .set_payload(body),
+    )
+    .await;
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    (s, v)
+}
+
+#[track_caller]
+fn assert_logout_refused(resp: &(u16, Value), code: &str) {
+    let (s, b) = resp;
+    assert_eq!(*s, 400, "{b}");
+    assert_eq!(b["error"], "invalid_request", "{b}");
+    assert!(
+        b["error_description"].as_str().unwrap_or("").contains(code),
+        "{code}: {b}"
+    );
+}
+
+/// Logs in with the fake OP's ID token carrying `sid`; returns (access, refresh).
+async fn login_with_sid<S, B>(e: &Env<S>, sid: Option<&str>) -> (String, String)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    e.op.set(|k| {
+        match sid {
+            Some(s) => k.claims.insert("sid".into(), json!(s)),
+            None => k.claims.remove("sid"),
+        };
+    });
+    let (s, b) = e.login_oidc1().await;
+    assert_eq!(s, 200, "{b}");
+    (
+        b["access_token"].as_str().unwrap().to_string(),
+        b["refresh_token"].as_str().unwrap().to_string(),
+    )
+}
+
+#[actix_web::test]
+async fn backchannel_logout_by_sid_ends_that_login_and_its_refreshes() {
+    let e = env("code", &[("rp.backchannel_logout", "true")]).await;
+    let (access1, refresh1) = login_with_sid(&e, Some("sess-1")).await;
+    // The login's pair refreshed: the new pair belongs to the same provider session.
+    let (s, r) = e.refresh(FACILITATOR, &refresh1).await;
+    assert_eq!(s, 200, "{r}");
+    let access2 = r["access_token"].as_str().unwrap().to_string();
+    let refresh2 = r["refresh_token"].as_str().unwrap().to_string();
+    let (other_access, _) = login_with_sid(&e, Some("sess-2")).await;
+    assert_eq!(e.whoami(&access2).await.0, 200);
+
+    let resp = post_logout(
+        &e,
+        "oidc1",
+        &logout_token(&e.op, json!({}), json!({}), true),
+    )
+    .await;
+    assert_eq!(resp.0, 200, "{resp:?}");
+    for t in [&access1, &access2] {
+        assert_eq!(e.whoami(t).await.0, 401);
+    }
+    assert_ne!(e.refresh(FACILITATOR, &refresh2).await.0, 200);
+    // Another session of the same user stays.
+    assert_eq!(e.whoami(&other_access).await.0, 200);
+}
+
+#[actix_web::test]
+async fn backchannel_logout_by_sub_ends_every_login_of_the_user() {
+    let e = env("code", &[("rp.backchannel_logout", "true")]).await;
+    let (a1, _) = login_with_sid(&e, Some("sess-1")).await;
+    let (a2, r2) = login_with_sid(&e, None).await;
+    let sub = User::default().sub;
+    let token = logout_token(&e.op, json!({"sid": null, "sub": sub}), json!({}), true);
+    assert_eq!(post_logout(&e, "oidc1", &token).await.0, 200);
+    assert_eq!(e.whoami(&a1).await.0, 401);
+    assert_eq!(e.whoami(&a2).await.0, 401);
+    assert_ne!(e.refresh(FACILITATOR, &r2).await.0, 200);
+    // sid and sub together must both match: nothing left to end, still 200.
+    let token = logout_token(&e.op, json!({"sub": "someone-else"}), json!({}), true);
+    assert_eq!(post_logout(&e, "oidc1", &token).await.0, 200);
+}
+
+#[actix_web::test]
+async fn bad_logout_tokens_are_400_and_end_nothing() {
+    let e = env("code", &[("rp.backchannel_logout", "true")]).await;
+    let (access, _) = login_with_sid(&e, Some("sess-1")).await;
+    let op = &e.op;
+    let cases = [
+        (
+            logout_token(op, json!({}), json!({}), false),
+            "bad_signature",
+        ),
+        (
+            logout_token(op, json!({"nonce": "n"}), json!({}), true),
+            "logout_token_nonce",
+        ),
+        (
+            logout_token(op, json!({"sid": null}), json!({}), true),
+            "logout_token_no_sid_or_sub",
+        ),
+        (
+            logout_token(op, json!({"events": null}), json!({}), true),
+            "logout_token_no_event",
+        ),
+        (
+            logout_token(op, json!({"events": {EVENT: "x"}}), json!({}), true),
+            "logout_token_no_event",
+        ),
+        (
+            logout_token(op, json!({"iss": "https://evil.example"}), json!({}), true),
+            "iss_mismatch",
+        ),
+        (
+            logout_token(op, json!({"aud": "another-client"}), json!({}), true),
+            "aud_mismatch",
+        ),
+        (
+            logout_token(op, json!({"iat": null}), json!({}), true),
+            "missing_claim",
+        ),
+        (
+            logout_token(op, json!({"jti": null}), json!({}), true),
+            "missing_claim",
+        ),
+        (
+            logout_token(
+                op,
+                json!({"iat": op.now_secs() - 3600, "exp": op.now_secs() + 60}),
+                json!({}),
+                true,
+            ),
+            "logout_token_too_old",
+        ),
+        (
+            logout_token(op, json!({"exp": op.now_secs() - 3600}), json!({}), true),
+            "expired",
+        ),
+        (
+            logout_token(op, json!({}), json!({"alg": "HS256"}), true),
+            "alg_not_allowed",
+        ),
+        (
+            logout_token(op, json!({}), json!({"typ": "at+jwt"}), true),
+            "wrong_type",
+        ),
+        ("not-a-jwt".to_string(), "malformed"),
+    ];
+    for (token, code) in &cases {
+        assert_logout_refused(&post_logout(&e, "oidc1", token).await, code);
+    }
+    assert_eq!(e.whoami(&access).await.0, 200, "no case ended the login");
+
+    // A reused jti: the first is accepted, the replay refused.
+    let token = logout_token(op, json!({"sid": "unknown-session"}), json!({}), true);
+    assert_eq!(post_logout(&e, "oidc1", &token).await.0, 200);
+    assert_logout_refused(
+        &post_logout(&e, "oidc1", &token).await,
+        "logout_token_replayed",
+    );
+
+    // Not a form, or no token.
+    let (s, b) = send(
+        &e.app,
+        post_json(
+            "/oidc/oidc1/backchannel-logout",
+            json!({"logout_token": token}),
+        ),
+    )
+    .await
+    .into_status_body();
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = post_logout(&e, "oidc1", "").await;
+    assert_eq!((s, &b["error"]), (400, &json!("invalid_request")), "{b}");
+}
+
+#[actix_web::test]
+async fn backchannel_logout_is_off_unless_enabled() {
+    let e = env("code", &[]).await;
+    let (access, _) = login_with_sid(&e, Some("sess-1")).await;
+    let token = logout_token(&e.op, json!({}), json!({}), true);
+    let (s, b) = post_logout(&e, "oidc1", &token).await;
+    assert_eq!(s, 404, "{b}");
+    assert_eq!(e.whoami(&access).await.0, 200);
+    let (s, _) = post_logout(&e, "nope", &token).await;
+    assert_eq!(s, 404);
+}
+
+trait StatusBody {
+    fn into_status_body(self) -> (u16, Value);
+}
+
+impl StatusBody for (u16, actix_web::http::header::HeaderMap, Value) {
+    fn into_status_body(self) -> (u16, Value) {
+        (self.0, self.2)
+    }
+}

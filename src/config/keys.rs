@@ -54,6 +54,7 @@ pub(super) const REALM_KEYS: &[&str] = &[
     "rp.client_auth_key_id",
     "rp.client_auth_key_2",
     "rp.client_auth_key_2_id",
+    "rp.backchannel_logout",
     "op.issuer",
     "op.authorization_endpoint",
     "op.token_endpoint",

@@ -188,6 +188,7 @@ fn realm_rp(ctx: &mut Ctx, base: &str) -> RpSection {
         (None, _) => None,
     };
     let pkce = ctx.bool(&k("rp.pkce"), true);
+    let backchannel_logout = ctx.bool(&k("rp.backchannel_logout"), false);
     if let Some(secret) = &client_secret {
         check_hmac_key_length(
             ctx,
@@ -212,6 +213,7 @@ fn realm_rp(ctx: &mut Ctx, base: &str) -> RpSection {
             client_auth_method: client_auth_method?,
             client_auth_jwt_signature_algorithm: client_auth_jwt_signature_algorithm?,
             client_auth_keys: client_auth_keys?,
+            backchannel_logout: backchannel_logout?,
             pkce: pkce?,
         })
     })();

@@ -340,6 +340,9 @@ pub struct RpSettings {
     /// `private_key_jwt`: `rp.client_auth_key` (signs) and `rp.client_auth_key_2` (published
     /// only); empty for the other methods.
     pub client_auth_keys: Vec<super::ClientAuthKey>,
+    /// `rp.backchannel_logout`, default false: accept OpenID Connect Back-Channel Logout at
+    /// `POST /oidc/{realm}/backchannel-logout`.
+    pub backchannel_logout: bool,
     /// `rp.pkce`, default true (beyond Elasticsearch).
     pub pkce: bool,
 }

@@ -1,6 +1,7 @@
 //! OpenID Connect realms: prepare, authenticate and logout for each configured realm
 //! (Elasticsearch's `_security/oidc/*`), with single-use server-side flow state.
 
+pub mod backchannel;
 mod build_error;
 pub mod discovery;
 pub mod flow;
@@ -41,6 +42,8 @@ pub struct Realm {
     keys: Arc<RealmKeys>,
     /// `op.discovery` fetch times and errors (kept across reloads, like `keys`).
     discovery: Arc<discovery::DiscoveryState>,
+    /// `jti`s of accepted back-channel logout tokens (kept across reloads).
+    seen_jtis: Arc<backchannel::SeenJtis>,
 }
 
 /// A realm's calls to its OP: the [`OpClient`], each call timed and counted in the OP-call
@@ -129,6 +132,7 @@ impl Realm {
         config: RealmConfig,
         keys: Option<Arc<RealmKeys>>,
         discovery_state: Option<Arc<discovery::DiscoveryState>>,
+        seen_jtis: Option<Arc<backchannel::SeenJtis>>,
         now: UnixMillis,
         calls: &OpCallMetrics,
     ) -> Result<Self, RealmBuildError> {
@@ -167,6 +171,7 @@ impl Realm {
             config,
             keys,
             discovery: discovery_state,
+            seen_jtis: seen_jtis.unwrap_or_default(),
         })
     }
 
@@ -264,7 +269,8 @@ impl Realms {
                     old.keys.clone()
                 });
             let name = cfg.name.clone();
-            match Realm::build(cfg, kept, discovery_state, now, calls) {
+            let seen_jtis = old_realm.map(|o| o.seen_jtis.clone());
+            match Realm::build(cfg, kept, discovery_state, seen_jtis, now, calls) {
                 Ok(r) => {
                     let r = Arc::new(r);
                     realms.by_name.insert(name, r.clone());

@@ -212,6 +212,7 @@ fn realm_with(token_endpoint: Option<Url>, method: ClientAuthMethod) -> RealmCon
             client_auth_method: method,
             client_auth_jwt_signature_algorithm: SignatureAlgorithm::HS384,
             client_auth_keys: Vec::new(),
+            backchannel_logout: false,
             pkce: true,
         },
         op: OpSettings {
