@@ -312,9 +312,7 @@ mod tests {
         v1.extend_from_slice(&[9u8; 16]); // family
         v1.extend_from_slice(&1_000i64.to_be_bytes()); // created
         v1.extend_from_slice(&2_000i64.to_be_bytes()); // access expiry
-        for s in ["alice"] {
-            put_bytes(&mut v1, s.as_bytes());
-        }
+        put_bytes(&mut v1, b"alice");
         v1.extend_from_slice(&0u32.to_be_bytes()); // no roles
         put_bytes(&mut v1, b""); // no metadata
         for s in ["oidc1", "oidc", "kibana_system", "reserved"] {
