@@ -14,7 +14,12 @@
 //     rp-post     code flow, client_secret_post,  ID tokens ES256
 //     rp-jwt      code flow, client_secret_jwt (HS256 assertion), ID tokens RS256
 //     rp-implicit implicit flows (id_token, id_token token), ID tokens ES256
-// - signing keys: one RS256 and one ES256 key, generated at start, kids "rsa-<n>" and "ec-<n>";
+//     rp-pkjwt    code flow, private_key_jwt (RS256 assertion; the client's public key is
+//                 registered from tests/fixtures/keys/rsa2.pem, kid "e2e-client-key"),
+//                 ID tokens RS256
+//     rp-eddsa    code flow, client_secret_basic, ID tokens EdDSA (Ed25519)
+// - signing keys: one RS256, one ES256 and one EdDSA (Ed25519) key, generated at start, kids
+//   "rsa-<n>", "ec-<n>" and "ed-<n>";
 // - accounts (findAccount): alice (groups staff, finance), bob (groups staff) and
 //   mallory@evil (groups staff); claims sub, name, email, groups, the scope `groups` asking
 //   for the `groups` claim;
@@ -30,7 +35,8 @@
 // in-memory adapter, which is module-level (shared by both instances), and the cookie signing
 // keys are fixed for the process. `GET /admin/kids` answers the kids in use.
 import { createServer } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
 
@@ -60,6 +66,15 @@ const client = (clientId, extra) => ({
   ...extra,
 });
 
+// The public half of the key oidc-realm's `pkjwt` realm signs its client assertions with.
+const clientKey = {
+  ...createPublicKey(readFileSync(new URL('../fixtures/keys/rsa2.pem', import.meta.url)))
+    .export({ format: 'jwk' }),
+  kid: 'e2e-client-key',
+  alg: 'RS256',
+  use: 'sig',
+};
+
 const clients = [
   client('rp-basic', {
     token_endpoint_auth_method: 'client_secret_basic',
@@ -79,14 +94,28 @@ const clients = [
     grant_types: ['implicit'],
     id_token_signed_response_alg: 'ES256',
   }),
+  {
+    ...client('rp-pkjwt', {
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'RS256',
+      id_token_signed_response_alg: 'RS256',
+      jwks: { keys: [clientKey] },
+    }),
+    client_secret: undefined,
+  },
+  client('rp-eddsa', {
+    token_endpoint_auth_method: 'client_secret_basic',
+    id_token_signed_response_alg: 'EdDSA',
+  }),
 ];
 
 let generation = 0;
 async function newKeys() {
   generation += 1;
   const keys = [];
-  for (const [alg, kty] of [['RS256', 'rsa'], ['ES256', 'ec']]) {
-    const { privateKey } = await generateKeyPair(alg, { extractable: true });
+  for (const [alg, kty] of [['RS256', 'rsa'], ['ES256', 'ec'], ['EdDSA', 'ed']]) {
+    const opts = alg === 'EdDSA' ? { extractable: true, crv: 'Ed25519' } : { extractable: true };
+    const { privateKey } = await generateKeyPair(alg, opts);
     const jwk = await exportJWK(privateKey);
     keys.push({ ...jwk, kid: `${kty}-${generation}`, alg, use: 'sig' });
   }
