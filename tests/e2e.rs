@@ -370,7 +370,7 @@ fn config_yaml(discovery: &Value, service_token_hash: &str) -> String {
            finance:\n    enabled: true\n    roles: [finance_data]\n    \
              rules: {field: {groups: finance}}\n  \
            staff:\n    enabled: true\n    roles: [staff]\n    \
-             rules: {all: [{field: {groups: staff}}, {field: {realm.name: [basic, post, jwt, implicit, implicit_token, strict, pkjwt, eddsa, discovered]}}]}\n",
+             rules: {all: [{field: {groups: staff}}, {field: {realm.name: [basic, post, jwt, implicit, implicit_token, strict, pkjwt, eddsa, discovered, bcl]}}]}\n",
     );
     s.push_str("realms:\n");
     s.push_str(&realm(
@@ -464,6 +464,13 @@ fn config_yaml(discovery: &Value, service_token_hash: &str) -> String {
     });
     discovered.push_str("    op.discovery: true\n");
     s.push_str(&discovered);
+    s.push_str(&realm(
+        "bcl",
+        10,
+        "rp-bcl",
+        "code",
+        &[("rp.backchannel_logout", "true")],
+    ));
     s
 }
 
@@ -933,6 +940,58 @@ async fn logout_ends_the_provider_session() {
     assert!(v.saw_login, "no login page after logout: {v:?}");
     let (status, pair) = e.authenticate("basic", &p, &v.left_to).await;
     assert_eq!(status, 200, "{pair}");
+    e.stop().await;
+}
+
+/// Back-Channel Logout from oidc-provider: the provider's session ends at the provider (its
+/// end-session page, not oidc-realm's logout API); the provider POSTs a logout token to
+/// oidc-realm (through the forwarder of tests/e2e/op.mjs), which invalidates the login's
+/// access and refresh tokens.
+#[actix_web::test]
+async fn backchannel_logout_from_the_provider_ends_the_login() {
+    let e = E2e::start().await;
+    let target = format!("{}/oidc/bcl/backchannel-logout", e.base);
+    let r = e
+        .api
+        .post(e.op.url("/admin/bcl-target"))
+        .body(target)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let pair = e.login("bcl", "alice").await;
+    let access = pair["access_token"].as_str().unwrap();
+    let (status, me) = e.whoami(access).await;
+    assert_eq!(status, 200, "{me}");
+
+    let end = format!(
+        "{}?client_id=rp-bcl&post_logout_redirect_uri={}",
+        e.op.url("/session/end"),
+        url::form_urlencoded::byte_serialize(POST_LOGOUT_REDIRECT_URI.as_bytes())
+            .collect::<String>()
+    );
+    let done = e.browser.visit(&end, "alice").await;
+    assert!(
+        done.left_to.starts_with(POST_LOGOUT_REDIRECT_URI),
+        "the provider did not end the session: {done:?}\n{}",
+        e.op.stderr()
+    );
+    // The provider calls back during the end-session step; allow it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = e.whoami(access).await;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the login survived the provider's logout\n{}",
+            e.op.stderr()
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = e.refresh(pair["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400, "{body}");
     e.stop().await;
 }
 

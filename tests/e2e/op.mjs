@@ -18,6 +18,10 @@
 //                 registered from tests/fixtures/keys/rsa2.pem, kid "e2e-client-key"),
 //                 ID tokens RS256
 //     rp-eddsa    code flow, client_secret_basic, ID tokens EdDSA (Ed25519)
+//     rp-bcl      code flow, client_secret_basic, ID tokens RS256, Back-Channel Logout to
+//                 <issuer>/admin/bcl, which forwards each logout request to the URL last
+//                 set by `POST /admin/bcl-target` (oidc-realm's port is not known when the
+//                 provider starts)
 // - signing keys: one RS256, one ES256 and one EdDSA (Ed25519) key, generated at start, kids
 //   "rsa-<n>", "ec-<n>" and "ed-<n>";
 // - accounts (findAccount): alice (groups staff, finance), bob (groups staff) and
@@ -75,7 +79,7 @@ const clientKey = {
   use: 'sig',
 };
 
-const clients = [
+const clients = () => [
   client('rp-basic', {
     token_endpoint_auth_method: 'client_secret_basic',
     id_token_signed_response_alg: 'RS256',
@@ -107,7 +111,16 @@ const clients = [
     token_endpoint_auth_method: 'client_secret_basic',
     id_token_signed_response_alg: 'EdDSA',
   }),
+  client('rp-bcl', {
+    token_endpoint_auth_method: 'client_secret_basic',
+    id_token_signed_response_alg: 'RS256',
+    backchannel_logout_uri: `${issuer()}/admin/bcl`,
+    backchannel_logout_session_required: true,
+  }),
 ];
+
+// Where /admin/bcl forwards to (oidc-realm's back-channel logout URL).
+let bclTarget;
 
 let generation = 0;
 async function newKeys() {
@@ -127,7 +140,7 @@ const issuer = () => `http://127.0.0.1:${server.address().port}`;
 
 function newProvider(keys) {
   const provider = new Provider(issuer(), {
-    clients,
+    clients: clients(),
     jwks: { keys },
     cookies: { keys: cookieKeys },
     responseTypes: ['code', 'id_token', 'id_token token'],
@@ -142,6 +155,13 @@ function newProvider(keys) {
       devInteractions: { enabled: true },
       userinfo: { enabled: true },
       rpInitiatedLogout: { enabled: true },
+      backchannelLogout: { enabled: true },
+    },
+    // Outgoing requests (the back-channel logout POSTs) go to 127.0.0.1, which oidc-provider's
+    // SSRF protection refuses; this test provider lets them through.
+    fetch: (url, options) => {
+      const { dispatcher: _ignored, ...rest } = options;
+      return globalThis.fetch(url, rest);
     },
     async findAccount(_ctx, id) {
       const account = accounts[id];
@@ -155,6 +175,8 @@ function newProvider(keys) {
     },
   });
   provider.on('server_error', (_ctx, err) => process.stderr.write(`op server_error: ${err.stack}\n`));
+  provider.on('backchannel.error', (_ctx, err, clientId) => process.stderr.write(`op backchannel.error: ${err?.stack ?? err} cause: ${err?.cause?.stack ?? err?.cause}\n`));
+  provider.on('backchannel.success', (_ctx, clientId) => process.stderr.write(`op backchannel.success ${clientId}\n`));
   return provider;
 }
 
@@ -178,6 +200,37 @@ const server = createServer((req, res) => {
         res.end(String(err?.stack ?? err));
       },
     );
+    return;
+  }
+  if (req.url === '/admin/bcl-target' && req.method === 'POST') {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      bclTarget = body.trim();
+      res.writeHead(204);
+      res.end();
+    });
+    return;
+  }
+  if (req.url === '/admin/bcl' && req.method === 'POST') {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', async () => {
+      try {
+        const r = await fetch(bclTarget, {
+          method: 'POST',
+          headers: { 'content-type': req.headers['content-type'] ?? '' },
+          body: Buffer.concat(chunks),
+        });
+        const text = await r.text();
+        process.stderr.write(`op: back-channel logout forwarded: ${r.status} ${text}\n`);
+        res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'text/plain' });
+        res.end(text);
+      } catch (err) {
+        res.writeHead(502, { 'content-type': 'text/plain' });
+        res.end(String(err));
+      }
+    });
     return;
   }
   if (req.url === '/admin/kids' && req.method === 'GET') {
