@@ -641,17 +641,13 @@ async fn check_config_validates_discovery_unless_offline() {
 // private_key_jwt and GET /oidc/{realm}/jwks
 // ---------------------------------------------------------------------------------------------
 
-/// A key file in the temp dir (the loader reads `${file:}` relative to it).
-fn key_file(name: &str, pem: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("oidc-realm-proto-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, pem).unwrap();
-    format!("${{file:{}}}", path.display())
+/// `${file:…}` of a fixture key (the loader reads secrets from files).
+fn key_file(fixture: &str) -> String {
+    format!(
+        "${{file:{}/tests/fixtures/keys/{fixture}}}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
-
-const RSA2_PEM: &str = include_str!("fixtures/keys/rsa2.pem");
-const EC256_PEM: &str = include_str!("fixtures/keys/ec256.pem");
 
 async fn pkjwt_env(
     extra: Vec<(&'static str, String)>,
@@ -698,9 +694,9 @@ where
 #[actix_web::test]
 async fn private_key_jwt_logs_in_with_an_rsa_key_and_publishes_it() {
     let e = pkjwt_env(vec![
-        ("rp.client_auth_key", key_file("rsa2.pem", RSA2_PEM)),
+        ("rp.client_auth_key", key_file("rsa2.pem")),
         ("rp.client_auth_key_id", "client-2026".into()),
-        ("rp.client_auth_key_2", key_file("ec256.pem", EC256_PEM)),
+        ("rp.client_auth_key_2", key_file("ec256.pem")),
     ])
     .await;
     let (s, b) = e.login_oidc1().await;
@@ -743,11 +739,7 @@ async fn private_key_jwt_logs_in_with_an_rsa_key_and_publishes_it() {
 
 #[actix_web::test]
 async fn private_key_jwt_with_an_ec_key() {
-    let e = pkjwt_env(vec![(
-        "rp.client_auth_key",
-        key_file("ec256b.pem", EC256_PEM),
-    )])
-    .await;
+    let e = pkjwt_env(vec![("rp.client_auth_key", key_file("ec256.pem"))]).await;
     let (s, b) = e.login_oidc1().await;
     assert_eq!(s, 200, "{b}");
     let rec = e.op.last("/token").unwrap();
@@ -759,11 +751,7 @@ async fn private_key_jwt_with_an_ec_key() {
 
 #[actix_web::test]
 async fn an_assertion_the_provider_refuses_fails_the_login() {
-    let e = pkjwt_env(vec![(
-        "rp.client_auth_key",
-        key_file("rsa2b.pem", RSA2_PEM),
-    )])
-    .await;
+    let e = pkjwt_env(vec![("rp.client_auth_key", key_file("rsa2.pem"))]).await;
     // The provider knows another key under this kid (e.g. rotation not yet published).
     let kid = e.op.knobs().client_jwks[0]["kid"].clone();
     let mut other = KeyChoice::Rsa1.public_jwk(None);
@@ -793,8 +781,8 @@ fn private_key_jwt_keys_are_validated_by_the_loader() {
         )
     };
     let load = |extra: &str| oidc_realm::config::load_str(&yaml(extra), &std::env::temp_dir());
-    let rsa = key_file("rsa2c.pem", RSA2_PEM);
-    let ed = key_file("ed.pem", ED25519);
+    let rsa = key_file("rsa2.pem");
+    let ed = key_file("ed25519.pem");
     let l = load(&format!(
         "    rp.client_auth_method: private_key_jwt\n    rp.client_auth_key: '{rsa}'\n    rp.client_auth_jwt_signature_algorithm: PS256\n"
     ))
