@@ -261,7 +261,7 @@ async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), S
     warnings.extend(discovered);
     let secret_files = loaded.files;
     let data_path = settings.data.path.clone();
-    let store = RedbStore::open(&data_path)
+    let store = RedbStore::open_with_cache(&data_path, settings.data.cache_size)
         .map_err(|e| format!("cannot open the store {}: {e}", data_path.display()))?;
     tracing::info!(path = %data_path.display(), "store opened");
     let bind = settings.http.bind;

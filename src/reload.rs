@@ -61,6 +61,16 @@ fn restart_only(running: &Settings, new: &mut Settings) -> Vec<String> {
         new.data.path.display().to_string(),
     );
     check(
+        "data.cache_size",
+        running.data.cache_size.to_string(),
+        new.data.cache_size.to_string(),
+    );
+    check(
+        "token.cache_size",
+        running.token.cache_size.to_string(),
+        new.token.cache_size.to_string(),
+    );
+    check(
         "log.format",
         format!("{:?}", running.log.format).to_lowercase(),
         format!("{:?}", new.log.format).to_lowercase(),
@@ -87,6 +97,8 @@ fn restart_only(running: &Settings, new: &mut Settings) -> Vec<String> {
     new.http.tls = running.http.tls.clone();
     new.http.max_body = running.http.max_body;
     new.data.path = running.data.path.clone();
+    new.data.cache_size = running.data.cache_size;
+    new.token.cache_size = running.token.cache_size;
     new.log.format = running.log.format;
     out
 }

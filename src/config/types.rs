@@ -34,6 +34,9 @@ pub struct Settings {
     /// Role mappings from `role_mappings` and `role_mapping_files`, compiled (read-only
     /// through the API).
     pub role_mappings: Vec<std::sync::Arc<crate::roles::RoleMapping>>,
+    /// `connections.*` and `connection_encryption.*`: third-party OAuth services and the key
+    /// that seals their secrets and grants (see docs/connections.md).
+    pub connections: super::ConnectionSettings,
 }
 
 /// `http.*`: the listener.
@@ -59,11 +62,24 @@ pub struct TlsSettings {
 pub struct DataSettings {
     /// `data.path`: the redb file (absolute after load).
     pub path: PathBuf,
+    /// `data.cache_size`: redb's page cache, in bytes (default [`DEFAULT_DATA_CACHE_SIZE`]).
+    pub cache_size: usize,
 }
+
+/// Default `data.cache_size`: redb's page cache. redb's own default (1 GiB) let a server
+/// holding a million tokens grow past half a gigabyte; see docs/operations.md ("Memory").
+pub const DEFAULT_DATA_CACHE_SIZE: usize = 8 << 20;
+/// Default `token.cache_size`: the bearer cache's byte bound (estimated sizes).
+pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 40 << 20;
+/// The smallest `data.cache_size` and `token.cache_size` accepted.
+pub const MIN_CACHE_SIZE: usize = 1 << 20;
 
 /// `token.*`: lifetimes of issued tokens.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
+    /// `token.cache_size`: the bearer cache's bound in (estimated) bytes; default
+    /// [`DEFAULT_TOKEN_CACHE_SIZE`].
+    pub cache_size: u64,
     /// `token.timeout`: access-token lifetime; default 20m, 1s..=1h.
     pub timeout: Duration,
     /// `token.refresh_timeout`: refresh-token lifetime; default 24h.
@@ -269,15 +285,24 @@ pub enum Privilege {
     ManageUserProfile,
     ManageSecurity,
     All,
+    /// `GET /_oauth/connections[/{name}]`.
+    ReadConnections,
+    /// Every connection API (define, delete, any user's grant).
+    ManageConnections,
+    /// Act for a user at a connection: `_authorize`, `_callback`, `_token`, `_grant`.
+    UseConnections,
 }
 
 impl Privilege {
-    pub const ALL: [Privilege; 5] = [
+    pub const ALL: [Privilege; 8] = [
         Privilege::ManageOidc,
         Privilege::ManageToken,
         Privilege::ManageUserProfile,
         Privilege::ManageSecurity,
         Privilege::All,
+        Privilege::ReadConnections,
+        Privilege::ManageConnections,
+        Privilege::UseConnections,
     ];
 
     /// `manage_oidc, manage_token, ...` for messages.
@@ -292,6 +317,9 @@ impl Privilege {
             Privilege::ManageUserProfile => "manage_user_profile",
             Privilege::ManageSecurity => "manage_security",
             Privilege::All => "all",
+            Privilege::ReadConnections => "read_connections",
+            Privilege::ManageConnections => "manage_connections",
+            Privilege::UseConnections => "use_connections",
         }
     }
 

@@ -18,7 +18,7 @@ use crate::model::{ClientRef, RealmRef, UserRecord};
 use crate::oidc::client::{Endpoint, OpClient, OpError, TokenEndpointResponse};
 use crate::oidc::id_token::{self, IdTokenError, IdTokenPolicy};
 use crate::secret::{ct_eq, Secret};
-use crate::store::{FlowLimits, Invalidation};
+use crate::store::FlowLimits;
 use crate::tokens::format::TokenKind;
 use crate::tokens::{IssuedPair, Lifetimes, TokenError, TokenService};
 use flow::{FlowError, FlowSecrets, Flows, PendingLimit};
@@ -1184,10 +1184,13 @@ pub async fn logout(
         .await
         .map_err(LogoutError::Token)?
         .and_then(|b| serde_json::from_slice::<LogoutData>(&b).ok());
-    // 3. Invalidate the access token.
-    add(tokens
-        .invalidate(Invalidation::Access(doc.access_hash))
-        .await?);
+    // 3. Invalidate the access token (it parsed in step 2).
+    if let Some(c) = tokens
+        .invalidate_token(TokenKind::Access, access_token)
+        .await?
+    {
+        add(c);
+    }
     tracing::info!(
         target: "audit",
         event = "oidc_logout",

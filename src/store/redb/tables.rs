@@ -56,6 +56,7 @@ pub(super) struct Tables<'t> {
     pub(super) expiry: Table<'t, Bytes, ()>,
     pub(super) role_mappings: Table<'t, &'static str, Bytes>,
     pub(super) profiles: Table<'t, &'static str, Bytes>,
+    pub(super) records: Table<'t, Bytes, Bytes>,
 }
 
 impl<'t> Tables<'t> {
@@ -72,6 +73,7 @@ impl<'t> Tables<'t> {
             expiry: txn.open_table(TOKEN_EXPIRY).map_err(open)?,
             role_mappings: txn.open_table(ROLE_MAPPINGS).map_err(open)?,
             profiles: txn.open_table(PROFILES).map_err(open)?,
+            records: txn.open_table(super::records::RECORDS).map_err(open)?,
         })
     }
 
