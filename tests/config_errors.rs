@@ -189,7 +189,7 @@ fn broken_configs_report_the_expected_errors() {
         (vec![("rp.signature_algorithm", Some("rs256"))], "", format!("{o}rp.signature_algorithm"), "Invalid value [rs256]"),
         (vec![("rp.signature_algorithm", Some("none"))], "", format!("{o}rp.signature_algorithm"), "unsigned ID tokens are never accepted"),
         (vec![("rp.signature_algorithm", Some("[RS256, HS1]"))], "", format!("{o}rp.signature_algorithm"), "Invalid value [HS1]"),
-        (vec![("rp.client_auth_method", Some("private_key_jwt"))], "", format!("{o}rp.client_auth_method"), "Allowed values are [client_secret_basic, client_secret_post, client_secret_jwt]"),
+        (vec![("rp.client_auth_method", Some("tls_client_auth"))], "", format!("{o}rp.client_auth_method"), "Allowed values are [client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt]"),
         (vec![("rp.client_auth_jwt_signature_algorithm", Some("RS256"))], "", format!("{o}rp.client_auth_jwt_signature_algorithm"), "Allowed values are [HS256, HS384, HS512]"),
         (vec![("rp.signature_algorithm", Some("[RS256, HS256]"))], "", format!("{o}rp.client_secret"), "HMAC key of at least 32 bytes"),
         (vec![("rp.client_auth_method", Some("client_secret_jwt"))], "", format!("{o}rp.client_secret"), "HMAC key of at least 48 bytes"),

@@ -8,6 +8,8 @@
 mod types;
 pub use types::*;
 
+mod client_keys;
+pub use client_keys::ClientAuthKey;
 mod connections;
 pub use connections::{
     check_connection_name, check_endpoint, check_scope, ConnectionClientAuth, ConnectionDef,

@@ -365,6 +365,12 @@ pub struct RpSettings {
     pub post_logout_redirect_uri: Option<Url>,
     pub client_auth_method: ClientAuthMethod,
     pub client_auth_jwt_signature_algorithm: SignatureAlgorithm,
+    /// `private_key_jwt`: `rp.client_auth_key` (signs) and `rp.client_auth_key_2` (published
+    /// only); empty for the other methods.
+    pub client_auth_keys: Vec<super::ClientAuthKey>,
+    /// `rp.backchannel_logout`, default false: accept OpenID Connect Back-Channel Logout at
+    /// `POST /oidc/{realm}/backchannel-logout`.
+    pub backchannel_logout: bool,
     /// `rp.pkce`, default true (beyond Elasticsearch).
     pub pkce: bool,
 }
@@ -400,10 +406,12 @@ pub enum SignatureAlgorithm {
     PS256,
     PS384,
     PS512,
+    /// Ed25519 (RFC 8037). Not one of Elasticsearch's algorithms; accepted only when listed.
+    EdDSA,
 }
 
 impl SignatureAlgorithm {
-    pub const ALL: [SignatureAlgorithm; 12] = [
+    pub const ALL: [SignatureAlgorithm; 13] = [
         Self::HS256,
         Self::HS384,
         Self::HS512,
@@ -416,6 +424,7 @@ impl SignatureAlgorithm {
         Self::PS256,
         Self::PS384,
         Self::PS512,
+        Self::EdDSA,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -432,6 +441,7 @@ impl SignatureAlgorithm {
             Self::PS256 => "PS256",
             Self::PS384 => "PS384",
             Self::PS512 => "PS512",
+            Self::EdDSA => "EdDSA",
         }
     }
 
@@ -461,6 +471,8 @@ pub enum ClientAuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
     ClientSecretJwt,
+    /// RFC 7523 assertion signed with the realm's private key (`rp.client_auth_key`).
+    PrivateKeyJwt,
 }
 
 /// `op.*`.
@@ -478,6 +490,44 @@ pub struct OpSettings {
     /// `op.jwkset_min_refetch_interval`: the least time between two fetches of a JWKS URL
     /// (unknown `kid`, bad signature, failed periodic refresh); default 30s.
     pub jwkset_min_refetch_interval: Duration,
+    /// `op.discovery` / `op.discovery_url`: the provider metadata to take endpoints from.
+    /// `None` when discovery is off (the realm uses exactly the keys written).
+    pub discovery: Option<DiscoverySettings>,
+}
+
+/// `op.discovery: true`.
+///
+/// While `discovered` is `None` the endpoints the YAML left out hold the discovery URL as a
+/// placeholder (the types need a value); a realm is never built from such settings
+/// (`realm::discovery::apply` fills them from the metadata first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoverySettings {
+    /// `op.discovery_url`, default `<op.issuer>/.well-known/openid-configuration`.
+    pub url: Url,
+    /// The `op.*` endpoint keys written in the YAML (`authorization_endpoint`,
+    /// `token_endpoint`, `userinfo_endpoint`, `endsession_endpoint`, `jwkset_path`): they win
+    /// over the metadata.
+    pub written: Vec<&'static str>,
+    /// The metadata applied to these settings, once it has been.
+    pub discovered: Option<DiscoveredEndpoints>,
+}
+
+impl DiscoverySettings {
+    /// Whether the metadata has not been applied yet.
+    pub fn pending(&self) -> bool {
+        self.discovered.is_none()
+    }
+}
+
+/// The endpoints taken from a provider's metadata (validated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredEndpoints {
+    pub issuer: String,
+    pub authorization_endpoint: Url,
+    pub token_endpoint: Option<Url>,
+    pub userinfo_endpoint: Option<Url>,
+    pub end_session_endpoint: Option<Url>,
+    pub jwks_uri: Url,
 }
 
 /// `op.jwkset_path`: a file (resolved against the config directory) or an https URL
@@ -501,8 +551,58 @@ pub struct ClaimSettings {
 /// A claim name and an optional pattern (compiled at load; has at least one capture group).
 #[derive(Debug, Clone)]
 pub struct ClaimRule {
+    /// A top-level claim name, or a nested member as a JSON Pointer (RFC 6901) when it starts
+    /// with `/` (see [`claim_pointer`]).
     pub claim: String,
     pub pattern: Option<Regex>,
+}
+
+/// Deepest nested claim path accepted (`claims.*` as a JSON Pointer).
+pub const MAX_CLAIM_PATH_DEPTH: usize = 8;
+
+/// The member names of a `claims.*` value that names a nested member: a JSON Pointer (RFC
+/// 6901) such as `/realm_access/roles`, where `~1` stands for `/` and `~0` for `~`.
+/// `Ok(None)` for a plain claim name (anything not starting with `/`, e.g. `groups`,
+/// `email.verified` or `https://example.com/groups`). Every member name must be non-empty and
+/// at most [`MAX_CLAIM_PATH_DEPTH`] deep; `~` must be followed by `0` or `1`.
+pub fn claim_pointer(claim: &str) -> Result<Option<Vec<String>>, String> {
+    let Some(rest) = claim.strip_prefix('/') else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for raw in rest.split('/') {
+        if raw.is_empty() {
+            return Err(
+                "has an empty member name (two slashes in a row, or a trailing slash)".into(),
+            );
+        }
+        let mut name = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '~' {
+                match chars.next() {
+                    Some('0') => name.push('~'),
+                    Some('1') => name.push('/'),
+                    _ => {
+                        return Err(
+                            "has a '~' not followed by 0 or 1 (write ~0 for '~' and ~1 for '/')"
+                                .into(),
+                        )
+                    }
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        out.push(name);
+    }
+    if out.len() > MAX_CLAIM_PATH_DEPTH {
+        return Err(format!(
+            "is {} members deep; at most {MAX_CLAIM_PATH_DEPTH} are accepted",
+            out.len()
+        ));
+    }
+    Ok(Some(out))
 }
 
 /// `http.*` of a realm: outbound calls to the OP.

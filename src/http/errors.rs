@@ -274,6 +274,21 @@ impl From<ProfileError> for ApiError {
     }
 }
 
+/// A refused back-channel logout token: 400 with `error: invalid_request` and the reason as
+/// `error_description` (Back-Channel Logout 1.0 §2.8); keys the realm cannot get: 503 (the
+/// provider retries).
+impl From<crate::realm::backchannel::BackchannelError> for ApiError {
+    fn from(e: crate::realm::backchannel::BackchannelError) -> Self {
+        use crate::realm::backchannel::BackchannelError;
+        match e {
+            BackchannelError::NoKeys => ApiError::unavailable(
+                "back-channel logout: the realm's signing keys are not available",
+            ),
+            other => ApiError::oauth("invalid_request", format!("{} ({})", other, other.code())),
+        }
+    }
+}
+
 /// A connections failure (see docs/connections.md and docs/errors.md).
 impl From<crate::connections::ConnectionError> for ApiError {
     fn from(e: crate::connections::ConnectionError) -> Self {

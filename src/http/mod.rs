@@ -13,6 +13,7 @@ pub mod metrics;
 mod oidc;
 mod profile;
 mod role_mapping;
+mod rp_protocol;
 mod security;
 mod status;
 mod token;
@@ -114,6 +115,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     );
     role_mapping_routes(cfg);
     profile_routes(cfg);
+    rp_protocol::routes(cfg);
     connection_routes(cfg);
 }
 

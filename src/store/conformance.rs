@@ -39,6 +39,7 @@ where
     invalidate_refresh(make().await).await;
     invalidate_family(make().await).await;
     invalidate_owner(make().await).await;
+    invalidate_oidc_session(make().await).await;
     flows_are_single_use(make().await).await;
     concurrent_flow_takes(make().await).await;
     flow_limits_count_live_flows_per_caller(make().await).await;
@@ -112,6 +113,7 @@ pub fn token(n: u32, with_refresh: bool, fam: Id16, realm: &str, username: &str)
         refresh_invalidated: false,
         refreshed: None,
         sealed: Some(vec![0, 1, 2, 255, n as u8]),
+        oidc_session: None,
     }
 }
 
@@ -747,6 +749,84 @@ pub async fn invalidate_owner(store: Arc<dyn Store>) {
     let still_valid = get(&store, a(8)).await;
     assert!(!still_valid.access_invalidated && !still_valid.refresh_invalidated);
     for n in 1..=7 {
+        let d = get(&store, a(n)).await;
+        assert!(d.access_invalidated, "doc {n}");
+        assert_eq!(d.refresh_invalidated, d.refresh_hash.is_some(), "doc {n}");
+    }
+}
+
+/// Back-Channel Logout: the tokens of the logins of a realm with a provider session `sid`
+/// and/or `sub`; nothing without either, nothing in another realm, nothing without a session.
+pub async fn invalidate_oidc_session(store: Arc<dyn Store>) {
+    let session = |sub: &str, sid: Option<&str>| {
+        Some(crate::model::OidcSession {
+            sub: sub.into(),
+            sid: sid.map(str::to_owned),
+        })
+    };
+    let mut docs = [
+        token(1, true, family(1), "oidc1", "alice"),
+        token(2, true, family(2), "oidc1", "alice"),
+        token(3, false, family(3), "oidc1", "bob"),
+        token(4, true, family(4), "oidc2", "alice"),
+        token(5, true, family(5), "oidc1", "alice"),
+        token(6, true, family(6), "oidc1", "carol"),
+    ];
+    docs[0].oidc_session = session("sub-a", Some("sid-1"));
+    docs[1].oidc_session = session("sub-a", Some("sid-2"));
+    docs[2].oidc_session = session("sub-b", Some("sid-1"));
+    docs[3].oidc_session = session("sub-a", Some("sid-1"));
+    docs[4].oidc_session = None;
+    docs[5].oidc_session = session("sub-c", None);
+    for d in &docs {
+        store.insert_token(d.clone()).await.unwrap();
+        assert_eq!(
+            get(&store, d.access_hash).await.oidc_session,
+            d.oidc_session
+        );
+    }
+    let a = |n: u32| hash(b'a', n);
+    let by = |realm: &str, sub: Option<&str>, sid: Option<&str>| Invalidation::OidcSession {
+        realm: realm.into(),
+        sub: sub.map(str::to_owned),
+        sid: sid.map(str::to_owned),
+    };
+    assert_eq!(
+        store.invalidate(by("oidc1", None, None)).await.unwrap(),
+        InvalidationCounts::default(),
+        "neither sub nor sid selects nothing"
+    );
+    // sid and sub together: both must match.
+    let c = store
+        .invalidate(by("oidc1", Some("sub-b"), Some("sid-2")))
+        .await
+        .unwrap();
+    assert_eq!(c, InvalidationCounts::default());
+    // sid alone: doc 1 (2 tokens) and doc 3 (1); not doc 4 (another realm).
+    let c = store
+        .invalidate(by("oidc1", None, Some("sid-1")))
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(3, 0));
+    assert_eq!(set(&c.access_hashes), set(&[a(1), a(3)]));
+    // sub alone: every session of the user in the realm (doc 2; doc 1 again).
+    let c = store
+        .invalidate(by("oidc1", Some("sub-a"), None))
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(2, 2));
+    assert_eq!(c.access_hashes, vec![a(2)]);
+    // A session without sid is found by its sub.
+    let c = store
+        .invalidate(by("oidc1", Some("sub-c"), None))
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(2, 0));
+    for n in [4, 5] {
+        let d = get(&store, a(n)).await;
+        assert!(!d.access_invalidated && !d.refresh_invalidated, "doc {n}");
+    }
+    for n in [1, 2, 3, 6] {
         let d = get(&store, a(n)).await;
         assert!(d.access_invalidated, "doc {n}");
         assert_eq!(d.refresh_invalidated, d.refresh_hash.is_some(), "doc {n}");

@@ -1,7 +1,7 @@
 //! An in-memory [`Store`] for tests. Same semantics as the durable backends, no durability.
 
 use super::flow_table::FlowTable;
-use super::logic::{invalidate_doc, owner_matches};
+use super::logic::{invalidate_doc, owner_matches, session_matches};
 use super::*;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -121,6 +121,15 @@ impl Store for MemoryStore {
                     .docs
                     .values_mut()
                     .filter(|d| owner_matches(d, realm.as_deref(), username.as_deref()))
+                {
+                    invalidate_doc(doc, true, true, &mut counts);
+                }
+            }
+            Invalidation::OidcSession { realm, sub, sid } => {
+                for doc in inner
+                    .docs
+                    .values_mut()
+                    .filter(|d| session_matches(d, &realm, sub.as_deref(), sid.as_deref()))
                 {
                     invalidate_doc(doc, true, true, &mut counts);
                 }

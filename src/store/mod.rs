@@ -9,7 +9,9 @@
 //! authorization was in flight simply starts again).
 
 use crate::clock::UnixMillis;
-use crate::model::{ClientRef, Hash32, Id16, RealmRef, Refreshed, TokenDoc, UserRecord};
+use crate::model::{
+    ClientRef, Hash32, Id16, OidcSession, RealmRef, Refreshed, TokenDoc, UserRecord,
+};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -144,6 +146,14 @@ pub enum Invalidation {
     Owner {
         realm: Option<String>,
         username: Option<String>,
+    },
+    /// Every access and refresh token of the OIDC logins of `realm` whose provider session
+    /// matches (Back-Channel Logout): the same `sid` when given, and the same `sub` when
+    /// given (both when both are). With neither it selects nothing.
+    OidcSession {
+        realm: String,
+        sub: Option<String>,
+        sid: Option<String>,
     },
 }
 

@@ -191,6 +191,7 @@ mod tests {
             refresh_invalidated: false,
             refreshed: None,
             sealed: Some(vec![0; 4096]),
+            oidc_session: None,
         }
     }
 

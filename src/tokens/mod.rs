@@ -196,7 +196,22 @@ impl TokenService {
         with_refresh: bool,
         sealed_data: Option<&[u8]>,
     ) -> Result<IssuedPair, TokenError> {
-        let (pair, doc) = self.mint(
+        self.issue_for_session(user, client, lifetimes, with_refresh, sealed_data, None)
+            .await
+    }
+
+    /// [`issue`](Self::issue) for an OIDC login: the provider's session (`sub`, `sid`) is kept
+    /// with the pair and every pair refreshed from it (Back-Channel Logout selects by it).
+    pub async fn issue_for_session(
+        &self,
+        user: UserRecord,
+        client: ClientRef,
+        lifetimes: Lifetimes,
+        with_refresh: bool,
+        sealed_data: Option<&[u8]>,
+        session: Option<crate::model::OidcSession>,
+    ) -> Result<IssuedPair, TokenError> {
+        let (pair, mut doc) = self.mint(
             user,
             client,
             lifetimes,
@@ -204,6 +219,7 @@ impl TokenService {
             crate::crypto::time_ordered_id(self.clock.now_millis()),
             sealed_data,
         );
+        doc.oidc_session = session;
         self.store.insert_token(doc).await?;
         Ok(pair)
     }
@@ -233,6 +249,7 @@ impl TokenService {
             refresh_invalidated: false,
             refreshed: None,
             sealed: sealed_data.map(|d| seal_both(&access, refresh.as_ref(), d)),
+            oidc_session: None,
         };
         let pair = IssuedPair {
             access_token: access.into_string(),
@@ -298,7 +315,7 @@ impl TokenService {
             .as_deref()
             .and_then(split_sealed)
             .and_then(|(_, under_refresh)| secret.open(under_refresh));
-        let (pair, new_doc) = self.mint(
+        let (pair, mut new_doc) = self.mint(
             doc.user.clone(),
             doc.client.clone(),
             lifetimes,
@@ -306,6 +323,7 @@ impl TokenService {
             doc.family,
             carried.as_deref(),
         );
+        new_doc.oidc_session = doc.oidc_session.clone();
         let sealed_pair =
             serde_json::to_vec(&pair).map_err(|_| TokenError::Seal(SealError::EncodePair))?;
         let refreshed = Refreshed {

@@ -11,7 +11,7 @@ use super::schema::{
 };
 use crate::clock::UnixMillis;
 use crate::model::{Hash32, Id16, Refreshed, TokenDoc};
-use crate::store::logic::{invalidate_doc, owner_matches};
+use crate::store::logic::{invalidate_doc, owner_matches, session_matches};
 use crate::store::{
     codec, Invalidation, InvalidationCounts, RefreshOutcome, StoreError, StoredProfile,
 };
@@ -171,6 +171,21 @@ impl<'t> Tables<'t> {
                     .load_all(&hashes)?
                     .into_iter()
                     .filter(|d| owner_matches(d, realm.as_deref(), username.as_deref()))
+                    .collect();
+                (docs, true, true)
+            }
+            Invalidation::OidcSession { realm, sub, sid } => {
+                // The realm's records through the owner index, then the session filter (no
+                // session index: back-channel logouts are rare next to bearer checks).
+                let hashes = if sub.is_some() || sid.is_some() {
+                    self.owned_by(Some(&realm), None)?
+                } else {
+                    Vec::new()
+                };
+                let docs = self
+                    .load_all(&hashes)?
+                    .into_iter()
+                    .filter(|d| session_matches(d, &realm, sub.as_deref(), sid.as_deref()))
                     .collect();
                 (docs, true, true)
             }
