@@ -213,7 +213,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((
             "Content-Security-Policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+            "default-src 'none'; style-src 'unsafe-inline'",
         ))
         .insert_header(("X-Frame-Options", "DENY"))
         .body(html)

@@ -388,7 +388,7 @@ fn html(status: StatusCode, body: String) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((
             "Content-Security-Policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+            "default-src 'none'; style-src 'unsafe-inline'",
         ))
         .insert_header(("X-Frame-Options", "DENY"))
         .body(body)
