@@ -104,7 +104,12 @@ fn drive(input: Value) -> Value {
     let line = out.lines().last().unwrap_or_default();
     let v: Value = serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("drive.mjs printed no JSON ({e}): {out}\nstderr:\n{err}"));
-    assert_eq!(v["ok"], true, "the browser failed: {}\nstderr:\n{err}", v["error"].as_str().unwrap_or(line));
+    assert_eq!(
+        v["ok"],
+        true,
+        "the browser failed: {}\nstderr:\n{err}",
+        v["error"].as_str().unwrap_or(line)
+    );
     v
 }
 
@@ -127,7 +132,11 @@ struct Demo {
     stderr: Arc<Mutex<String>>,
 }
 
-fn collect(r: impl Read + Send + 'static, sink: Arc<Mutex<String>>, lines: Option<mpsc::Sender<String>>) {
+fn collect(
+    r: impl Read + Send + 'static,
+    sink: Arc<Mutex<String>>,
+    lines: Option<mpsc::Sender<String>>,
+) {
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines() {
             let Ok(line) = line else { break };
@@ -223,20 +232,39 @@ fn demo_as_the_readme_says() {
     let url = demo.url_to_open(&lines);
     assert_eq!(url, "http://127.0.0.1:5601/", "{}", demo.output());
     let out = demo.output();
-    for user in ["alice", "alice-demo", "bob", "bob-demo", "carol", "carol-demo"] {
+    for user in [
+        "alice",
+        "alice-demo",
+        "bob",
+        "bob-demo",
+        "carol",
+        "carol-demo",
+    ] {
         assert!(out.contains(user), "the demo users are printed: {out}");
     }
 
     // alice: staff and finance.
-    let alice = drive(json!({"scenario": "login", "app": url, "user": "alice", "password": "alice-demo",
-                             "shots": shots.join("alice")}));
+    let alice = drive(
+        json!({"scenario": "login", "app": url, "user": "alice", "password": "alice-demo",
+                             "shots": shots.join("alice")}),
+    );
     assert_eq!(alice["username"], "alice", "{alice}");
     assert_eq!(alice["full_name"], "Alice Liddell");
-    assert_eq!(roles(&alice), ["demo_user", "finance_data", "viewer"], "{alice}");
+    assert_eq!(
+        roles(&alice),
+        ["demo_user", "finance_data", "viewer"],
+        "{alice}"
+    );
     let banner = alice["provider"][0]["banner"].as_str().unwrap_or_default();
-    assert!(banner.contains("for demos only, never for production"), "{alice}");
+    assert!(
+        banner.contains("for demos only, never for production"),
+        "{alice}"
+    );
     assert_eq!(alice["renewals_before"], "0");
-    assert_eq!(alice["renewals_after"], "1", "renewed with the refresh token");
+    assert_eq!(
+        alice["renewals_after"], "1",
+        "renewed with the refresh token"
+    );
     assert_eq!(
         alice["cookie"],
         json!([{"name": "webapp_session", "httpOnly": true, "secure": false, "sameSite": "Lax"}]),
@@ -257,12 +285,15 @@ fn demo_as_the_readme_says() {
     assert_eq!(alice["after_logout_has_username"], false);
 
     // carol: another group, other roles.
-    let carol = drive(json!({"scenario": "login", "app": url, "user": "carol", "password": "carol-demo",
-                             "shots": shots.join("carol")}));
+    let carol = drive(
+        json!({"scenario": "login", "app": url, "user": "carol", "password": "carol-demo",
+                             "shots": shots.join("carol")}),
+    );
     assert_eq!(roles(&carol), ["admin", "demo_user"], "{carol}");
 
     // A callback whose state is not the session's: refused, and the page says why.
-    let wrong = drive(json!({"scenario": "wrong-state", "app": url, "shots": shots.join("wrong-state")}));
+    let wrong =
+        drive(json!({"scenario": "wrong-state", "app": url, "shots": shots.join("wrong-state")}));
     assert_eq!(wrong["status"], 400, "{wrong}");
     let why = wrong["error"].as_str().unwrap();
     assert!(why.contains("state") && why.contains("refused"), "{wrong}");
@@ -293,7 +324,16 @@ fn demo_as_the_readme_says() {
 #[test]
 fn demo_refuses_non_loopback() {
     for bind in ["0.0.0.0", "::", "192.0.2.10"] {
-        let (mut demo, _lines) = Demo::spawn(&["--bind", bind, "--realm-port", "0", "--op-port", "0", "--app-port", "0"]);
+        let (mut demo, _lines) = Demo::spawn(&[
+            "--bind",
+            bind,
+            "--realm-port",
+            "0",
+            "--op-port",
+            "0",
+            "--app-port",
+            "0",
+        ]);
         let status = demo.wait(Duration::from_secs(20));
         let out = demo.output();
         assert_eq!(status.code(), Some(2), "{bind}: {out}");
@@ -327,10 +367,19 @@ impl Op {
         let stderr = Arc::new(Mutex::new(String::new()));
         collect(child.stderr.take().unwrap(), stderr.clone(), None);
         let (tx, rx) = mpsc::channel();
-        collect(child.stdout.take().unwrap(), Arc::new(Mutex::new(String::new())), Some(tx));
+        collect(
+            child.stdout.take().unwrap(),
+            Arc::new(Mutex::new(String::new())),
+            Some(tx),
+        );
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("the provider printed no ready line; stderr:\n{}", stderr.lock().unwrap()));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the provider printed no ready line; stderr:\n{}",
+                    stderr.lock().unwrap()
+                )
+            });
         let ready: Value = serde_json::from_str(&line).unwrap();
         Op {
             child,
@@ -373,9 +422,11 @@ async fn facilitator_against_oidc_provider() {
         .await
         .unwrap();
     let s = |k: &str| serde_json::to_string(d[k].as_str().unwrap()).unwrap();
-    let (token, hash) = oidc_realm::auth::service_tokens::generate("elastic/webapp/browser").unwrap();
+    let (token, hash) =
+        oidc_realm::auth::service_tokens::generate("elastic/webapp/browser").unwrap();
     let yaml = format!(
-        "service_tokens:\n  elastic/webapp/browser:\n    hash: '{hash}'\n    privileges: [manage_oidc, manage_token]\n\
+        "token:\n  timeout: 2s\n\
+         service_tokens:\n  elastic/webapp/browser:\n    hash: '{hash}'\n    privileges: [manage_oidc, manage_token]\n\
          role_mappings:\n  \
            staff:\n    enabled: true\n    roles: [viewer]\n    rules: {{field: {{groups: staff}}}}\n  \
            finance:\n    enabled: true\n    roles: [finance_data]\n    rules: {{field: {{groups: finance}}}}\n\
@@ -395,7 +446,12 @@ async fn facilitator_against_oidc_provider() {
     );
     let loaded = oidc_realm::config::load_str(&yaml, &std::env::temp_dir())
         .unwrap_or_else(|e| panic!("{e}\n---\n{yaml}"));
-    let state = AppState::new(loaded.settings, loaded.warnings, Arc::new(MemoryStore::new()), Arc::new(SystemClock));
+    let state = AppState::new(
+        loaded.settings,
+        loaded.warnings,
+        Arc::new(MemoryStore::new()),
+        Arc::new(SystemClock),
+    );
     let realm_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let realm_url = format!("http://{}", realm_listener.local_addr().unwrap());
     let realm = HttpServer::new(move || App::new().configure(configure(state.clone())))
@@ -422,24 +478,44 @@ async fn facilitator_against_oidc_provider() {
 
     let url = format!("{app_url}/");
     let input = json!({"scenario": "login", "app": url, "user": "alice", "password": "any", "shots": shots.join("alice")});
-    let alice = actix_web::rt::task::spawn_blocking(move || drive(input)).await.unwrap();
+    let alice = actix_web::rt::task::spawn_blocking(move || drive(input))
+        .await
+        .unwrap();
     assert_eq!(alice["username"], "alice", "{alice}");
     assert_eq!(roles(&alice), ["finance_data", "viewer"], "{alice}");
-    assert_eq!(alice["renewals_after"], "1");
+    // Access tokens live 2 s here, less than the app's renewal margin (5 s): every page view
+    // renews the token with the refresh token before using it, as it does when one expires.
+    let renewals = |k: &str| alice[k].as_str().unwrap().parse::<u32>().unwrap();
+    assert!(renewals("renewals_before") >= 1, "renewed on expiry: {alice}");
+    assert!(renewals("renewals_after") > renewals("renewals_before"), "{alice}");
     let provider_pages = alice["provider"].as_array().unwrap().len();
-    assert!(provider_pages >= 2, "oidc-provider's login and consent pages: {alice}");
-    let navs = alice["logout_navigations"].to_string();
-    assert!(navs.contains(&format!("{}/session/end", op.issuer)), "logout through the provider's end-session: {alice}");
     assert!(
-        alice["logged_out_url"].as_str().unwrap().ends_with("/logged-out"),
+        provider_pages >= 2,
+        "oidc-provider's login and consent pages: {alice}"
+    );
+    let navs = alice["logout_navigations"].to_string();
+    assert!(
+        navs.contains(&format!("{}/session/end", op.issuer)),
+        "logout through the provider's end-session: {alice}"
+    );
+    assert!(
+        alice["logged_out_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/logged-out"),
         "{alice}"
     );
     assert_eq!(alice["after_logout_has_username"], false);
 
     let input = json!({"scenario": "wrong-state", "app": url, "shots": shots.join("wrong-state")});
-    let wrong = actix_web::rt::task::spawn_blocking(move || drive(input)).await.unwrap();
+    let wrong = actix_web::rt::task::spawn_blocking(move || drive(input))
+        .await
+        .unwrap();
     assert_eq!(wrong["status"], 400, "{wrong}");
-    assert!(wrong["error"].as_str().unwrap().contains("state"), "{wrong}");
+    assert!(
+        wrong["error"].as_str().unwrap().contains("state"),
+        "{wrong}"
+    );
 
     app_handle.stop(false).await;
     realm_handle.stop(false).await;
