@@ -486,8 +486,14 @@ async fn facilitator_against_oidc_provider() {
     // Access tokens live 2 s here, less than the app's renewal margin (5 s): every page view
     // renews the token with the refresh token before using it, as it does when one expires.
     let renewals = |k: &str| alice[k].as_str().unwrap().parse::<u32>().unwrap();
-    assert!(renewals("renewals_before") >= 1, "renewed on expiry: {alice}");
-    assert!(renewals("renewals_after") > renewals("renewals_before"), "{alice}");
+    assert!(
+        renewals("renewals_before") >= 1,
+        "renewed on expiry: {alice}"
+    );
+    assert!(
+        renewals("renewals_after") > renewals("renewals_before"),
+        "{alice}"
+    );
     let provider_pages = alice["provider"].as_array().unwrap().len();
     assert!(
         provider_pages >= 2,

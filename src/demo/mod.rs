@@ -40,16 +40,20 @@ pub struct DemoArgs {
 #[derive(Debug)]
 pub struct DemoError(pub String);
 
-/// Run the demo until SIGINT/SIGTERM; the process exit code.
+/// A refused `--bind` (a usage error: exit code 2).
+const NOT_LOOPBACK: &str = "loopback only";
+
+/// Run the demo until SIGINT/SIGTERM; the process exit code: 0 when stopped, 2 for a
+/// non-loopback address, 1 for anything else that kept it from starting (a port in use).
 pub fn run(args: DemoArgs) -> i32 {
     match start(args) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("oidc-realm demo: {}", e.0);
-            if e.0.contains("in use") {
-                1
-            } else {
+            if e.0.contains(NOT_LOOPBACK) {
                 2
+            } else {
+                1
             }
         }
     }
@@ -66,7 +70,7 @@ struct Listeners {
 fn bind_all(args: &DemoArgs) -> Result<Listeners, DemoError> {
     if !args.bind.is_loopback() {
         return Err(DemoError(format!(
-            "refusing to listen on {}: the demo listens on loopback only (127.0.0.1 or ::1); its users and passwords are public and its provider is for demos only, never for production",
+            "refusing to listen on {}: the demo listens on {NOT_LOOPBACK} (127.0.0.1 or ::1); its users and passwords are public and its provider is for demos only, never for production",
             args.bind
         )));
     }

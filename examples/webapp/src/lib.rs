@@ -29,7 +29,6 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use url::Url;
@@ -349,11 +348,6 @@ fn is_loopback(u: &Url) -> bool {
     }
 }
 
-/// Is this address a loopback address?
-pub fn is_loopback_ip(ip: IpAddr) -> bool {
-    ip.is_loopback()
-}
-
 fn random_id() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system's random source failed");
@@ -375,7 +369,7 @@ fn page(title: &str, app_title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · {a}</title>\
          <style>body{{font-family:sans-serif;max-width:40em;margin:2em auto;line-height:1.5}}\
-         .error{{color:#a00}} code{{background:#eee;padding:0 .2em}} button{{font-size:1em}}</style>\
+         .error{{color:#a00}} code{{background:#eee;padding:0 .2em}} button{{font-size:1em}} a.button{{border:1px solid #777;border-radius:3px;padding:.2em .6em;background:#eee;color:#000;text-decoration:none}}</style>\
          </head><body><p><a href=\"/\">{a}</a></p><h1>{t}</h1>\n{body}\n</body></html>\n",
         t = esc(title),
         a = esc(app_title),
@@ -411,7 +405,7 @@ fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
 
 fn login_page(app: &WebApp, status: StatusCode, title: &str, note: &str) -> HttpResponse {
     let body = format!(
-        "<p>{}</p>\n<p><a id=\"login\" href=\"/login\"><button type=\"button\">Log in</button></a></p>",
+        "<p>{}</p>\n<p><a id=\"login\" class=\"button\" href=\"/login\">Log in</a></p>",
         esc(note)
     );
     html(status, page(title, &app.cfg.title, &body))
@@ -839,6 +833,84 @@ mod tests {
         assert!(ct_eq("abc", "abc"));
         assert!(!ct_eq("abc", "abd"));
         assert!(!ct_eq("abc", "ab"));
+    }
+
+    /// An app whose oidc-realm is unreachable (port 1): every check below happens before
+    /// oidc-realm would be called, or shows that it could not be.
+    fn offline() -> Arc<WebApp> {
+        WebApp::new(cfg("http://127.0.0.1:5601", "http://127.0.0.1:1")).unwrap()
+    }
+
+    fn pending(app: &WebApp, state: &str) -> String {
+        let id = random_id();
+        let s = Session {
+            login: Some(PendingLogin {
+                state: state.into(),
+                nonce: "n".into(),
+            }),
+            ..Session::default()
+        };
+        app.store(&id, s).ok().unwrap();
+        id
+    }
+
+    async fn get(app: &Arc<WebApp>, uri: &str, cookie: Option<&str>) -> (u16, String) {
+        use actix_web::test;
+        let svc = test::init_service(actix_web::App::new().configure(configure(app.clone()))).await;
+        let mut req = test::TestRequest::get().uri(uri);
+        if let Some(c) = cookie {
+            req = req.cookie(Cookie::new(COOKIE_NAME, c.to_string()));
+        }
+        let resp = test::call_service(&svc, req.to_request()).await;
+        let status = resp.status().as_u16();
+        let body = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+        (status, body)
+    }
+
+    #[actix_web::test]
+    async fn callback_checks_before_calling_oidc_realm() {
+        let app = offline();
+        // No cookie, an unknown session.
+        let (st, body) = get(&app, "/callback?code=c&state=s", None).await;
+        assert_eq!(st, 400);
+        assert!(body.contains("no session cookie"), "{body}");
+        let (st, body) = get(&app, "/callback?code=c&state=s", Some("unknown")).await;
+        assert_eq!(st, 400);
+        assert!(body.contains("unknown or expired"), "{body}");
+        // Another state: refused, and the pending login is gone (single use).
+        let id = pending(&app, "the-state");
+        let (st, body) = get(&app, "/callback?code=c&state=another", Some(&id)).await;
+        assert_eq!(st, 400);
+        assert!(
+            body.contains("The state in the callback is not the one"),
+            "{body}"
+        );
+        let (st, body) = get(&app, "/callback?code=c&state=the-state", Some(&id)).await;
+        assert_eq!(st, 400);
+        assert!(body.contains("No login is pending"), "{body}");
+        // No state, or two.
+        for q in ["code=c", "code=c&state=the-state&state=the-state"] {
+            let id = pending(&app, "the-state");
+            let (st, body) = get(&app, &format!("/callback?{q}"), Some(&id)).await;
+            assert_eq!(st, 400, "{q}");
+            assert!(body.contains("no state, or more than one"), "{q}: {body}");
+        }
+        // The right state: only then is oidc-realm called (unreachable here: 502).
+        let id = pending(&app, "the-state");
+        let (st, body) = get(&app, "/callback?code=c&state=the-state", Some(&id)).await;
+        assert_eq!(st, 502, "{body}");
+        assert!(body.contains("cannot reach oidc-realm"), "{body}");
+    }
+
+    #[actix_web::test]
+    async fn login_without_oidc_realm_says_so() {
+        let app = offline();
+        let (st, body) = get(&app, "/login", None).await;
+        assert_eq!(st, 502);
+        assert!(body.contains("Cannot start the login"), "{body}");
+        let (st, body) = get(&app, "/", None).await;
+        assert_eq!(st, 200);
+        assert!(body.contains("id=\"login\""), "{body}");
     }
 
     #[test]
