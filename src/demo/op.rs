@@ -315,7 +315,8 @@ async fn authorize(op: web::Data<DemoOp>, q: web::Query<AuthorizeQuery>) -> Http
     {
         return error_page(StatusCode::BAD_REQUEST, "The scope must include openid.");
     }
-    if q.code_challenge.is_some() && q.code_challenge_method.as_deref() != Some("S256") {
+    let s256 = matches!(q.code_challenge_method.as_deref(), Some("S256"));
+    if q.code_challenge.is_some() && !s256 {
         return error_page(
             StatusCode::BAD_REQUEST,
             "Only code_challenge_method=S256 is supported.",
@@ -806,6 +807,20 @@ mod tests {
         .await;
         assert_eq!(resp.status(), 400);
         assert!(resp.headers().get("location").is_none());
+        // Unknown client, another response type, no openid scope, a plain PKCE challenge.
+        let good = authorize_uri("http://127.0.0.1:5601/callback", "c");
+        for (from, to) in [
+            ("client_id=demo-client", "client_id=other"),
+            ("response_type=code", "response_type=token"),
+            ("scope=openid", "scope=profile"),
+            ("code_challenge_method=S256", "code_challenge_method=plain"),
+        ] {
+            let uri = good.replace(from, to);
+            let resp =
+                test::call_service(&app, test::TestRequest::get().uri(&uri).to_request()).await;
+            assert_eq!(resp.status(), 400, "{uri}");
+            assert!(resp.headers().get("location").is_none());
+        }
         let resp = test::call_service(
             &app,
             test::TestRequest::get()
