@@ -9,6 +9,7 @@ mod claims;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod crypto;
 /// `oidc-realm demo`: oidc-realm, a development provider and the example web app in one process.
 pub mod demo;

@@ -53,6 +53,8 @@ pub struct AppState {
     pub audit: Audit,
     /// The store, for its health (the services hold their own handles).
     store: Arc<dyn Store>,
+    /// Connected accounts: per-user OAuth grants at third-party services.
+    pub connections: crate::connections::Connections,
 }
 
 /// Why a state could not be built.
@@ -92,10 +94,14 @@ impl AppState {
         let realms = Realms::build_from(&settings, None, now, metrics.op_calls())
             .map_err(StateBuildError::Realms)?;
         let audit = Audit::open(&settings.audit, clock.clone())?;
+        let connections =
+            crate::connections::Connections::new(store.clone(), clock.clone(), audit.clone());
         store.observe_commits(Arc::new(metrics.commits()));
         let role_mappings =
             RoleMappings::new(store.clone(), settings.role_mappings.clone(), audit.clone());
         let callers = Authenticator::new(settings.limits, &metrics);
+        let tokens =
+            TokenService::with_cache_bytes(store.clone(), clock.clone(), settings.token.cache_size);
         Ok(Arc::new(Self {
             callers,
             metrics,
@@ -108,9 +114,10 @@ impl AppState {
                 warnings,
                 loaded_at: now,
             }),
-            tokens: TokenService::new(store.clone(), clock.clone()),
+            tokens,
             clock,
             flows: Flows::new(store.clone()),
+            connections,
             store,
             reload: ReloadLog::default(),
         }))
@@ -261,6 +268,10 @@ impl AppState {
         self.metrics.render(crate::metrics::ScrapeValues {
             generation: rt.generation,
             password_verifications: self.password_verifications(),
+            bearer_cache: {
+                let u = self.tokens.cache_usage();
+                (u.entries, u.estimated_bytes)
+            },
             jwks,
         })
     }
