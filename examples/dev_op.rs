@@ -9,7 +9,9 @@
 //! ```
 //!
 //! It is the fake provider of the test suite (`tests/common/fake_op.rs`), signing with the
-//! test keys of `tests/fixtures/keys/`: never point a real deployment at it.
+//! test keys of `tests/fixtures/keys/`: never point a real deployment at it. For a provider
+//! with a login page and users, and a web app in front, run `oidc-realm demo` instead (the
+//! README's first command; it uses the same port 9380, so run one or the other).
 
 #[path = "../tests/common/fake_op.rs"]
 mod fake_op;

@@ -1,5 +1,5 @@
-//! The command line: `serve`, `check-config`, `hash-password`, `create-service-token`. No
-//! logic beyond wiring.
+//! The command line: `serve`, `check-config`, `hash-password`, `create-service-token`, `demo`.
+//! No logic beyond wiring.
 
 use crate::app::{self, AppState};
 use crate::clock::SystemClock;
@@ -53,6 +53,24 @@ pub enum Command {
         )]
         privileges: Vec<String>,
     },
+    /// Try oidc-realm in one command: oidc-realm on config/demo.yml, a development OpenID
+    /// Provider with a login page and demo users, and the example web app (examples/webapp);
+    /// prints the URL to open. Loopback only; for demos only, never for production. Ctrl-C
+    /// stops all three.
+    Demo {
+        /// The loopback address all three listen on (127.0.0.1 or ::1; anything else is refused).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// oidc-realm's port.
+        #[arg(long, default_value_t = crate::demo::DEFAULT_REALM_PORT)]
+        realm_port: u16,
+        /// The demo OpenID Provider's port.
+        #[arg(long, default_value_t = crate::demo::DEFAULT_OP_PORT)]
+        op_port: u16,
+        /// The web app's port (the URL to open).
+        #[arg(long, default_value_t = crate::demo::DEFAULT_APP_PORT)]
+        app_port: u16,
+    },
 }
 
 /// How often expired tokens and flows are swept.
@@ -70,6 +88,17 @@ pub fn run(cli: Cli) -> i32 {
             create_service_token(&name, &privileges)
         }
         Command::Serve { config } => serve(&config),
+        Command::Demo {
+            bind,
+            realm_port,
+            op_port,
+            app_port,
+        } => crate::demo::run(crate::demo::DemoArgs {
+            bind,
+            realm_port,
+            op_port,
+            app_port,
+        }),
     }
 }
 

@@ -11,6 +11,8 @@ pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod crypto;
+/// `oidc-realm demo`: oidc-realm, a development provider and the example web app in one process.
+pub mod demo;
 pub mod error;
 /// Fuzz-target entry points (`fuzz/`), also run over the committed corpora by
 /// `tests/fuzz_corpus.rs`. Only with the `test-util` feature.
