@@ -249,6 +249,16 @@ fn main() {
         let next = Arc::new(AtomicU64::new(0));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
+        // One authenticated request first, so the facilitator's password check is remembered:
+        // otherwise the first CONCURRENCY requests all verify it at once, and those beyond the
+        // per-address allowance of full verifications (limits.password_checks_burst) get 429.
+        let warm = client
+            .get(format!("{base}/_security/_authenticate"))
+            .basic_auth("facilitator", Some("bench-password"))
+            .send()
+            .await
+            .expect("warm-up request");
+        assert_eq!(warm.status(), 200, "warm-up request: {:?}", warm.text().await);
         let started = Instant::now();
         let deadline = started + Duration::from_secs(secs);
         let mut tasks = Vec::new();
@@ -264,7 +274,9 @@ fn main() {
                         .basic_auth("facilitator", Some("bench-password"))
                         .json(&json!({"realm": "oidc1", "nonce": nonce}))
                         .send().await.expect("prepare").json().await.expect("prepare json");
-                    let st = p["state"].as_str().expect("state").to_string();
+                    let Some(st) = p["state"].as_str().map(str::to_string) else {
+                        panic!("prepare answered without a state: {p}");
+                    };
                     let redirect = format!(
                         "https://kibana.example.org/api/security/oidc/implicit#id_token={token}&state={st}"
                     );
