@@ -21,8 +21,10 @@ mod flow_table;
 mod logic;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
+pub mod postgres;
 pub mod redb;
 
+pub use self::postgres::PgStore;
 pub use self::redb::RedbStore;
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::MemoryStore;
@@ -178,9 +180,32 @@ pub enum StoreHealth {
     },
 }
 
+/// A change another node (or this one) committed to a shared store, that caches must follow
+/// ([`Store::changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChange {
+    /// These access tokens were invalidated: drop them from the bearer cache.
+    AccessInvalidated(Vec<Hash32>),
+    /// The stored role mappings changed: load them again.
+    RoleMappings,
+    /// The profile with this uid changed.
+    Profile(String),
+    /// Changes may have been missed (the notification connection was lost): drop every
+    /// cache and load the role mappings again.
+    Resync,
+}
+
 /// The persistence seam.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// The changes committed by every node sharing this store, as they are committed; `None`
+    /// for a store only this process writes (redb, memory), whose caches see every write
+    /// already. A receiver that lags behind gets `RecvError::Lagged`: treat it as
+    /// [`StoreChange::Resync`].
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
+        None
+    }
+
     /// Install `observer` for the store's commits (replacing any earlier one). The default
     /// ignores it: a store without durable commits (the memory store) reports none.
     fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {

@@ -1,0 +1,47 @@
+-- oidc-realm on PostgreSQL, schema version 1. Applied once, inside one transaction, by the
+-- migrator embedded in the binary (src/store/postgres/migrate.rs), under an advisory lock.
+--
+-- Names (realms, users, mappings, uids) are UTF-8 in bytea columns: any character, NUL too,
+-- and byte order.
+--
+-- Tokens: the whole record in `doc` (the binary form of src/store/codec.rs), plus the
+-- fields the store looks records up by. Those never change after insert: refresh and
+-- invalidation rewrite `doc` only.
+CREATE TABLE tokens (
+    access_hash  bytea  PRIMARY KEY,
+    refresh_hash bytea  UNIQUE,
+    family       bytea  NOT NULL,
+    realm        bytea  NOT NULL,
+    username     bytea  NOT NULL,
+    expires_at   bigint NOT NULL,
+    doc          bytea  NOT NULL
+);
+CREATE INDEX tokens_family ON tokens (family);
+CREATE INDEX tokens_owner ON tokens (realm, username);
+CREATE INDEX tokens_username ON tokens (username);
+CREATE INDEX tokens_expiry ON tokens (expires_at);
+
+-- Pending logins: shared by every node, need not survive a crash of the database (a user
+-- whose login was in flight logs in again), so not written to the WAL (and not replicated).
+CREATE UNLOGGED TABLE flows (
+    state_hash bytea  PRIMARY KEY,
+    realm      bytea  NOT NULL,
+    caller     bytea  NOT NULL,
+    expires_at bigint NOT NULL,
+    sealed     bytea  NOT NULL
+);
+CREATE INDEX flows_caller ON flows (caller, expires_at);
+CREATE INDEX flows_expiry ON flows (expires_at);
+
+-- Role mappings written through the API: the API's JSON body, by name.
+CREATE TABLE role_mappings (
+    name bytea PRIMARY KEY,
+    body bytea NOT NULL
+);
+
+-- User profiles: the record (JSON) and its version, by uid.
+CREATE TABLE profiles (
+    uid    bytea  PRIMARY KEY,
+    seq_no bigint NOT NULL,
+    body   bytea  NOT NULL
+);
