@@ -224,21 +224,13 @@ fn serve(path: &Path) -> i32 {
 async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), String> {
     let settings = loaded.settings;
     let secret_files = loaded.files;
-    let data_path = settings.data.path.clone();
-    let store = RedbStore::open(&data_path)
-        .map_err(|e| format!("cannot open the store {}: {e}", data_path.display()))?;
-    tracing::info!(path = %data_path.display(), "store opened");
+    let store = open_store(&settings)?;
     let bind = settings.http.bind;
     let tls = settings.http.tls.clone();
     let metrics_bind = settings.metrics.bind;
     tracing::info!("{}", summary(&settings));
-    let state = AppState::try_new(
-        settings,
-        loaded.warnings,
-        Arc::new(store),
-        Arc::new(SystemClock),
-    )
-    .map_err(|errors| errors.messages().join("\n"))?;
+    let state = AppState::try_new(settings, loaded.warnings, store, Arc::new(SystemClock))
+        .map_err(|errors| errors.messages().join("\n"))?;
     // Role mappings stored through the API, compiled before the first login.
     let skipped = state
         .load_role_mappings()
@@ -296,6 +288,37 @@ async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), S
     state.audit.flush();
     tracing::info!("stopped");
     result
+}
+
+/// The store `data.*` selects: the redb file at `data.path`, or the PostgreSQL database of
+/// `data.url` (`data.backend: postgres`), migrated to this build's schema.
+pub fn open_store(settings: &Settings) -> Result<Arc<dyn crate::store::Store>, String> {
+    match &settings.data.postgres {
+        None => {
+            let data_path = &settings.data.path;
+            let store = RedbStore::open(data_path)
+                .map_err(|e| format!("cannot open the store {}: {e}", data_path.display()))?;
+            tracing::info!(path = %data_path.display(), "store opened");
+            Ok(Arc::new(store))
+        }
+        Some(pg) => {
+            let store = crate::store::PgStore::open(&pg_options(pg))
+                .map_err(|e| format!("cannot open the PostgreSQL store: {e}"))?;
+            tracing::info!(schema = %pg.schema, "PostgreSQL store opened");
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The store options of `data.*` for PostgreSQL.
+pub fn pg_options(pg: &config::PostgresSettings) -> crate::store::postgres::PgOptions {
+    crate::store::postgres::PgOptions {
+        url: pg.url.clone(),
+        password: pg.password.clone(),
+        schema: pg.schema.clone(),
+        pool_size: pg.pool_size,
+        ca_file: pg.tls_ca.clone(),
+    }
 }
 
 /// The rustls server configuration for `http.tls`.

@@ -2,6 +2,7 @@
 //! over the store, caller authentication, metrics and the reload log. The route table that
 //! serves it is `crate::http::configure`.
 
+mod changes;
 mod reload_log;
 mod sweeper;
 
@@ -53,6 +54,8 @@ pub struct AppState {
     pub audit: Audit,
     /// The store, for its health (the services hold their own handles).
     store: Arc<dyn Store>,
+    /// Changes of a shared store followed so far (`changes`).
+    store_changes: std::sync::atomic::AtomicU64,
 }
 
 /// Why a state could not be built.
@@ -96,7 +99,21 @@ impl AppState {
         let role_mappings =
             RoleMappings::new(store.clone(), settings.role_mappings.clone(), audit.clone());
         let callers = Authenticator::new(settings.limits, &metrics);
-        Ok(Arc::new(Self {
+        // A store other nodes write too: cached bearer records get a TTL (the backstop behind
+        // its change notifications, followed below).
+        let shared_store = store.changes().is_some();
+        let tokens = match (&settings.data.postgres, shared_store) {
+            (Some(pg), true) => {
+                TokenService::with_cache_ttl(store.clone(), clock.clone(), pg.cache_ttl)
+            }
+            (None, true) => TokenService::with_cache_ttl(
+                store.clone(),
+                clock.clone(),
+                std::time::Duration::from_secs(5),
+            ),
+            (_, false) => TokenService::new(store.clone(), clock.clone()),
+        };
+        let state = Arc::new(Self {
             callers,
             metrics,
             audit,
@@ -108,12 +125,15 @@ impl AppState {
                 warnings,
                 loaded_at: now,
             }),
-            tokens: TokenService::new(store.clone(), clock.clone()),
+            tokens,
             clock,
             flows: Flows::new(store.clone()),
             store,
             reload: ReloadLog::default(),
-        }))
+            store_changes: std::sync::atomic::AtomicU64::new(0),
+        });
+        changes::follow_store(&state);
+        Ok(state)
     }
 
     /// [`try_new`](Self::try_new) for tests and tools with settings known to be good.

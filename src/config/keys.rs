@@ -5,7 +5,17 @@ use super::ctx::Ctx;
 use serde_norway::Value;
 
 pub(super) const HTTP_KEYS: &[&str] = &["bind", "tls.certificate", "tls.key", "max_body"];
-pub(super) const DATA_KEYS: &[&str] = &["path"];
+pub(super) const DATA_KEYS: &[&str] = &[
+    "path",
+    "backend",
+    "url",
+    "password",
+    "schema",
+    "pool_size",
+    "tls_ca",
+    "cache_ttl",
+    "insecure_plaintext",
+];
 pub(super) const TOKEN_KEYS: &[&str] = &["enabled", "timeout", "refresh_timeout", "refresh_reuse"];
 pub(super) const COMPAT_KEYS: &[&str] = &["product_header", "version"];
 pub(super) const LIMIT_KEYS: &[&str] = &[

@@ -6,13 +6,19 @@
 //! An invalidation bumps the epoch before and after it writes, and a lookup caches what it
 //! read only if no invalidation started meanwhile, so a stale record cannot be cached after
 //! an invalidation answered.
+//!
+//! With a store shared by several nodes, invalidations made on other nodes arrive as store
+//! changes (`crate::app` applies them: [`BearerCache::remove`], [`BearerCache::clear`]), and
+//! entries carry a TTL ([`BearerCache::with_ttl`]) as the backstop.
 
+use crate::clock::{SharedClock, UnixMillis};
 use crate::model::{Hash32, TokenDoc};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Default byte bound of the bearer cache.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
@@ -57,16 +63,33 @@ pub fn doc_size(doc: &TokenDoc) -> u64 {
     FIXED_COST + text as u64 + metadata
 }
 
-impl Weighter<Hash32, Arc<TokenDoc>> for DocWeighter {
-    fn weight(&self, _key: &Hash32, doc: &Arc<TokenDoc>) -> u64 {
-        doc_size(doc)
+impl Weighter<Hash32, Entry> for DocWeighter {
+    fn weight(&self, _key: &Hash32, entry: &Entry) -> u64 {
+        doc_size(&entry.doc)
     }
+}
+
+/// A cached record and when it was cached (the injected clock; only read with a TTL).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    doc: Arc<TokenDoc>,
+    cached_at: UnixMillis,
+}
+
+/// How long an entry is trusted, and the clock that says so: for a store shared by several
+/// nodes, the backstop behind change notifications (a notification that never arrives can
+/// keep a stale entry at most this long).
+#[derive(Debug, Clone)]
+struct Ttl {
+    millis: i64,
+    clock: SharedClock,
 }
 
 #[derive(Debug)]
 pub struct BearerCache {
-    entries: Cache<Hash32, Arc<TokenDoc>, DocWeighter>,
+    entries: Cache<Hash32, Entry, DocWeighter>,
     epoch: AtomicU64,
+    ttl: Option<Ttl>,
 }
 
 impl BearerCache {
@@ -76,7 +99,32 @@ impl BearerCache {
         Self {
             entries: Cache::with_weighter(estimated_items, max_bytes, DocWeighter),
             epoch: AtomicU64::new(0),
+            ttl: None,
         }
+    }
+
+    /// [`new`](Self::new), whose entries are trusted for `ttl` after they were cached (by
+    /// `clock`), then read from the store again.
+    pub fn with_ttl(max_bytes: u64, ttl: Duration, clock: SharedClock) -> Self {
+        Self {
+            ttl: Some(Ttl {
+                millis: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+                clock,
+            }),
+            ..Self::new(max_bytes)
+        }
+    }
+
+    fn now(&self) -> UnixMillis {
+        self.ttl.as_ref().map_or(0, |t| t.clock.now_millis())
+    }
+
+    /// Drop every entry (changes may have been missed), so that no lookup that read the store
+    /// before caches what it read.
+    pub fn clear(&self) {
+        self.begin_invalidation();
+        self.entries.clear();
+        self.begin_invalidation();
     }
 
     /// What the cache holds now, in estimated bytes.
@@ -95,7 +143,14 @@ impl BearerCache {
     }
 
     pub fn get(&self, h: &Hash32) -> Option<Arc<TokenDoc>> {
-        self.entries.get(h)
+        let entry = self.entries.get(h)?;
+        if let Some(ttl) = &self.ttl {
+            if entry.cached_at.saturating_add(ttl.millis) <= ttl.clock.now_millis() {
+                self.entries.remove(h);
+                return None;
+            }
+        }
+        Some(entry.doc)
     }
 
     /// The epoch to pass to [`insert`](Self::insert), read before the store lookup.
@@ -106,7 +161,8 @@ impl BearerCache {
     /// Cache `doc` unless an invalidation began since `epoch` was read.
     pub fn insert(&self, h: Hash32, doc: Arc<TokenDoc>, epoch: u64) {
         if self.epoch.load(Ordering::SeqCst) == epoch {
-            self.entries.insert(h, doc);
+            let cached_at = self.now();
+            self.entries.insert(h, Entry { doc, cached_at });
             // Re-check: an invalidation may have started between the check and the insert.
             if self.epoch.load(Ordering::SeqCst) != epoch {
                 self.entries.remove(&h);
@@ -193,6 +249,33 @@ mod tests {
         let mut h = [0u8; 32];
         h[..4].copy_from_slice(&1999u32.to_be_bytes());
         assert!(cache.get(&Hash32(h)).is_some());
+    }
+
+    #[test]
+    fn entries_expire_after_the_ttl_and_clear_drops_all() {
+        let clock = crate::clock::ManualClock::at(1_000_000);
+        let cache = BearerCache::with_ttl(1 << 20, Duration::from_secs(5), clock.clone());
+        let d = Arc::new(BearerCache::slim(&doc(1, 10)));
+        cache.insert(Hash32([1; 32]), d.clone(), cache.epoch());
+        clock.advance(Duration::from_millis(4_999));
+        assert!(cache.get(&Hash32([1; 32])).is_some());
+        clock.advance(Duration::from_millis(1));
+        assert!(
+            cache.get(&Hash32([1; 32])).is_none(),
+            "trusted past its TTL"
+        );
+        // Without a TTL an entry stays (expiry of the token itself is checked by the caller).
+        let plain = BearerCache::new(1 << 20);
+        plain.insert(Hash32([1; 32]), d.clone(), plain.epoch());
+        cache.insert(Hash32([2; 32]), d.clone(), cache.epoch());
+        let read_at = cache.epoch();
+        cache.clear();
+        plain.clear();
+        assert!(cache.get(&Hash32([2; 32])).is_none());
+        assert!(plain.get(&Hash32([1; 32])).is_none());
+        // A lookup that read before the clear does not cache afterwards.
+        cache.insert(Hash32([3; 32]), d, read_at);
+        assert!(cache.get(&Hash32([3; 32])).is_none());
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub fn settings() -> Settings {
         },
         data: DataSettings {
             path: "unused.redb".into(),
+            postgres: None,
         },
         token: TokenSettings {
             timeout: Duration::from_secs(20 * 60),
