@@ -108,7 +108,8 @@ async fn a_login_moves_across_three_nodes_and_an_invalidation_reaches_every_node
     let states = [c.node(), c.node(), c.node()];
     let a = actix_web::test::init_service(App::new().configure(configure(states[0].clone()))).await;
     let b = actix_web::test::init_service(App::new().configure(configure(states[1].clone()))).await;
-    let n3 = actix_web::test::init_service(App::new().configure(configure(states[2].clone()))).await;
+    let n3 =
+        actix_web::test::init_service(App::new().configure(configure(states[2].clone()))).await;
 
     // Prepare on A, authenticate on B.
     let (s, p) = call(
@@ -280,7 +281,11 @@ async fn killing_a_node_mid_load_loses_nothing_acknowledged() {
         }
     }
     assert_eq!(refused_by_survivors, 0, "the surviving nodes kept serving");
-    assert!(acknowledged.len() >= 15 * 3 + 25 * 2, "{}", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 15 * 3 + 25 * 2,
+        "{}",
+        acknowledged.len()
+    );
     // Every acknowledged token is valid on each survivor.
     for base in &bases[1..] {
         for tok in &acknowledged {

@@ -288,6 +288,7 @@ impl PgStore {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         runtime.spawn(listen::listen_loop(Arc::clone(&shared), cfg, tls, ready_tx));
         let _ = ready_rx.recv_timeout(Duration::from_secs(10));
+        runtime.spawn(probe_loop(Arc::clone(&shared)));
         Ok(PgStore {
             shared,
             handle,
@@ -355,6 +356,33 @@ impl PgStore {
 impl Drop for PgStore {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Keeps [`PgStore::health`] true without traffic: a `SELECT 1` every 5 s, every second
+/// while failing (so a node that lost the database reports healthy again soon after it is
+/// back, and one that lost it while idle reports it).
+async fn probe_loop(shared: Arc<Shared>) {
+    loop {
+        let failing = shared.failing.load(Ordering::Acquire);
+        tokio::time::sleep(Duration::from_secs(if failing { 1 } else { 5 })).await;
+        let probe = async {
+            let client = shared.pool.get().await.map_err(db_error)?;
+            client.simple_query("SELECT 1").await.map_err(db_error)?;
+            Ok::<(), StoreError>(())
+        };
+        let ok = matches!(
+            tokio::time::timeout(Duration::from_secs(5), probe).await,
+            Ok(Ok(()))
+        );
+        if ok == failing {
+            if ok {
+                tracing::info!("the database answers again");
+            } else {
+                tracing::error!("the database does not answer");
+            }
+        }
+        shared.saw(ok);
     }
 }
 
