@@ -49,6 +49,26 @@ pub enum Command {
         )]
         privileges: Vec<String>,
     },
+    /// Write every token, role mapping and profile of the store `data.*` selects as JSON
+    /// lines (see docs/operations.md), e.g. to move from redb to PostgreSQL. Stop the
+    /// server first when the store is redb (it locks its file).
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The file to write (created, mode 0600; refused if it exists). Default: standard
+        /// output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Read an export into the store `data.*` selects: pairs that exist already are skipped,
+    /// role mappings and profiles replaced.
+    Import {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The export to read. Default: standard input.
+        #[arg(long, short)]
+        input: Option<PathBuf>,
+    },
 }
 
 /// How often expired tokens and flows are swept.
@@ -66,6 +86,117 @@ pub fn run(cli: Cli) -> i32 {
             create_service_token(&name, &privileges)
         }
         Command::Serve { config } => serve(&config),
+        Command::Export { config, output } => transfer(&config, Transfer::Export(output)),
+        Command::Import { config, input } => transfer(&config, Transfer::Import(input)),
+    }
+}
+
+enum Transfer {
+    Export(Option<PathBuf>),
+    Import(Option<PathBuf>),
+}
+
+/// `export` / `import` over the store `data.*` of `config` selects.
+fn transfer(config_path: &Path, what: Transfer) -> i32 {
+    let loaded = match config::load(config_path) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            return 1;
+        }
+    };
+    let settings = loaded.settings;
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start a runtime: {e}");
+            return 1;
+        }
+    };
+    let result = match &settings.data.postgres {
+        None => RedbStore::open(&settings.data.path)
+            .map_err(|e| {
+                format!(
+                    "cannot open the store {}: {e}",
+                    settings.data.path.display()
+                )
+            })
+            .and_then(|store| rt.block_on(run_transfer(&store, what))),
+        Some(pg) => crate::store::PgStore::open(&pg_options(pg))
+            .map_err(|e| format!("cannot open the PostgreSQL store: {e}"))
+            .and_then(|store| rt.block_on(run_transfer(&store, what))),
+    };
+    match result {
+        Ok(summary) => {
+            eprintln!("{summary}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+async fn run_transfer(
+    store: &dyn crate::store::StoreTransfer,
+    what: Transfer,
+) -> Result<String, String> {
+    use crate::store::transfer;
+    match what {
+        Transfer::Export(output) => {
+            let counts = match output {
+                Some(path) => {
+                    let mut options = std::fs::OpenOptions::new();
+                    options.write(true).create_new(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                    let file = options
+                        .open(&path)
+                        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                    let mut out = std::io::BufWriter::new(file);
+                    let counts = transfer::export(store, &mut out)
+                        .await
+                        .map_err(|e| format!("export failed: {e}"))?;
+                    out.into_inner()
+                        .map_err(|e| format!("export failed: {e}"))?
+                        .sync_all()
+                        .map_err(|e| format!("export failed: {e}"))?;
+                    counts
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    transfer::export(store, &mut out)
+                        .await
+                        .map_err(|e| format!("export failed: {e}"))?
+                }
+            };
+            Ok(format!(
+                "exported {} token pair(s), {} role mapping(s), {} profile(s)",
+                counts.tokens, counts.role_mappings, counts.profiles
+            ))
+        }
+        Transfer::Import(input) => {
+            let counts = match input {
+                Some(path) => {
+                    let file = std::fs::File::open(&path)
+                        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                    transfer::import(store, std::io::BufReader::new(file)).await
+                }
+                None => transfer::import(store, std::io::stdin().lock()).await,
+            }
+            .map_err(|e| format!("import failed: {e}"))?;
+            Ok(format!(
+                "imported {} token pair(s) ({} already there), {} role mapping(s), {} profile(s)",
+                counts.tokens, counts.tokens_skipped, counts.role_mappings, counts.profiles
+            ))
+        }
     }
 }
 

@@ -206,3 +206,43 @@ impl Store for MemoryStore {
         Ok(seq_no)
     }
 }
+
+#[async_trait]
+impl StoreTransfer for MemoryStore {
+    async fn tokens_after(
+        &self,
+        after: Option<Hash32>,
+        limit: usize,
+    ) -> Result<Vec<TokenDoc>, StoreError> {
+        let inner = self.lock();
+        let mut docs: Vec<&TokenDoc> = inner
+            .docs
+            .values()
+            .filter(|d| after.is_none_or(|a| d.access_hash > a))
+            .collect();
+        docs.sort_by_key(|d| d.access_hash);
+        Ok(docs.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn profiles_after(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredProfile)>, StoreError> {
+        let inner = self.lock();
+        let mut out: Vec<(String, StoredProfile)> = inner
+            .profiles
+            .iter()
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| k.as_bytes() > a.as_bytes()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn restore_profile(&self, uid: &str, profile: StoredProfile) -> Result<(), StoreError> {
+        self.lock().profiles.insert(uid.to_string(), profile);
+        Ok(())
+    }
+}

@@ -23,6 +23,7 @@ mod logic;
 pub mod memory;
 pub mod postgres;
 pub mod redb;
+pub mod transfer;
 
 pub use self::postgres::PgStore;
 pub use self::redb::RedbStore;
@@ -388,6 +389,30 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             "this store backend does not keep user profiles".into(),
         ))
     }
+}
+
+/// Export and import (`oidc-realm export` / `import`, [`transfer`]): whole-store reads in
+/// pages and a restore that keeps a profile's version. Separate from [`Store`] so that
+/// backends add them without touching the serving seam; every backend implements both.
+#[async_trait]
+pub trait StoreTransfer: Store {
+    /// Up to `limit` pairs whose access hash is greater than `after` (from the first:
+    /// `None`), in access-hash order.
+    async fn tokens_after(
+        &self,
+        after: Option<Hash32>,
+        limit: usize,
+    ) -> Result<Vec<TokenDoc>, StoreError>;
+
+    /// Up to `limit` profiles whose uid is greater than `after` (bytewise), in uid order.
+    async fn profiles_after(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredProfile)>, StoreError>;
+
+    /// Write (durably) the profile `uid` as it is, version included, replacing any.
+    async fn restore_profile(&self, uid: &str, profile: StoredProfile) -> Result<(), StoreError>;
 }
 
 /// The compare-and-set rule of [`Store::put_profile`], for backends to share: the version to

@@ -378,3 +378,73 @@ impl Store for PgStore {
         }
     }
 }
+
+#[async_trait]
+impl crate::store::StoreTransfer for PgStore {
+    async fn tokens_after(
+        &self,
+        after: Option<Hash32>,
+        limit: usize,
+    ) -> Result<Vec<TokenDoc>, StoreError> {
+        let limit = limit_i64(limit);
+        self.call(move |s: Arc<Shared>| async move {
+            let client = s.pool.get().await.map_err(db_error)?;
+            let after = after.map(|a| a.0.to_vec());
+            let rows = client
+                .query(
+                    "SELECT doc FROM tokens WHERE ($1::bytea IS NULL OR access_hash > $1)
+                     ORDER BY access_hash LIMIT $2",
+                    &[&after, &limit],
+                )
+                .await
+                .map_err(db_error)?;
+            rows.iter().map(|r| decode(r.get::<_, &[u8]>(0))).collect()
+        })
+        .await
+    }
+
+    async fn profiles_after(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredProfile)>, StoreError> {
+        let limit = limit_i64(limit);
+        self.call(move |s: Arc<Shared>| async move {
+            let client = s.pool.get().await.map_err(db_error)?;
+            let after = after.map(String::into_bytes);
+            let rows = client
+                .query(
+                    "SELECT uid, seq_no, body FROM profiles WHERE ($1::bytea IS NULL OR uid > $1)
+                     ORDER BY uid LIMIT $2",
+                    &[&after, &limit],
+                )
+                .await
+                .map_err(db_error)?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        text(r.get(0), "profile uid")?,
+                        StoredProfile {
+                            seq_no: r.get::<_, i64>(1) as u64,
+                            json: r.get(2),
+                        },
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn restore_profile(&self, uid: &str, profile: StoredProfile) -> Result<(), StoreError> {
+        match self
+            .write(Write::RestoreProfile {
+                uid: uid.to_string(),
+                profile,
+            })
+            .await?
+        {
+            Done::Unit => Ok(()),
+            d => Err(unexpected("restore_profile", d)),
+        }
+    }
+}

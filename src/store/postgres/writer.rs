@@ -39,6 +39,10 @@ pub(crate) enum Write {
         json: Vec<u8>,
         expected_seq_no: Option<u64>,
     },
+    RestoreProfile {
+        uid: String,
+        profile: crate::store::StoredProfile,
+    },
 }
 
 /// What a write answers.
@@ -430,6 +434,20 @@ async fn apply(
             .await?;
             notes.role_mappings = true;
             Ok(Done::Bool(!rows.is_empty()))
+        }
+        Write::RestoreProfile { uid, profile } => {
+            let Ok(seq_no) = i64::try_from(profile.seq_no) else {
+                return Ok(Err(StoreError::Conflict));
+            };
+            locked(
+                tx,
+                "INSERT INTO profiles (uid, seq_no, body) VALUES ($1, $2, $3)
+                 ON CONFLICT (uid) DO UPDATE SET seq_no = excluded.seq_no, body = excluded.body",
+                &[&uid.as_bytes(), &seq_no, &profile.json],
+            )
+            .await?;
+            notes.profiles.push(uid.clone());
+            Ok(Done::Unit)
         }
         Write::PutProfile {
             uid,
