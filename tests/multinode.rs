@@ -302,3 +302,82 @@ async fn killing_a_node_mid_load_loses_nothing_acknowledged() {
         s.stop().await;
     }
 }
+
+async fn client_credentials<S, B>(app: &S) -> String
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    let (s, b) = call(
+        app,
+        post_json(
+            "/_security/oauth2/token",
+            json!({"grant_type": "client_credentials"}),
+        )
+        .insert_header(basic(FACILITATOR)),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    b["access_token"].as_str().unwrap().to_string()
+}
+
+/// The backstop: a change that sends no notification at all (here: a row deleted behind the
+/// nodes' back) is seen once `data.cache_ttl` (5 s by default) has passed on the node's clock,
+/// and not before (the cache does answer until then).
+#[actix_web::test]
+async fn a_cached_token_is_checked_again_after_the_cache_ttl() {
+    let c = Cluster::new().await;
+    let a = actix_web::test::init_service(App::new().configure(configure(c.node()))).await;
+    let token = client_credentials(&a).await;
+    assert_eq!(call(&a, whoami(&token)).await.0, 200);
+    c.schema
+        .execute(&format!("DELETE FROM {}.tokens", c.schema.name))
+        .unwrap();
+    c.clock.advance(Duration::from_millis(4_900));
+    assert_eq!(call(&a, whoami(&token)).await.0, 200, "served from the cache");
+    c.clock.advance(Duration::from_millis(100));
+    assert_eq!(call(&a, whoami(&token)).await.0, 401, "trusted past cache_ttl");
+}
+
+/// A node whose listener loses its connection reconnects and drops every cached token:
+/// an invalidation it may have missed meanwhile is not served from its cache.
+#[actix_web::test]
+async fn a_node_whose_listener_was_cut_resyncs() {
+    let c = Cluster::new().await;
+    let states = [c.node(), c.node()];
+    let a = actix_web::test::init_service(App::new().configure(configure(states[0].clone()))).await;
+    let b = actix_web::test::init_service(App::new().configure(configure(states[1].clone()))).await;
+    let token = client_credentials(&a).await;
+    assert_eq!(call(&b, whoami(&token)).await.0, 200);
+    let followed = states[1].store_changes_followed();
+    // Cut every listener of this schema (both nodes'), then invalidate at once: the
+    // notification may be lost; the resync on reconnection covers it.
+    c.schema
+        .execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query = 'LISTEN \"oidc_realm.{}\"'",
+            c.schema.name
+        ))
+        .unwrap();
+    let (s, _) = call(
+        &a,
+        delete_json("/_security/oauth2/token", json!({"token": token}))
+            .insert_header(basic(FACILITATOR)),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let other = states[1].clone();
+    eventually("node B followed a change (the invalidation or a resync)", || {
+        let other = other.clone();
+        async move { other.store_changes_followed() > followed }
+    })
+    .await;
+    eventually("B refuses the invalidated token", || async {
+        call(&b, whoami(&token)).await.0 == 401
+    })
+    .await;
+}
