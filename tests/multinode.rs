@@ -338,9 +338,17 @@ async fn a_cached_token_is_checked_again_after_the_cache_ttl() {
         .execute(&format!("DELETE FROM {}.tokens", c.schema.name))
         .unwrap();
     c.clock.advance(Duration::from_millis(4_900));
-    assert_eq!(call(&a, whoami(&token)).await.0, 200, "served from the cache");
+    assert_eq!(
+        call(&a, whoami(&token)).await.0,
+        200,
+        "served from the cache"
+    );
     c.clock.advance(Duration::from_millis(100));
-    assert_eq!(call(&a, whoami(&token)).await.0, 401, "trusted past cache_ttl");
+    assert_eq!(
+        call(&a, whoami(&token)).await.0,
+        401,
+        "trusted past cache_ttl"
+    );
 }
 
 /// A node whose listener loses its connection reconnects and drops every cached token:
@@ -371,10 +379,13 @@ async fn a_node_whose_listener_was_cut_resyncs() {
     .await;
     assert_eq!(s, 200);
     let other = states[1].clone();
-    eventually("node B followed a change (the invalidation or a resync)", || {
-        let other = other.clone();
-        async move { other.store_changes_followed() > followed }
-    })
+    eventually(
+        "node B followed a change (the invalidation or a resync)",
+        || {
+            let other = other.clone();
+            async move { other.store_changes_followed() > followed }
+        },
+    )
     .await;
     eventually("B refuses the invalidated token", || async {
         call(&b, whoami(&token)).await.0 == 401

@@ -42,7 +42,10 @@ fn postgres_with_defaults_and_a_url_from_the_environment() {
     assert_eq!(pg.password.as_ref().unwrap().expose_secret(), "file-pw-91");
     // Neither the URL (with its password) nor the password shows in Debug or warnings.
     let shown = format!("{:?} {:?}", loaded.settings, loaded.warnings);
-    assert!(!shown.contains("s3cret-pw") && !shown.contains("file-pw-91"), "{shown}");
+    assert!(
+        !shown.contains("s3cret-pw") && !shown.contains("file-pw-91"),
+        "{shown}"
+    );
 }
 
 #[test]

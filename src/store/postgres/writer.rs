@@ -132,18 +132,21 @@ pub(super) async fn writer_loop(
                     let _ = task.reply.send(result);
                 }
             }
-            Err(why) => {
-                if tasks > 1 {
-                    tracing::warn!(
-                        tasks,
-                        "store write batch failed, retrying one by one: {why}"
-                    );
-                } else {
-                    tracing::error!("store write failed: {why}");
+            Err(BatchError::Fail(why)) => {
+                shared.saw(false);
+                tracing::error!(tasks, "store write batch failed: {why}");
+                for task in batch {
+                    let _ = task.reply.send(Err(StoreError::Unavailable(why.clone())));
                 }
+            }
+            Err(why) => {
+                tracing::warn!(
+                    tasks,
+                    "store write batch failed, retrying one by one: {why}"
+                );
                 // One by one: only what really fails fails.
                 for task in batch {
-                    let result = run_alone(&shared, &task, tasks > 1).await;
+                    let result = run_alone(&shared, &task).await;
                     let _ = task.reply.send(result);
                 }
             }
@@ -152,15 +155,10 @@ pub(super) async fn writer_loop(
 }
 
 /// Run `task` in a transaction of its own, retrying a deadlock or serialization failure up to
-/// three times (`first_try_done`: it failed once in a batch already).
-async fn run_alone(
-    shared: &Shared,
-    task: &WriteTask,
-    first_try_done: bool,
-) -> Result<Done, StoreError> {
+/// three times in all.
+async fn run_alone(shared: &Shared, task: &WriteTask) -> Result<Done, StoreError> {
     let mut last = String::new();
-    let tries = if first_try_done { 3 } else { 2 };
-    for _ in 0..tries {
+    for _ in 0..3 {
         match run_batch(shared, std::slice::from_ref(task)).await {
             Ok(mut r) => {
                 shared.saw(true);
@@ -169,6 +167,8 @@ async fn run_alone(
                 )));
             }
             Err(BatchError::Retry(why)) => last = why,
+            // The database answered: it is there, this write is what fails.
+            Err(BatchError::Statement(why)) => return Err(StoreError::Unavailable(why)),
             Err(BatchError::Fail(why)) => {
                 shared.saw(false);
                 return Err(StoreError::Unavailable(why));
@@ -183,13 +183,18 @@ async fn run_alone(
 enum BatchError {
     /// A deadlock or serialization failure: worth running again.
     Retry(String),
+    /// The database refused a statement: run the batch's writes one by one, so only the
+    /// write that causes it fails.
+    Statement(String),
+    /// No connection, a lost connection, or no answer in time: every write of the batch
+    /// fails (retrying them one by one would only make each wait again).
     Fail(String),
 }
 
 impl std::fmt::Display for BatchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BatchError::Retry(s) | BatchError::Fail(s) => f.write_str(s),
+            BatchError::Retry(s) | BatchError::Statement(s) | BatchError::Fail(s) => f.write_str(s),
         }
     }
 }
@@ -202,11 +207,27 @@ fn batch_error(e: tokio_postgres::Error) -> BatchError {
         {
             BatchError::Retry(super::pg_text(&e))
         }
-        _ => BatchError::Fail(super::pg_text(&e)),
+        Some(_) => BatchError::Statement(super::pg_text(&e)),
+        None => BatchError::Fail(super::pg_text(&e)),
     }
 }
 
+/// [`run_batch_now`] within [`CALL_TIMEOUT`](super::CALL_TIMEOUT): a database that stops
+/// answering fails the batch (its transaction is rolled back when the connection is dropped)
+/// instead of holding every write behind it.
 async fn run_batch(
+    shared: &Shared,
+    batch: &[WriteTask],
+) -> Result<Vec<Result<Done, StoreError>>, BatchError> {
+    match tokio::time::timeout(super::CALL_TIMEOUT, run_batch_now(shared, batch)).await {
+        Ok(r) => r,
+        Err(_) => Err(BatchError::Fail(
+            "the database did not answer in time".into(),
+        )),
+    }
+}
+
+async fn run_batch_now(
     shared: &Shared,
     batch: &[WriteTask],
 ) -> Result<Vec<Result<Done, StoreError>>, BatchError> {
