@@ -45,3 +45,31 @@ CREATE TABLE profiles (
     seq_no bigint NOT NULL,
     body   bytea  NOT NULL
 );
+
+-- Record a pending login if the limits allow, in one call (one round trip): under a
+-- transaction-scoped advisory lock (the caller passes its key), so the checks and the insert
+-- of every node are serialised. Expired flows never count. The counts stop at the limit.
+CREATE FUNCTION insert_flow(
+    p_state bytea, p_realm bytea, p_caller bytea, p_expires_at bigint, p_sealed bytea,
+    p_now bigint, p_per_caller bigint, p_total bigint, p_lock bigint
+) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(p_lock);
+    DELETE FROM flows WHERE state_hash = p_state AND expires_at <= p_now;
+    IF EXISTS (SELECT 1 FROM flows WHERE state_hash = p_state) THEN
+        RETURN 'state_in_use';
+    END IF;
+    IF (SELECT count(*) FROM (SELECT 1 FROM flows
+            WHERE caller = p_caller AND expires_at > p_now LIMIT p_per_caller) c)
+        >= p_per_caller THEN
+        RETURN 'caller_full';
+    END IF;
+    IF (SELECT count(*) FROM (SELECT 1 FROM flows
+            WHERE expires_at > p_now LIMIT p_total) t) >= p_total THEN
+        RETURN 'table_full';
+    END IF;
+    INSERT INTO flows (state_hash, realm, caller, expires_at, sealed)
+        VALUES (p_state, p_realm, p_caller, p_expires_at, p_sealed);
+    RETURN 'inserted';
+END
+$$;

@@ -148,59 +148,40 @@ impl Store for PgStore {
         let state = *state_hash;
         let limits = *limits;
         self.call(move |s: Arc<Shared>| async move {
-            let mut client = s.pool.get().await.map_err(db_error)?;
-            let tx = client.transaction().await.map_err(db_error)?;
-            // Every node's inserts of pending logins take this lock: the limit checks and
-            // the insert cannot interleave with another insert.
-            tx.execute(
-                "SELECT pg_advisory_xact_lock($1)",
-                &[&lock_key(&s.schema, "flows")],
-            )
-            .await
-            .map_err(db_error)?;
-            tx.execute(
-                "DELETE FROM flows WHERE state_hash = $1 AND expires_at <= $2",
-                &[&&state.0[..], &now],
-            )
-            .await
-            .map_err(db_error)?;
-            let counts = tx
-                .query_one(
-                    "SELECT
-                       (SELECT count(*) FROM flows WHERE state_hash = $1),
-                       (SELECT count(*) FROM flows WHERE caller = $2 AND expires_at > $3),
-                       (SELECT count(*) FROM flows WHERE expires_at > $3)",
-                    &[&&state.0[..], &&flow.caller.0[..], &now],
-                )
+            let client = s.pool.get().await.map_err(db_error)?;
+            // One call of the migration's `insert_flow`: the limit checks and the insert run
+            // under an advisory lock every node's inserts take, so they cannot interleave.
+            let stmt = client
+                .prepare_cached("SELECT insert_flow($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                 .await
                 .map_err(db_error)?;
-            let (same, of_caller, total): (i64, i64, i64) =
-                (counts.get(0), counts.get(1), counts.get(2));
-            let outcome = if same > 0 {
-                FlowInsert::StateInUse
-            } else if of_caller >= limit_i64(limits.per_caller) {
-                FlowInsert::CallerFull
-            } else if total >= limit_i64(limits.total) {
-                FlowInsert::TableFull
-            } else {
-                tx.execute(
-                    "INSERT INTO flows (state_hash, realm, caller, expires_at, sealed)
-                     VALUES ($1, $2, $3, $4, $5)",
+            let row = client
+                .query_one(
+                    &stmt,
                     &[
                         &&state.0[..],
                         &flow.realm.as_bytes(),
                         &&flow.caller.0[..],
                         &flow.expires_at,
                         &flow.sealed,
+                        &now,
+                        &limit_i64(limits.per_caller),
+                        &limit_i64(limits.total),
+                        &lock_key(&s.schema, "flows"),
                     ],
                 )
                 .await
                 .map_err(db_error)?;
-                FlowInsert::Inserted
-            };
-            tx.commit().await.map_err(db_error)?;
             s.saw(true);
-            Ok(outcome)
+            match row.get::<_, &str>(0) {
+                "inserted" => Ok(FlowInsert::Inserted),
+                "state_in_use" => Ok(FlowInsert::StateInUse),
+                "caller_full" => Ok(FlowInsert::CallerFull),
+                "table_full" => Ok(FlowInsert::TableFull),
+                other => Err(StoreError::Corrupt(format!(
+                    "insert_flow answered {other:?}"
+                ))),
+            }
         })
         .await
     }
