@@ -27,6 +27,8 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
+# wrk counts an answer slower than this as a socket error (the machine is shared: see docs).
+WRK_TIMEOUT=${WRK_TIMEOUT:-10s}
 PORT=${PORT:-19380}
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
 SCHEMA=bench_nodes
@@ -39,7 +41,11 @@ fi
 WORK=$(mktemp -d)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill $p 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-fail() { echo "FAILED: $*" >&2; exit 1; }
+fail() {
+  echo "FAILED: $*" >&2
+  for l in "$WORK"/node*.log; do [ -s "$l" ] && { echo "--- $l" >&2; tail -20 "$l" >&2; }; done
+  exit 1
+}
 
 HASH=$(printf '%s' bench-password | "$BIN" hash-password)
 BASIC=$(printf '%s' bench:bench-password | base64)
@@ -78,6 +84,7 @@ YAML
 
 start_nodes() { # count, data block
   PIDS=()
+  rm -f "$WORK"/node*.log
   for i in $(seq 1 "$1"); do
     local port=$((PORT + i))
     config "$port" "$2" > "$WORK/node$i.yml"
@@ -116,7 +123,7 @@ measure_all() { # nodes, name, wrk args (use @BASE@ and @TOKEN@) → sum of req/
   for i in $(seq 1 "$n"); do
     local base="http://127.0.0.1:$((PORT + i))" args=()
     for a in "$@"; do a=${a//@BASE@/$base}; a=${a//@TOKEN@/${TOKENS[$i]:-}}; args+=("$a"); done
-    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "${args[@]}" > "$WORK/wrk$i.out" &
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout "$WRK_TIMEOUT" "${args[@]}" > "$WORK/wrk$i.out" &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || fail "$name: wrk failed"; done
@@ -155,9 +162,9 @@ fresh_schema() {
 }
 
 echo "== $(nproc) cores shared by the nodes, wrk and PostgreSQL; wrk -t$THREADS -c$CONNS -d$DURATION per node"
-run_setup "redb" 1 "data:
+[ -n "${SKIP_REDB:-}" ] || run_setup "redb" 1 "data:
   path: data/bench.redb"
-for n in 1 2 3; do
+for n in ${NODES:-1 2 3}; do
   fresh_schema
   run_setup "postgres" "$n" "data:
   backend: postgres
