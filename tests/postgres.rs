@@ -238,3 +238,56 @@ async fn tokens_issued_on_postgres_survive_a_restart_of_the_node() {
     let (s, _, b): (u16, _, Value) = send(&app, whoami(&token)).await;
     assert_eq!(s, 200, "{b}");
 }
+
+/// The pending-login counters (kept by a trigger) agree with the rows after inserts, takes,
+/// refused takes, expiry and sweeps, from several nodes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pending_login_counters_match_the_rows() {
+    use oidc_realm::store::{conformance, FlowLimits};
+    let schema = TestSchema::new();
+    let nodes: Vec<Arc<dyn Store>> = (0..3)
+        .map(|_| Arc::new(schema.open()) as Arc<dyn Store>)
+        .collect();
+    let limits = FlowLimits {
+        per_caller: 50,
+        total: 120,
+    };
+    let now = conformance::NOW;
+    let mut tasks = Vec::new();
+    for n in 0..300u32 {
+        let store = nodes[n as usize % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            let state = conformance::hash(b's', n);
+            let expires = if n % 5 == 0 { now + 10 } else { now + 600_000 };
+            let flow = conformance::flow_of("oidc1", conformance::caller(n % 4), expires);
+            let _ = store
+                .insert_flow_within(&state, flow, &limits, now)
+                .await
+                .unwrap();
+            if n % 3 == 0 {
+                let _ = store.take_flow(&state, now + 20).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    nodes[1].sweep_expired(now + 20, 7).await.unwrap();
+    let check = format!(
+        "DO $$ BEGIN
+           IF (SELECT count(*) FROM {s}.flows) <>
+              coalesce((SELECT n FROM {s}.flow_counts WHERE caller = '\\x'::bytea), 0) THEN
+             RAISE EXCEPTION 'total counter differs from the rows';
+           END IF;
+           IF EXISTS (SELECT 1 FROM {s}.flow_counts c WHERE c.caller <> '\\x'::bytea AND
+                      c.n <> (SELECT count(*) FROM {s}.flows f WHERE f.caller = c.caller)) THEN
+             RAISE EXCEPTION 'a caller counter differs from the rows';
+           END IF;
+           IF (SELECT count(*) FROM {s}.flows WHERE expires_at > {now}) > 120 THEN
+             RAISE EXCEPTION 'more live flows than the total limit';
+           END IF;
+         END $$",
+        s = schema.name
+    );
+    schema.execute(&check).unwrap();
+}
