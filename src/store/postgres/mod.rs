@@ -4,8 +4,10 @@
 //!
 //! One schema (`data.schema`, default `oidc_realm`) holds the tables of
 //! `migrations/*.sql`: `tokens` (the record in the binary form of [`codec`](super::codec),
-//! plus the columns it is looked up by), `flows` (pending logins, an `UNLOGGED` table),
-//! `role_mappings`, `profiles`, and `oidc_realm_migrations` (which migrations ran). The
+//! plus the columns it is looked up by), `flows` (pending logins, an `UNLOGGED` table, with
+//! `flow_counts`: live counts per caller and in total, kept by a trigger, and the function
+//! `insert_flow` that checks the limits and inserts in one call), `role_mappings`,
+//! `profiles`, and `oidc_realm_migrations` (which migrations ran). The
 //! migrations are embedded in the binary and run at start inside one transaction under an
 //! advisory lock, so nodes starting together migrate once ([`migrate`]).
 //!
@@ -27,7 +29,8 @@
 //! so one write cannot fail the others.
 //!
 //! Pending logins are written directly (they need no group commit): an insert checks the
-//! limits under a transaction-scoped advisory lock, a take is one `DELETE ... RETURNING`.
+//! limits under a transaction-scoped advisory lock shared by every node (reading the
+//! counters), a take is one `DELETE ... RETURNING`.
 //!
 //! # Changes
 //!
