@@ -175,7 +175,8 @@ pub trait CommitObserver: Send + Sync + 'static {
 pub enum StoreHealth {
     Ok,
     /// Writes fail: `reason` is a stable code for the health answer (`store_write_failed`,
-    /// `store_writer_stopped`); the detail was logged when it happened.
+    /// `store_writer_stopped`; PostgreSQL: `store_unreachable`); the detail was logged when it
+    /// happened.
     Failing {
         reason: &'static str,
     },
