@@ -1,6 +1,6 @@
 -- wrk script: issue access tokens with the client_credentials grant and write each one, a
 -- line at a time, to "$HARVEST_OUT.<thread>". An answer that is not a 200 carrying an
--- `ora1_` access token is counted as failed; done() prints both counts, and bench/run.sh
+-- `ora2_` access token is counted as failed; done() prints both counts, and bench/run.sh
 -- fails the run on any failure. wrk runs until bench/run.sh has enough tokens and stops it.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -22,7 +22,7 @@ function init(args)
 end
 
 function response(status, headers, body)
-  local token = status == 200 and body and body:match('"access_token":"(ora1_[%w_%-]+)"')
+  local token = status == 200 and body and body:match('"access_token":"(ora2_[%w_%-]+)"')
   if token and #token == 48 then
     out:write(token, "\n")
     got = got + 1

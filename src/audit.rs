@@ -180,6 +180,44 @@ pub enum AuditEvent {
         limit: &'static str,
         retry_after_secs: u64,
     },
+    /// A user's grant at a connection was stored (after `_callback`); `realm`/`principal`
+    /// name the user (for a shared connection: `_shared`).
+    ConnectionGrantCreated {
+        connection: Capped,
+        realm: Capped,
+        principal: Capped,
+    },
+    /// A grant's access token was refreshed at the service.
+    ConnectionGrantRefreshed {
+        connection: Capped,
+        realm: Capped,
+        principal: Capped,
+    },
+    /// The service refused a refresh (or the grant has no refresh token): the grant was
+    /// removed and the user must authorize again (`authorization_required`).
+    ConnectionRefreshFailed {
+        connection: Capped,
+        realm: Capped,
+        principal: Capped,
+        reason: Capped,
+    },
+    /// A grant was removed (`_grant`, or a forced connection delete); `at_service` says
+    /// whether the service's revocation endpoint confirmed it.
+    ConnectionGrantRevoked {
+        connection: Capped,
+        realm: Capped,
+        principal: Capped,
+        at_service: bool,
+    },
+    /// A connection was defined (`put`) or deleted (`delete`, with the grants revoked).
+    ConnectionChanged {
+        operation: &'static str,
+        name: Capped,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        created: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        revoked_grants: Option<usize>,
+    },
 }
 
 impl AuditEvent {
@@ -195,6 +233,11 @@ impl AuditEvent {
             AuditEvent::ConfigReloaded { .. } => "config_reloaded",
             AuditEvent::AccessDenied { .. } => "access_denied",
             AuditEvent::RateLimited { .. } => "rate_limited",
+            AuditEvent::ConnectionGrantCreated { .. } => "connection_grant_created",
+            AuditEvent::ConnectionGrantRefreshed { .. } => "connection_grant_refreshed",
+            AuditEvent::ConnectionRefreshFailed { .. } => "connection_refresh_failed",
+            AuditEvent::ConnectionGrantRevoked { .. } => "connection_grant_revoked",
+            AuditEvent::ConnectionChanged { .. } => "connection_changed",
         }
     }
 }

@@ -33,6 +33,10 @@ pub enum Command {
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+        /// Do not fetch `op.discovery` provider metadata (no network access); realms with
+        /// discovery are then checked without their discovered endpoints.
+        #[arg(long)]
+        offline: bool,
     },
     /// Read a password from standard input and print an argon2id hash for `users.*.password_hash`.
     HashPassword,
@@ -80,7 +84,7 @@ pub const JWKS_REFRESH_TICK: Duration = Duration::from_secs(5);
 /// Run the command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, offline } => check_config(&config, offline),
         Command::HashPassword => hash_password(),
         Command::CreateServiceToken { name, privileges } => {
             create_service_token(&name, &privileges)
@@ -119,7 +123,7 @@ fn transfer(config_path: &Path, what: Transfer) -> i32 {
         }
     };
     let result = match &settings.data.postgres {
-        None => RedbStore::open(&settings.data.path)
+        None => RedbStore::open_with_cache(&settings.data.path, settings.data.cache_size)
             .map_err(|e| {
                 format!(
                     "cannot open the store {}: {e}",
@@ -200,14 +204,37 @@ async fn run_transfer(
     }
 }
 
-fn check_config(path: &Path) -> i32 {
+fn check_config(path: &Path, offline: bool) -> i32 {
     match config::load(path) {
-        Ok(loaded) => {
+        Ok(mut loaded) => {
             for w in &loaded.warnings {
                 println!("warning: {w}");
             }
-            // The realms as `serve` would build them: JWKS files parsed, HTTP clients built.
-            if let Err(errors) = crate::realm::Realms::build(&loaded.settings) {
+            // `op.discovery`: fetch and validate the provider metadata, as `serve` does.
+            let discovered = if offline {
+                for r in loaded.settings.realms.iter_mut() {
+                    if let Some(d) = r.op.discovery.as_mut() {
+                        println!(
+                            "warning: realms.{}.op.discovery: not checked (--offline); {} is fetched at start",
+                            r.name, d.url
+                        );
+                        // Checked as if the metadata had matched what is written.
+                        r.op.discovery = None;
+                    }
+                }
+                Ok(Vec::new())
+            } else {
+                actix_web::rt::System::new()
+                    .block_on(crate::realm::discovery::discover_all(&mut loaded.settings))
+            };
+            let built = discovered.and_then(|warnings| {
+                for w in &warnings {
+                    println!("warning: {w}");
+                }
+                // The realms as `serve` would build them: JWKS files parsed, HTTP clients built.
+                crate::realm::Realms::build(&loaded.settings)
+            });
+            if let Err(errors) = built {
                 for e in &errors {
                     println!("{e}");
                 }
@@ -353,14 +380,23 @@ fn serve(path: &Path) -> i32 {
 }
 
 async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), String> {
-    let settings = loaded.settings;
+    let mut settings = loaded.settings;
+    let mut warnings = loaded.warnings;
+    // `op.discovery`: the provider metadata before the realms are built.
+    let discovered = crate::realm::discovery::discover_all(&mut settings)
+        .await
+        .map_err(|errors| Vec::<String>::from(errors).join("\n"))?;
+    for w in &discovered {
+        tracing::warn!("config: {w}");
+    }
+    warnings.extend(discovered);
     let secret_files = loaded.files;
     let store = open_store(&settings)?;
     let bind = settings.http.bind;
     let tls = settings.http.tls.clone();
     let metrics_bind = settings.metrics.bind;
     tracing::info!("{}", summary(&settings));
-    let state = AppState::try_new(settings, loaded.warnings, store, Arc::new(SystemClock))
+    let state = AppState::try_new(settings, warnings, store, Arc::new(SystemClock))
         .map_err(|errors| errors.messages().join("\n"))?;
     // Role mappings stored through the API, compiled before the first login.
     let skipped = state
@@ -427,7 +463,7 @@ pub fn open_store(settings: &Settings) -> Result<Arc<dyn crate::store::Store>, S
     match &settings.data.postgres {
         None => {
             let data_path = &settings.data.path;
-            let store = RedbStore::open(data_path)
+            let store = RedbStore::open_with_cache(data_path, settings.data.cache_size)
                 .map_err(|e| format!("cannot open the store {}: {e}", data_path.display()))?;
             tracing::info!(path = %data_path.display(), "store opened");
             Ok(Arc::new(store))

@@ -21,6 +21,16 @@ pub fn random_id() -> Id16 {
     Id16(b)
 }
 
+/// A 128-bit id that sorts by `now`: 6 bytes of milliseconds since the Unix epoch
+/// (big-endian), then 80 random bits. Store keys made of such ids are appended together
+/// instead of landing on random pages (token families: `tokens::TokenService::issue`).
+pub fn time_ordered_id(now: crate::clock::UnixMillis) -> Id16 {
+    let mut b = [0u8; 16];
+    b[..6].copy_from_slice(&u64::try_from(now).unwrap_or(0).to_be_bytes()[2..]);
+    fill_random(&mut b[6..]);
+    Id16(b)
+}
+
 /// `n` random bytes as base64url without padding (state, nonce, PKCE verifier, ids).
 pub fn random_urlsafe(n: usize) -> String {
     let mut b = vec![0u8; n];
@@ -53,19 +63,31 @@ fn aead_key(label: &[u8], secret: &[u8]) -> LessSafeKey {
 /// Encrypt `plain` under a key derived from `secret` with `label` (AES-256-GCM, fresh random
 /// nonce): `nonce || ciphertext || tag`. Only a holder of `secret` can open it.
 pub fn seal_under(label: &[u8], secret: &[u8], plain: &[u8]) -> Vec<u8> {
+    seal_under_ad(label, secret, plain, &[])
+}
+
+/// Decrypt what [`seal_under`] produced; `None` if it does not open.
+pub fn open_under(label: &[u8], secret: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    open_under_ad(label, secret, sealed, &[])
+}
+
+/// [`seal_under`] with associated data: `ad` is authenticated, not stored; the record opens
+/// only with the same `ad` (e.g. the owner a record belongs to, so a copy moved to another
+/// owner fails to open).
+pub fn seal_under_ad(label: &[u8], secret: &[u8], plain: &[u8], ad: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     fill_random(&mut nonce);
     let mut buf = plain.to_vec();
     aead_key(label, secret)
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(ad), &mut buf)
         .expect("AES-GCM sealing of an in-memory buffer");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&buf);
     out
 }
 
-/// Decrypt what [`seal_under`] produced; `None` if it does not open.
-pub fn open_under(label: &[u8], secret: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+/// Decrypt what [`seal_under_ad`] produced with the same `ad`; `None` if it does not open.
+pub fn open_under_ad(label: &[u8], secret: &[u8], sealed: &[u8], ad: &[u8]) -> Option<Vec<u8>> {
     if sealed.len() < NONCE_LEN {
         return None;
     }
@@ -73,7 +95,30 @@ pub fn open_under(label: &[u8], secret: &[u8], sealed: &[u8]) -> Option<Vec<u8>>
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut buf = ct.to_vec();
     let plain = aead_key(label, secret)
-        .open_in_place(nonce, Aad::empty(), &mut buf)
+        .open_in_place(nonce, Aad::from(ad), &mut buf)
         .ok()?;
     Some(plain.to_vec())
+}
+
+#[cfg(test)]
+mod ad_tests {
+    use super::*;
+
+    #[test]
+    fn associated_data_must_match() {
+        let sealed = seal_under_ad(b"l", b"k", b"plain", b"conn\0alice");
+        assert_eq!(
+            open_under_ad(b"l", b"k", &sealed, b"conn\0alice").as_deref(),
+            Some(b"plain".as_slice())
+        );
+        assert_eq!(open_under_ad(b"l", b"k", &sealed, b"conn\0bob"), None);
+        assert_eq!(open_under_ad(b"l", b"other", &sealed, b"conn\0alice"), None);
+        assert_eq!(open_under(b"l", b"k", &sealed), None);
+        // The plain variants are the empty-ad case.
+        let plain = seal_under(b"l", b"k", b"x");
+        assert_eq!(
+            open_under_ad(b"l", b"k", &plain, b"").as_deref(),
+            Some(b"x".as_slice())
+        );
+    }
 }

@@ -323,6 +323,12 @@ impl ApiError {
         )
     }
 
+    /// 502 `exception`: a service oidc-realm called for the client (a connection's token
+    /// endpoint) failed or answered something unusable; `detail` goes to the log.
+    pub fn bad_gateway(code: &'static str, reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "exception", code, reason.into())
+    }
+
     /// 503: the store cannot be reached.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(

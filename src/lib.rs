@@ -9,6 +9,7 @@ mod claims;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod crypto;
 pub mod error;
 /// Fuzz-target entry points (`fuzz/`), also run over the committed corpora by

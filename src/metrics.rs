@@ -304,6 +304,8 @@ pub struct Metrics {
     password_busy: Counter,
     password_verifications: Counter,
     config_generation: Gauge,
+    bearer_cache_entries: Gauge,
+    bearer_cache_bytes: Gauge,
     reloads_ok: Counter,
     reloads_failed: Counter,
     jwks_keys: Family<RealmLabels, Gauge>,
@@ -404,6 +406,18 @@ impl Metrics {
             "Generation of the running configuration (1 at start, +1 on every successful reload)",
             config_generation.clone(),
         );
+        let bearer_cache_entries = Gauge::default();
+        registry.register(
+            "bearer_cache_entries",
+            "Access tokens held in the bearer cache",
+            bearer_cache_entries.clone(),
+        );
+        let bearer_cache_bytes = Gauge::default();
+        registry.register(
+            "bearer_cache_bytes",
+            "Estimated memory of the bearer cache's entries (bounded by token.cache_size)",
+            bearer_cache_bytes.clone(),
+        );
         let reloads = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "config_reloads",
@@ -473,6 +487,8 @@ impl Metrics {
             password_busy,
             password_verifications,
             config_generation,
+            bearer_cache_entries,
+            bearer_cache_bytes,
             reloads_ok,
             reloads_failed,
             jwks_keys,
@@ -582,6 +598,8 @@ impl Metrics {
 pub struct ScrapeValues {
     pub generation: u64,
     pub password_verifications: u64,
+    /// Entries in the bearer cache, and their estimated bytes.
+    pub bearer_cache: (u64, u64),
     /// Per realm: its name, how many JWKS keys it holds, and how old they are (seconds) when
     /// known.
     pub jwks: Vec<(String, usize, Option<f64>)>,
@@ -593,6 +611,9 @@ impl Metrics {
         let _one_scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         self.config_generation
             .set(i64::try_from(now.generation).unwrap_or(i64::MAX));
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.bearer_cache_entries.set(gauge(now.bearer_cache.0));
+        self.bearer_cache_bytes.set(gauge(now.bearer_cache.1));
         self.password_verifications
             .inner()
             .store(now.password_verifications, Ordering::Relaxed);

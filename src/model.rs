@@ -87,6 +87,21 @@ pub struct TokenDoc {
     /// Data for OIDC logout (realm, the OP's ID token), sealed with a key derived from the
     /// access token.
     pub sealed: Option<Vec<u8>>,
+    /// The provider's session of an OIDC login (its ID token's `sub` and `sid`), kept by every
+    /// pair refreshed from it, for Back-Channel Logout. `None` for other grants and for
+    /// records written before it existed.
+    #[serde(default)]
+    pub oidc_session: Option<OidcSession>,
+}
+
+/// The provider's session behind an OIDC login (Back-Channel Logout 1.0 selects logins by
+/// these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcSession {
+    /// The ID token's `sub`.
+    pub sub: String,
+    /// The ID token's `sid`, when the provider sent one.
+    pub sid: Option<String>,
 }
 
 impl TokenDoc {

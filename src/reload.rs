@@ -69,6 +69,16 @@ fn restart_only(running: &Settings, new: &mut Settings) -> Vec<String> {
     };
     check("data.backend", backend(running), backend(new));
     check(
+        "data.cache_size",
+        running.data.cache_size.to_string(),
+        new.data.cache_size.to_string(),
+    );
+    check(
+        "token.cache_size",
+        running.token.cache_size.to_string(),
+        new.token.cache_size.to_string(),
+    );
+    check(
         "log.format",
         format!("{:?}", running.log.format).to_lowercase(),
         format!("{:?}", new.log.format).to_lowercase(),
@@ -96,6 +106,8 @@ fn restart_only(running: &Settings, new: &mut Settings) -> Vec<String> {
     new.http.max_body = running.http.max_body;
     new.data.path = running.data.path.clone();
     new.data.postgres = running.data.postgres.clone();
+    new.data.cache_size = running.data.cache_size;
+    new.token.cache_size = running.token.cache_size;
     new.log.format = running.log.format;
     out
 }
@@ -226,6 +238,57 @@ pub async fn refresh_jwks(state: &AppState) -> usize {
     rt.realms.refresh_jwks(state.clock.now_millis()).await
 }
 
+/// The periodic refresh of `op.discovery` provider metadata, once (with the JWKS refresh).
+/// When a realm's metadata changed, the running configuration is rebuilt with it (a new
+/// generation; realms keep their key sets when their JWKS URL is unchanged). Returns how
+/// many realms changed.
+pub async fn refresh_discovery(state: &AppState) -> usize {
+    let rt = state.runtime();
+    let changed = rt.realms.refresh_discovery(state.clock.now_millis()).await;
+    if changed.is_empty() {
+        return 0;
+    }
+    let log = state.reload_log();
+    let _serial = log.serialise();
+    // A reload may have run meanwhile: apply to what runs now.
+    let rt = state.runtime();
+    let mut settings = (*rt.settings).clone();
+    let mut warnings = rt.warnings.clone();
+    let mut n = 0;
+    for (name, md) in &changed {
+        let Some(realm) = settings.realms.iter_mut().find(|r| &r.name == name) else {
+            continue;
+        };
+        match crate::realm::discovery::apply(realm, md) {
+            Ok(w) => {
+                for w in &w {
+                    tracing::warn!(realm = %name, "{w}");
+                }
+                warnings.extend(w);
+                n += 1;
+            }
+            Err(e) => {
+                tracing::warn!(realm = %name, code = e.code(), "refreshed provider metadata not applied: {e}")
+            }
+        }
+    }
+    if n == 0 {
+        return 0;
+    }
+    match state.swap_settings(settings, warnings) {
+        Ok(generation) => {
+            tracing::info!(generation, "provider metadata applied");
+            n
+        }
+        Err(errors) => {
+            for e in errors.iter() {
+                tracing::warn!("provider metadata not applied: {e}");
+            }
+            0
+        }
+    }
+}
+
 /// Run [`refresh_jwks`] every `tick` (the due check uses the injected clock).
 pub fn spawn_jwks_refresher(state: Arc<AppState>, tick: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -234,6 +297,7 @@ pub fn spawn_jwks_refresher(state: Arc<AppState>, tick: Duration) -> tokio::task
         loop {
             t.tick().await;
             refresh_jwks(&state).await;
+            refresh_discovery(&state).await;
         }
     })
 }

@@ -36,8 +36,8 @@ async fn password_grant_returns_elasticsearch_response() {
     assert_eq!(status, 200, "{body}");
     let access = body["access_token"].as_str().unwrap();
     let refresh = body["refresh_token"].as_str().unwrap();
-    assert!(access.starts_with("ora1_") && access.len() == 48);
-    assert!(refresh.starts_with("orr1_") && refresh.len() == 48);
+    assert!(access.starts_with("ora2_") && access.len() == 48);
+    assert!(refresh.starts_with("orr2_") && refresh.len() == 48);
     assert_eq!(body["type"], "Bearer");
     assert_eq!(body["expires_in"], 1200);
     assert_eq!(body["authentication"]["username"], "admin");
@@ -362,7 +362,7 @@ where
     .await
 }
 
-/// Bearer values that carry the access-token prefix `ora1_` (or are one edit away from a real
+/// Bearer values that carry the access-token prefix `ora2_` (or are one edit away from a real
 /// token), so each is refused by the check it names and not merely by the prefix test. A real
 /// token issued by the server is the starting point, and is first shown to work.
 #[actix_web::test]
@@ -372,7 +372,7 @@ async fn every_malformed_bearer_token_of_the_corpus_is_a_401_with_its_reason() {
     let (_, pair) = get_token(&app, FACILITATOR, password_grant()).await;
     let real = pair["access_token"].as_str().unwrap().to_string();
     let real_refresh = pair["refresh_token"].as_str().unwrap().to_string();
-    let body = &real["ora1_".len()..];
+    let body = &real["ora2_".len()..];
     assert_eq!(body.len(), 43);
     let hv =
         |s: &str| actix_web::http::header::HeaderValue::from_str(&format!("Bearer {s}")).unwrap();
@@ -385,18 +385,18 @@ async fn every_malformed_bearer_token_of_the_corpus_is_a_401_with_its_reason() {
         assert_eq!((s, &b["username"]), (200, &json!("admin")), "{b}");
     }
 
-    let with_char_at = |i: usize, c: &str| format!("ora1_{}{c}{}", &body[..i], &body[i + 1..]);
+    let with_char_at = |i: usize, c: &str| format!("ora2_{}{c}{}", &body[..i], &body[i + 1..]);
     let malformed: Vec<(&str, String)> = vec![
-        ("the prefix alone", "ora1_".into()),
+        ("the prefix alone", "ora2_".into()),
         ("one character short", real[..real.len() - 1].to_string()),
         ("one character long", format!("{real}A")),
         ("twice the length", format!("{real}{body}")),
-        ("10,000 characters", format!("ora1_{}", "A".repeat(10_000))),
+        ("10,000 characters", format!("ora2_{}", "A".repeat(10_000))),
         ("standard base64 '+'", with_char_at(10, "+")),
         ("standard base64 '/'", with_char_at(10, "/")),
         ("a dot", with_char_at(42, ".")),
         ("a tilde", with_char_at(0, "~")),
-        ("a percent-encoding", format!("ora1_%41{}", &body[3..])),
+        ("a percent-encoding", format!("ora2_%41{}", &body[3..])),
         (
             "padding in place of the last character",
             with_char_at(42, "="),
@@ -405,18 +405,18 @@ async fn every_malformed_bearer_token_of_the_corpus_is_a_401_with_its_reason() {
         ("two padding characters appended", format!("{real}==")),
         ("a space inside", with_char_at(20, " ")),
         ("a tab inside", with_char_at(20, "\t")),
-        ("a space after the prefix", format!("ora1_ {}", &body[1..])),
+        ("a space after the prefix", format!("ora2_ {}", &body[1..])),
         (
             "the refresh prefix on an access body",
-            format!("orr1_{body}"),
+            format!("orr2_{body}"),
         ),
         (
             "the pair's refresh token used as an access token",
             real_refresh.clone(),
         ),
-        ("the prefix in upper case", format!("ORA1_{body}")),
-        ("another format version", format!("ora2_{body}")),
-        ("no separator", format!("ora1A{body}")),
+        ("the prefix in upper case", format!("ORA2_{body}")),
+        ("an unknown format version", format!("ora3_{body}")),
+        ("no separator", format!("ora2A{body}")),
         ("a JWT", "eyJhbGciOiJub25lIn0.e30.".into()),
     ];
     for (what, token) in &malformed {
@@ -431,16 +431,25 @@ async fn every_malformed_bearer_token_of_the_corpus_is_a_401_with_its_reason() {
             let c = if body.starts_with('A') { "B" } else { "A" };
             with_char_at(0, c)
         }),
-        ("all 'A'", format!("ora1_{}", "A".repeat(43))),
+        ("all 'A'", format!("ora2_{}", "A".repeat(43))),
         (
             "all '-' and '_'",
-            format!("ora1_{}", &"-_".repeat(22)[..43]),
+            format!("ora2_{}", &"-_".repeat(22)[..43]),
         ),
         // The last character of 32 bytes in base64url carries 2 unused bits: a value with
         // them set is not canonical base64, but the shape check does not decode.
         (
             "non-canonical last character",
-            format!("ora1_{}B", "A".repeat(42)),
+            format!("ora2_{}B", "A".repeat(42)),
+        ),
+        // A version 1 token (still read) with the body of a version 2 one: another token.
+        (
+            "the first format's prefix on a real body",
+            format!("ora1_{body}"),
+        ),
+        (
+            "a first-format token never issued",
+            format!("ora1_{}", "A".repeat(43)),
         ),
     ];
     for (what, token) in &unknown {
@@ -451,12 +460,12 @@ async fn every_malformed_bearer_token_of_the_corpus_is_a_401_with_its_reason() {
     // Non-ASCII bytes cannot be read as a header string at all: refused before the bearer
     // check, as malformed credentials (Basic and Bearer challenges both offered).
     for (what, token) in [
-        ("an 'é' (43 bytes)", format!("ora1_{}é", &body[..41])),
+        ("an 'é' (43 bytes)", format!("ora2_{}é", &body[..41])),
         (
             "a zero-width space",
-            format!("ora1_{}\u{200b}{}", &body[..21], &body[21..]),
+            format!("ora2_{}\u{200b}{}", &body[..21], &body[21..]),
         ),
-        ("full-width letters", format!("ora1_{}", "Ａ".repeat(43))),
+        ("full-width letters", format!("ora2_{}", "Ａ".repeat(43))),
         ("a non-breaking space", format!("{real}\u{a0}")),
     ] {
         let v =

@@ -446,7 +446,7 @@ async fn users_roles_and_privileges_from_yaml() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("unknown privilege [manage_everything]; allowed are [manage_oidc, manage_token, manage_user_profile, manage_security, all]"), "{e}");
+    assert!(e.contains("unknown privilege [manage_everything]; allowed are [manage_oidc, manage_token, manage_user_profile, manage_security, all, read_connections, manage_connections, use_connections]"), "{e}");
 }
 
 #[actix_web::test]

@@ -189,7 +189,7 @@ fn broken_configs_report_the_expected_errors() {
         (vec![("rp.signature_algorithm", Some("rs256"))], "", format!("{o}rp.signature_algorithm"), "Invalid value [rs256]"),
         (vec![("rp.signature_algorithm", Some("none"))], "", format!("{o}rp.signature_algorithm"), "unsigned ID tokens are never accepted"),
         (vec![("rp.signature_algorithm", Some("[RS256, HS1]"))], "", format!("{o}rp.signature_algorithm"), "Invalid value [HS1]"),
-        (vec![("rp.client_auth_method", Some("private_key_jwt"))], "", format!("{o}rp.client_auth_method"), "Allowed values are [client_secret_basic, client_secret_post, client_secret_jwt]"),
+        (vec![("rp.client_auth_method", Some("tls_client_auth"))], "", format!("{o}rp.client_auth_method"), "Allowed values are [client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt]"),
         (vec![("rp.client_auth_jwt_signature_algorithm", Some("RS256"))], "", format!("{o}rp.client_auth_jwt_signature_algorithm"), "Allowed values are [HS256, HS384, HS512]"),
         (vec![("rp.signature_algorithm", Some("[RS256, HS256]"))], "", format!("{o}rp.client_secret"), "HMAC key of at least 32 bytes"),
         (vec![("rp.client_auth_method", Some("client_secret_jwt"))], "", format!("{o}rp.client_secret"), "HMAC key of at least 48 bytes"),
@@ -234,6 +234,11 @@ fn broken_configs_report_the_expected_errors() {
         (vec![], "token:\n  timeout: 2h\n", "token.timeout".into(), "must be <= [1h]"),
         (vec![], "token:\n  timeout: 500ms\n", "token.timeout".into(), "must be >= [1s]"),
         (vec![], "token:\n  refresh_timeout: 0s\n", "token.refresh_timeout".into(), "must be greater than 0"),
+        (vec![], "token:\n  cache_size: lots\n", "token.cache_size".into(), "size in bytes (use e.g. 40mb"),
+        (vec![], "token:\n  cache_size: 512kb\n", "token.cache_size".into(), "must be at least 1mb (got [512kb])"),
+        (vec![], "data:\n  cache_size: 0\n", "data.cache_size".into(), "must be at least 1mb (got [0])"),
+        (vec![], "data:\n  cache_size: -5mb\n", "data.cache_size".into(), "size in bytes (use e.g. 8mb"),
+        (vec![], "data:\n  cache_sise: 5mb\n", "data.cache_sise".into(), "did you mean `data.cache_size`?"),
         (vec![], "log:\n  format: xml\n", "log.format".into(), "Allowed values are [human, json]"),
         (vec![], "log:\n  level: 'info,=='\n", "log.level".into(), "not a valid log filter"),
         (vec![], "  bob:\n    password: hunter2\n    privileges: [all]\n", "users.bob.password".into(), "oidc-realm hash-password"),
@@ -781,6 +786,23 @@ fn allowed_clock_skew_is_bounded() {
         "{errs}"
     );
     ok(&config(&[("allowed_clock_skew", Some("5m"))], ""), d.path());
+}
+
+#[test]
+fn cache_sizes_have_bounded_defaults_and_accept_byte_sizes() {
+    let d = dir();
+    let l = ok(&config(&[], ""), d.path());
+    assert_eq!(l.settings.data.cache_size, 8 << 20);
+    assert_eq!(l.settings.token.cache_size, 40 << 20);
+    let l = ok(
+        &config(
+            &[],
+            "data:\n  cache_size: 64mb\ntoken:\n  cache_size: 1gb\n",
+        ),
+        d.path(),
+    );
+    assert_eq!(l.settings.data.cache_size, 64 << 20);
+    assert_eq!(l.settings.token.cache_size, 1 << 30);
 }
 
 #[test]

@@ -370,7 +370,7 @@ fn config_yaml(discovery: &Value, service_token_hash: &str) -> String {
            finance:\n    enabled: true\n    roles: [finance_data]\n    \
              rules: {field: {groups: finance}}\n  \
            staff:\n    enabled: true\n    roles: [staff]\n    \
-             rules: {all: [{field: {groups: staff}}, {field: {realm.name: [basic, post, jwt, implicit, implicit_token, strict]}}]}\n",
+             rules: {all: [{field: {groups: staff}}, {field: {realm.name: [basic, post, jwt, implicit, implicit_token, strict, pkjwt, eddsa, discovered, bcl]}}]}\n",
     );
     s.push_str("realms:\n");
     s.push_str(&realm(
@@ -425,7 +425,68 @@ fn config_yaml(discovery: &Value, service_token_hash: &str) -> String {
         "code",
         &[("claim_patterns.principal", "^([a-z]+)$")],
     ));
+    // private_key_jwt with the key whose public half tests/e2e/op.mjs registers.
+    let client_key = format!(
+        "${{file:{}}}",
+        root().join("tests/fixtures/keys/rsa2.pem").display()
+    );
+    s.push_str(&realm(
+        "pkjwt",
+        7,
+        "rp-pkjwt",
+        "code",
+        &[
+            ("rp.client_auth_method", "private_key_jwt"),
+            ("rp.client_auth_key", &client_key),
+            ("rp.client_auth_key_id", "e2e-client-key"),
+            ("rp.signature_algorithm", "RS256"),
+        ],
+    ));
+    s.push_str(&realm(
+        "eddsa",
+        8,
+        "rp-eddsa",
+        "code",
+        &[("rp.signature_algorithm", "EdDSA")],
+    ));
+    // Discovery: no endpoint written; `E2e::start` fetches the metadata as `serve` does.
+    let mut discovered = realm("discovered", 9, "rp-basic", "code", &[]);
+    discovered.retain_lines(|l| {
+        ![
+            "op.authorization_endpoint",
+            "op.token_endpoint",
+            "op.userinfo_endpoint",
+            "op.endsession_endpoint",
+            "op.jwkset_path",
+        ]
+        .iter()
+        .any(|k| l.trim_start().starts_with(k))
+    });
+    discovered.push_str("    op.discovery: true\n");
+    s.push_str(&discovered);
+    s.push_str(&realm(
+        "bcl",
+        10,
+        "rp-bcl",
+        "code",
+        &[("rp.backchannel_logout", "true")],
+    ));
     s
+}
+
+/// Keep the lines of a string that satisfy `keep`.
+trait RetainLines {
+    fn retain_lines(&mut self, keep: impl Fn(&str) -> bool);
+}
+
+impl RetainLines for String {
+    fn retain_lines(&mut self, keep: impl Fn(&str) -> bool) {
+        *self = self
+            .lines()
+            .filter(|l| keep(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
+    }
 }
 
 /// The provider, oidc-realm configured against it, a facilitator and a browser.
@@ -468,8 +529,13 @@ impl E2e {
         let loaded = oidc_realm::config::load_str(&yaml, &std::env::temp_dir())
             .unwrap_or_else(|e| panic!("the configuration does not load:\n{e}\n---\n{yaml}"));
         let clock = Arc::new(ShiftedClock::default());
+        let mut settings = loaded.settings;
+        // `op.discovery` realms: the provider metadata, as `serve` fetches it at start.
+        oidc_realm::realm::discovery::discover_all(&mut settings)
+            .await
+            .unwrap_or_else(|e| panic!("discovery failed: {}", Vec::<String>::from(e).join("\n")));
         let state = AppState::new(
-            loaded.settings,
+            settings,
             loaded.warnings,
             Arc::new(MemoryStore::new()),
             clock.clone(),
@@ -734,6 +800,51 @@ async fn code_flow_client_secret_jwt_hs256() {
     e.stop().await;
 }
 
+/// `private_key_jwt` at a real provider: oidc-provider verifies the RS256 assertion with the
+/// key registered for `rp-pkjwt`; that key is what `GET /oidc/pkjwt/jwks` publishes.
+#[actix_web::test]
+async fn code_flow_private_key_jwt_rs256() {
+    let e = E2e::start().await;
+    login_authenticate_refresh(&e, "pkjwt").await;
+    let jwks: Value = e
+        .api
+        .get(format!("{}/oidc/pkjwt/jwks", e.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], "e2e-client-key", "{jwks}");
+    assert_eq!(jwks["keys"][0]["kty"], "RSA", "{jwks}");
+    e.stop().await;
+}
+
+/// EdDSA (Ed25519) ID tokens from oidc-provider, accepted by a realm that lists EdDSA.
+#[actix_web::test]
+async fn code_flow_eddsa_id_token() {
+    let e = E2e::start().await;
+    login_authenticate_refresh(&e, "eddsa").await;
+    e.stop().await;
+}
+
+/// A realm with `op.discovery: true` and no endpoint written logs in with the endpoints of
+/// oidc-provider's metadata; `_status` shows them.
+#[actix_web::test]
+async fn code_flow_with_discovery() {
+    let e = E2e::start().await;
+    login_authenticate_refresh(&e, "discovered").await;
+    let status = e.status().await;
+    let d = &status["realms"]["discovered"]["discovery"];
+    assert_eq!(d["issuer"], e.op.issuer.as_str(), "{d}");
+    assert_eq!(
+        d["endpoints"]["token_endpoint"],
+        format!("{}/token", e.op.issuer),
+        "{d}"
+    );
+    e.stop().await;
+}
+
 /// `response_type: id_token`: the ID token comes in the fragment and carries the claims
 /// itself (no access token, so no UserInfo).
 #[actix_web::test]
@@ -832,6 +943,58 @@ async fn logout_ends_the_provider_session() {
     e.stop().await;
 }
 
+/// Back-Channel Logout from oidc-provider: the provider's session ends at the provider (its
+/// end-session page, not oidc-realm's logout API); the provider POSTs a logout token to
+/// oidc-realm (through the forwarder of tests/e2e/op.mjs), which invalidates the login's
+/// access and refresh tokens.
+#[actix_web::test]
+async fn backchannel_logout_from_the_provider_ends_the_login() {
+    let e = E2e::start().await;
+    let target = format!("{}/oidc/bcl/backchannel-logout", e.base);
+    let r = e
+        .api
+        .post(e.op.url("/admin/bcl-target"))
+        .body(target)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let pair = e.login("bcl", "alice").await;
+    let access = pair["access_token"].as_str().unwrap();
+    let (status, me) = e.whoami(access).await;
+    assert_eq!(status, 200, "{me}");
+
+    let end = format!(
+        "{}?client_id=rp-bcl&post_logout_redirect_uri={}",
+        e.op.url("/session/end"),
+        url::form_urlencoded::byte_serialize(POST_LOGOUT_REDIRECT_URI.as_bytes())
+            .collect::<String>()
+    );
+    let done = e.browser.visit(&end, "alice").await;
+    assert!(
+        done.left_to.starts_with(POST_LOGOUT_REDIRECT_URI),
+        "the provider did not end the session: {done:?}\n{}",
+        e.op.stderr()
+    );
+    // The provider calls back during the end-session step; allow it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = e.whoami(access).await;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the login survived the provider's logout\n{}",
+            e.op.stderr()
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = e.refresh(pair["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400, "{body}");
+    e.stop().await;
+}
+
 /// The provider rotates its keys while both run: the old kids leave its JWKS, new ones sign.
 /// oidc-realm, which holds the old set, meets an unknown kid, fetches the JWKS again and
 /// accepts the token: no restart, no reload. The refetch is rate limited
@@ -848,10 +1011,16 @@ async fn key_rotation_is_picked_up_without_restart() {
     e.login("basic", "alice").await;
     let kids_before = |realm: &str, status: &Value| status["realms"][realm]["jwks"]["kids"].clone();
     let before = e.status().await;
-    assert_eq!(kids_before("implicit", &before), json!(["rsa-1", "ec-1"]));
-    assert_eq!(kids_before("basic", &before), json!(["rsa-1", "ec-1"]));
+    assert_eq!(
+        kids_before("implicit", &before),
+        json!(["rsa-1", "ec-1", "ed-1"])
+    );
+    assert_eq!(
+        kids_before("basic", &before),
+        json!(["rsa-1", "ec-1", "ed-1"])
+    );
 
-    assert_eq!(e.op.rotate().await, ["rsa-2", "ec-2"]);
+    assert_eq!(e.op.rotate().await, ["rsa-2", "ec-2", "ed-2"]);
     // Within the refetch interval of the first fetch, the unknown kid is refused, not
     // fetched: the realm still holds the old keys.
     let (p, v) = e.browse("implicit", "alice").await;
@@ -872,8 +1041,14 @@ async fn key_rotation_is_picked_up_without_restart() {
     assert_eq!(who(&body["authentication"]), alice("basic"), "{body}");
 
     let after = e.status().await;
-    assert_eq!(kids_before("implicit", &after), json!(["rsa-2", "ec-2"]));
-    assert_eq!(kids_before("basic", &after), json!(["rsa-2", "ec-2"]));
+    assert_eq!(
+        kids_before("implicit", &after),
+        json!(["rsa-2", "ec-2", "ed-2"])
+    );
+    assert_eq!(
+        kids_before("basic", &after),
+        json!(["rsa-2", "ec-2", "ed-2"])
+    );
     e.stop().await;
 }
 

@@ -425,6 +425,59 @@ async fn store_commits_are_measured_on_a_redb_store() {
 }
 
 #[actix_web::test]
+async fn the_bearer_cache_reports_its_entries_and_bytes() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let m = t.state.render_metrics();
+    assert_sample(&m, "oidc_realm_bearer_cache_entries", "0");
+    assert_sample(&m, "oidc_realm_bearer_cache_bytes", "0");
+    let (s, _, b) = send(
+        &app,
+        post_json(
+            "/_security/oauth2/token",
+            json!({"grant_type": "password", "username": ARGON_USER.0, "password": ARGON_USER.1}),
+        )
+        .insert_header(basic(FACILITATOR)),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let token = b["access_token"].as_str().unwrap().to_string();
+    // Issued, not yet checked: not cached.
+    assert_sample(
+        &t.state.render_metrics(),
+        "oidc_realm_bearer_cache_entries",
+        "0",
+    );
+    let whoami = || {
+        actix_web::test::TestRequest::get()
+            .uri("/_security/_authenticate")
+            .insert_header(("Authorization", format!("Bearer {token}")))
+    };
+    let (s, _, b) = send(&app, whoami()).await;
+    assert_eq!(s, 200, "{b}");
+    let m = t.state.render_metrics();
+    assert_sample(&m, "oidc_realm_bearer_cache_entries", "1");
+    let bytes: u64 = sample(&m, "oidc_realm_bearer_cache_bytes")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((200..2_000).contains(&bytes), "{bytes}");
+    // Invalidated: dropped from the cache.
+    let (s, _, b) = send(
+        &app,
+        actix_web::test::TestRequest::delete()
+            .uri("/_security/oauth2/token")
+            .insert_header(basic(FACILITATOR))
+            .set_json(json!({ "token": token })),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let m = t.state.render_metrics();
+    assert_sample(&m, "oidc_realm_bearer_cache_entries", "0");
+    assert_sample(&m, "oidc_realm_bearer_cache_bytes", "0");
+}
+
+#[actix_web::test]
 async fn every_kind_of_429_is_counted_by_its_limit() {
     let Env { t, op: _op, app } = env(|s| {
         s.limits.pending_logins_per_caller = 1;
@@ -776,6 +829,7 @@ fn every_metric_is_documented_in_operations_md() {
     let text = m.render(oidc_realm::metrics::ScrapeValues {
         generation: 1,
         password_verifications: 0,
+        bearer_cache: (0, 0),
         jwks: vec![("r".into(), 1, Some(1.0))],
     });
     let mut exposed = std::collections::BTreeSet::new();

@@ -52,6 +52,7 @@ const CODE_CTORS: &[&str] = &[
     "conflict",
     "too_many_requests",
     "oauth",
+    "bad_gateway",
 ];
 
 /// Fewer codes than this means the extraction is broken, not that the codes went away.

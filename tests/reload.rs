@@ -671,13 +671,15 @@ async fn settings_that_need_a_restart_are_reported_and_keep_their_running_value(
     let e = env(url_realm).await;
     let good = std::fs::read_to_string(e.config_path()).unwrap();
     e.rewrite_config(&format!(
-        "http:\n  bind: 127.0.0.1:19999\n  max_body: 1mb\ndata:\n  path: elsewhere.redb\ntoken:\n  timeout: 5m\nlog:\n  level: debug\n{good}"
+        "http:\n  bind: 127.0.0.1:19999\n  max_body: 1mb\ndata:\n  path: elsewhere.redb\n  cache_size: 100mb\ntoken:\n  timeout: 5m\n  cache_size: 2mb\nlog:\n  level: debug\n{good}"
     ));
     assert_eq!(e.reload(), Ok(2));
     let rt = e.state.runtime();
     assert_eq!(rt.settings.http.bind.to_string(), "127.0.0.1:9280");
     assert_eq!(rt.settings.http.max_body, 64 * 1024);
     assert!(!rt.settings.data.path.ends_with("elsewhere.redb"));
+    assert_eq!(rt.settings.data.cache_size, 8 << 20);
+    assert_eq!(rt.settings.token.cache_size, 40 << 20);
     // Reloadable settings do apply (log.level too: it changes the running filter).
     assert_eq!(rt.settings.token.timeout, Duration::from_secs(300));
     assert_eq!(rt.settings.log.level, "debug");
@@ -689,7 +691,9 @@ async fn settings_that_need_a_restart_are_reported_and_keep_their_running_value(
         .filter_map(Value::as_str)
         .filter(|w| w.contains("needs a restart"))
         .collect();
-    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert_eq!(warnings.len(), 5, "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.starts_with("data.cache_size: ")));
+    assert!(warnings.iter().any(|w| w.starts_with("token.cache_size: ")));
     assert!(warnings.iter().any(|w| w.starts_with("http.bind: ")));
     assert!(warnings.iter().any(|w| w.starts_with("http.max_body: ")));
     assert!(warnings.iter().any(|w| w.starts_with("data.path: ")));

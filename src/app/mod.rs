@@ -56,6 +56,8 @@ pub struct AppState {
     store: Arc<dyn Store>,
     /// Changes of a shared store followed so far (`changes`).
     store_changes: std::sync::atomic::AtomicU64,
+    /// Connected accounts: per-user OAuth grants at third-party services.
+    pub connections: crate::connections::Connections,
 }
 
 /// Why a state could not be built.
@@ -95,6 +97,8 @@ impl AppState {
         let realms = Realms::build_from(&settings, None, now, metrics.op_calls())
             .map_err(StateBuildError::Realms)?;
         let audit = Audit::open(&settings.audit, clock.clone())?;
+        let connections =
+            crate::connections::Connections::new(store.clone(), clock.clone(), audit.clone());
         store.observe_commits(Arc::new(metrics.commits()));
         let role_mappings =
             RoleMappings::new(store.clone(), settings.role_mappings.clone(), audit.clone());
@@ -102,16 +106,21 @@ impl AppState {
         // A store other nodes write too: cached bearer records get a TTL (the backstop behind
         // its change notifications, followed below).
         let shared_store = store.changes().is_some();
+        let cache_bytes = settings.token.cache_size;
         let tokens = match (&settings.data.postgres, shared_store) {
-            (Some(pg), true) => {
-                TokenService::with_cache_ttl(store.clone(), clock.clone(), pg.cache_ttl)
-            }
+            (Some(pg), true) => TokenService::with_cache_ttl(
+                store.clone(),
+                clock.clone(),
+                cache_bytes,
+                pg.cache_ttl,
+            ),
             (None, true) => TokenService::with_cache_ttl(
                 store.clone(),
                 clock.clone(),
+                cache_bytes,
                 std::time::Duration::from_secs(5),
             ),
-            (_, false) => TokenService::new(store.clone(), clock.clone()),
+            (_, false) => TokenService::with_cache_bytes(store.clone(), clock.clone(), cache_bytes),
         };
         let state = Arc::new(Self {
             callers,
@@ -128,6 +137,7 @@ impl AppState {
             tokens,
             clock,
             flows: Flows::new(store.clone()),
+            connections,
             store,
             reload: ReloadLog::default(),
             store_changes: std::sync::atomic::AtomicU64::new(0),
@@ -281,6 +291,10 @@ impl AppState {
         self.metrics.render(crate::metrics::ScrapeValues {
             generation: rt.generation,
             password_verifications: self.password_verifications(),
+            bearer_cache: {
+                let u = self.tokens.cache_usage();
+                (u.entries, u.estimated_bytes)
+            },
             jwks,
         })
     }

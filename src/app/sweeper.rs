@@ -12,6 +12,7 @@ pub fn spawn_sweeper(state: Arc<AppState>, every: Duration) -> tokio::task::Join
         loop {
             tick.tick().await;
             state.callers.forget_idle();
+            state.connections.forget_idle();
             match state.tokens.sweep(1_000).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "swept expired tokens and flows"),

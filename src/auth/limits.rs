@@ -108,6 +108,7 @@ impl RequestLimits {
                 | Action::TokenRefresh
                 | Action::TokenInvalidate
                 | Action::ProfileActivate
+                | Action::ConnectionUse
         )
     }
 

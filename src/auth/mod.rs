@@ -62,6 +62,14 @@ pub enum Action {
     ReloadStatus,
     ProfileActivate,
     ProfileGet,
+    /// `GET /_oauth/connections[/{name}]`.
+    ConnectionGet,
+    /// `PUT /_oauth/connections/{name}`; authorizing a shared connection; another user's grant.
+    ConnectionManage,
+    /// `DELETE /_oauth/connections/{name}`.
+    ConnectionDelete,
+    /// `_authorize`, `_callback`, `_token`, `_grant` for a user.
+    ConnectionUse,
 }
 
 impl Action {
@@ -80,6 +88,10 @@ impl Action {
             Action::ReloadStatus => "cluster:monitor/oidc_realm/status",
             Action::ProfileActivate => "cluster:admin/xpack/security/profile/activate",
             Action::ProfileGet => "cluster:admin/xpack/security/profile/get",
+            Action::ConnectionGet => "cluster:admin/oidc_realm/connections/get",
+            Action::ConnectionManage => "cluster:admin/oidc_realm/connections/put",
+            Action::ConnectionDelete => "cluster:admin/oidc_realm/connections/delete",
+            Action::ConnectionUse => "cluster:admin/oidc_realm/connections/use",
         }
     }
 
@@ -101,6 +113,11 @@ impl Action {
             Action::ProfileActivate | Action::ProfileGet => {
                 &[ManageUserProfile, ManageSecurity, All]
             }
+            Action::ConnectionGet => &[ReadConnections, ManageConnections, ManageSecurity, All],
+            Action::ConnectionManage | Action::ConnectionDelete => {
+                &[ManageConnections, ManageSecurity, All]
+            }
+            Action::ConnectionUse => &[UseConnections, All],
         }
     }
 }
@@ -129,7 +146,7 @@ impl AuthenticationType {
 #[derive(Debug, Clone)]
 pub enum CallerUser {
     Owned(Box<UserRecord>),
-    Token(std::sync::Arc<crate::model::TokenDoc>),
+    Token(std::sync::Arc<crate::tokens::Bearer>),
 }
 
 impl std::ops::Deref for CallerUser {

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 const PREFIX: [u8; 4] = [0, 1, 0, 1];
 /// The first 30 bits of `PREFIX` in base64 (the sixth character also depends on the name):
 /// a bearer value starting with this is a service token, not an access token (whose text
-/// starts with `ora1_`).
+/// starts with `ora2_` or `ora1_`).
 pub const BEARER_PREFIX: &str = "AAEAA";
 /// The realm Elasticsearch reports for service accounts.
 pub const SERVICE_ACCOUNT_REALM: &str = "_service_account";

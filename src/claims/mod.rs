@@ -206,7 +206,7 @@ fn rule_values(
     })
 }
 
-/// The raw values of a top-level claim, as text.
+/// The raw values of a claim (top-level, or nested when `claim` is a JSON Pointer), as text.
 fn claim_values(
     claims: &Map<String, Value>,
     claim: &str,
@@ -217,7 +217,14 @@ fn claim_values(
         claim: shown_name(claim),
         found,
     };
-    match claims.get(claim) {
+    let found = match crate::config::claim_pointer(claim) {
+        Ok(None) => claims.get(claim),
+        Ok(Some(path)) => nested(claims, &path)
+            .map_err(|()| unsupported("has a member on its path that is not an object"))?,
+        // The loader refuses invalid paths; a rule built another way finds nothing.
+        Err(_) => None,
+    };
+    match found {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Object(_)) => Err(unsupported("is an object")),
         Some(Value::Array(items)) => {
@@ -234,6 +241,30 @@ fn claim_values(
         }
         Some(scalar) => Ok(vec![scalar_text(scalar)]),
     }
+}
+
+/// The value at a nested path (member names, outermost first). `Ok(None)` when a member is
+/// absent or null on the way; `Err` when a value on the way is not an object (e.g. a string or
+/// an array where the path continues).
+fn nested<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Result<Option<&'a Value>, ()> {
+    let Some((first, rest)) = path.split_first() else {
+        return Ok(None);
+    };
+    let mut here = match claims.get(first) {
+        None => return Ok(None),
+        Some(v) => v,
+    };
+    for name in rest {
+        here = match here {
+            Value::Null => return Ok(None),
+            Value::Object(members) => match members.get(name) {
+                None => return Ok(None),
+                Some(v) => v,
+            },
+            _ => return Err(()),
+        };
+    }
+    Ok(Some(here))
 }
 
 /// Text of a string, number or boolean.

@@ -614,3 +614,115 @@ fn more_claims_than_the_bound_are_refused_before_mapping() {
     assert_eq!(e.code(), "too_many_claims");
     assert!(e.to_string().contains("at most 500"), "{e}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Nested claims (JSON Pointer)
+
+fn keycloak_claims() -> Value {
+    json!({
+        "sub": "u-1",
+        "preferred_username": "jwong",
+        "realm_access": {"roles": ["offline_access", "admin"]},
+        "resource_access": {
+            "my.client": {"roles": ["viewer"]},
+            "a/b": {"roles": "slashed"},
+            "t~x": {"roles": ["tilde"]}
+        },
+        "https://example.com/groups": ["ns-group"],
+        "email.verified": "dotted",
+        "address": {"country": "NZ", "locality": {"x": 1}},
+        "flag": "plain"
+    })
+}
+
+fn groups_of(path: &str, pattern: Option<&str>) -> Result<Vec<String>, ClaimsError> {
+    let mut s = settings(rule("sub", None));
+    s.groups = Some(rule(path, pattern));
+    map_claims(&obj(keycloak_claims()), &s, false).map(|u| u.groups)
+}
+
+#[test]
+fn nested_paths_reach_members_of_objects() {
+    assert_eq!(
+        groups_of("/realm_access/roles", None).unwrap(),
+        ["offline_access", "admin"]
+    );
+    // A client id containing a dot is a member name, not a separator.
+    assert_eq!(
+        groups_of("/resource_access/my.client/roles", None).unwrap(),
+        ["viewer"]
+    );
+    // ~1 is '/', ~0 is '~' (RFC 6901).
+    assert_eq!(
+        groups_of("/resource_access/a~1b/roles", None).unwrap(),
+        ["slashed"]
+    );
+    assert_eq!(
+        groups_of("/resource_access/t~0x/roles", None).unwrap(),
+        ["tilde"]
+    );
+    assert_eq!(groups_of("/address/country", None).unwrap(), ["NZ"]);
+    // Patterns apply to the values found.
+    assert_eq!(
+        groups_of("/realm_access/roles", Some("^adm(.*)$")).unwrap(),
+        ["in"]
+    );
+    // The principal can be nested too.
+    let s = settings(rule("/address/country", None));
+    assert_eq!(principal_of(keycloak_claims(), &s).unwrap(), "NZ");
+}
+
+#[test]
+fn names_without_a_leading_slash_stay_top_level_claims() {
+    assert_eq!(
+        groups_of("https://example.com/groups", None).unwrap(),
+        ["ns-group"]
+    );
+    assert_eq!(groups_of("email.verified", None).unwrap(), ["dotted"]);
+    // A dotted name is never split into a path.
+    assert!(groups_of("realm_access.roles", None).unwrap().is_empty());
+}
+
+#[test]
+fn missing_nested_paths_give_no_value() {
+    assert!(groups_of("/realm_access/nope", None).unwrap().is_empty());
+    assert!(groups_of("/nope/roles", None).unwrap().is_empty());
+    let s = settings(rule("/realm_access/nope", None));
+    assert_eq!(
+        principal_of(keycloak_claims(), &s).unwrap_err().code(),
+        "principal_missing"
+    );
+}
+
+#[test]
+fn nested_values_that_are_not_strings_or_arrays_are_refused() {
+    // The path ends on an object.
+    let e = groups_of("/realm_access", None).unwrap_err();
+    assert_eq!(e.code(), "claim_value_unsupported");
+    assert!(
+        e.to_string().contains("[/realm_access] is an object"),
+        "{e}"
+    );
+    let e = groups_of("/address/locality", None).unwrap_err();
+    assert_eq!(e.code(), "claim_value_unsupported");
+    // The path continues through a string or an array.
+    let e = groups_of("/flag/x", None).unwrap_err();
+    assert_eq!(e.code(), "claim_value_unsupported");
+    assert!(e.to_string().contains("not an object"), "{e}");
+    let e = groups_of("/realm_access/roles/0", None).unwrap_err();
+    assert_eq!(e.code(), "claim_value_unsupported");
+}
+
+#[test]
+fn claim_pointer_syntax() {
+    use crate::config::claim_pointer;
+    assert_eq!(claim_pointer("groups").unwrap(), None);
+    assert_eq!(claim_pointer("https://x/y").unwrap(), None);
+    assert_eq!(
+        claim_pointer("/a/b~1c/d~0e").unwrap().unwrap(),
+        ["a", "b/c", "d~e"]
+    );
+    for bad in ["/", "/a//b", "/a/", "/a~2", "/a~", "/1/2/3/4/5/6/7/8/9"] {
+        assert!(claim_pointer(bad).is_err(), "{bad}");
+    }
+}

@@ -111,7 +111,7 @@ pub fn format_time(d: Duration) -> String {
         ("nanos", 1),
     ];
     for (unit, n) in UNITS {
-        if nanos % n == 0 {
+        if nanos.is_multiple_of(n) {
             return format!("{}{unit}", nanos / n);
         }
     }

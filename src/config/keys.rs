@@ -7,6 +7,7 @@ use serde_norway::Value;
 pub(super) const HTTP_KEYS: &[&str] = &["bind", "tls.certificate", "tls.key", "max_body"];
 pub(super) const DATA_KEYS: &[&str] = &[
     "path",
+    "cache_size",
     "backend",
     "url",
     "password",
@@ -16,7 +17,13 @@ pub(super) const DATA_KEYS: &[&str] = &[
     "cache_ttl",
     "insecure_plaintext",
 ];
-pub(super) const TOKEN_KEYS: &[&str] = &["enabled", "timeout", "refresh_timeout", "refresh_reuse"];
+pub(super) const TOKEN_KEYS: &[&str] = &[
+    "enabled",
+    "timeout",
+    "refresh_timeout",
+    "refresh_reuse",
+    "cache_size",
+];
 pub(super) const COMPAT_KEYS: &[&str] = &["product_header", "version"];
 pub(super) const LIMIT_KEYS: &[&str] = &[
     "pending_logins_per_caller",
@@ -44,6 +51,8 @@ pub(super) const TOP_SECTIONS: &[&str] = &[
     "users",
     "service_tokens",
     "realms",
+    "connections",
+    "connection_encryption",
 ];
 
 /// Every Elasticsearch OIDC realm setting oidc-realm honours, plus `rp.pkce`.
@@ -60,6 +69,11 @@ pub(super) const REALM_KEYS: &[&str] = &[
     "rp.client_auth_method",
     "rp.client_auth_jwt_signature_algorithm",
     "rp.pkce",
+    "rp.client_auth_key",
+    "rp.client_auth_key_id",
+    "rp.client_auth_key_2",
+    "rp.client_auth_key_2_id",
+    "rp.backchannel_logout",
     "op.issuer",
     "op.authorization_endpoint",
     "op.token_endpoint",
@@ -68,6 +82,8 @@ pub(super) const REALM_KEYS: &[&str] = &[
     "op.jwkset_path",
     "op.jwkset_reload_interval",
     "op.jwkset_min_refetch_interval",
+    "op.discovery",
+    "op.discovery_url",
     "claims.principal",
     "claims.groups",
     "claims.name",
@@ -171,7 +187,40 @@ pub(super) fn check_known(ctx: &mut Ctx) {
                 loc,
             ),
             "audit" => check_in(ctx, &path, &segs[1..].join("."), AUDIT_KEYS, "audit.", loc),
-            "users" | "realms" | "service_tokens" if segs.len() == 1 => {
+            "connection_encryption" if segs.len() == 1 => {
+                if value != Value::Null {
+                    ctx.error_at(&path, "expected a mapping", loc);
+                }
+            }
+            "connection_encryption" => check_in(
+                ctx,
+                &path,
+                &segs[1..].join("."),
+                super::connections::ENCRYPTION_KEYS,
+                "connection_encryption.",
+                loc,
+            ),
+            "connections" if segs.len() == 2 => {
+                if value != Value::Null {
+                    ctx.error_at(
+                        &path,
+                        "a connection must be a mapping of settings (authorization_endpoint, token_endpoint, client_id, ...)",
+                        loc,
+                    );
+                }
+            }
+            "connections" if segs.len() > 2 => {
+                let rel = segs[2..].join(".");
+                check_in(
+                    ctx,
+                    &path,
+                    &rel,
+                    super::connections::CONNECTION_KEYS,
+                    "",
+                    loc,
+                );
+            }
+            "users" | "realms" | "service_tokens" | "connections" if segs.len() == 1 => {
                 if value != Value::Null {
                     ctx.error_at(&path, "expected a mapping of names", loc);
                 }

@@ -175,6 +175,7 @@ fn validate(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
     let service_tokens = sections::service_tokens(&mut ctx);
     let realms = realm::realms(&mut ctx);
     let role_mappings = rm::role_mappings(&mut ctx, raw_mappings);
+    let connections = super::connections::connection_settings(&mut ctx);
     if users.is_empty() && !ctx.any_under("users") {
         ctx.warn(
             "users",
@@ -251,6 +252,7 @@ fn validate(yaml: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
             audit,
             realms,
             role_mappings,
+            connections,
         },
         warnings,
         files: std::mem::take(&mut ctx.secret_files),

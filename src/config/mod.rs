@@ -8,6 +8,13 @@
 mod types;
 pub use types::*;
 
+mod client_keys;
+pub use client_keys::ClientAuthKey;
+mod connections;
+pub use connections::{
+    check_connection_name, check_endpoint, check_scope, ConnectionClientAuth, ConnectionDef,
+    ConnectionMode, ConnectionSettings,
+};
 mod ctx;
 mod flatten;
 mod keys;

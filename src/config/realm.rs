@@ -2,9 +2,9 @@
 
 use super::ctx::{shown, Ctx};
 use super::{
-    ClaimRule, ClaimSettings, ClientAuthMethod, JwksSource, OpSettings, ProxyScheme, ProxySettings,
-    RealmConfig, RealmHttpSettings, RealmSslSettings, ResponseType, RpSettings, SignatureAlgorithm,
-    VerificationMode,
+    ClaimRule, ClaimSettings, ClientAuthMethod, DiscoverySettings, JwksSource, OpSettings,
+    ProxyScheme, ProxySettings, RealmConfig, RealmHttpSettings, RealmSslSettings, ResponseType,
+    RpSettings, SignatureAlgorithm, VerificationMode,
 };
 use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -166,9 +166,29 @@ fn realm_rp(ctx: &mut Ctx, base: &str) -> RpSection {
             .map(Some),
     };
     let client_auth_method = client_auth_method(ctx, &k("rp.client_auth_method"));
-    let client_auth_jwt_signature_algorithm =
-        client_auth_jwt_signature_algorithm(ctx, &k("rp.client_auth_jwt_signature_algorithm"));
+    let private_key_jwt = client_auth_method == Some(ClientAuthMethod::PrivateKeyJwt);
+    let client_auth_jwt_signature_algorithm = if private_key_jwt {
+        private_key_jwt_algorithm(ctx, &k("rp.client_auth_jwt_signature_algorithm"))
+    } else {
+        client_auth_jwt_signature_algorithm(ctx, &k("rp.client_auth_jwt_signature_algorithm"))
+    };
+    let client_auth_keys = client_auth_keys(
+        ctx,
+        base,
+        client_auth_method,
+        client_auth_jwt_signature_algorithm.flatten(),
+    );
+    // With private_key_jwt the algorithm is the key's (checked with the key).
+    let client_auth_jwt_signature_algorithm = match (
+        client_auth_jwt_signature_algorithm,
+        client_auth_keys.as_ref().and_then(|keys| keys.first()),
+    ) {
+        (Some(_), Some(key)) => Some(key.alg),
+        (Some(a), None) => a.or(Some(SignatureAlgorithm::HS384)),
+        (None, _) => None,
+    };
     let pkce = ctx.bool(&k("rp.pkce"), true);
+    let backchannel_logout = ctx.bool(&k("rp.backchannel_logout"), false);
     if let Some(secret) = &client_secret {
         check_hmac_key_length(
             ctx,
@@ -192,6 +212,8 @@ fn realm_rp(ctx: &mut Ctx, base: &str) -> RpSection {
             post_logout_redirect_uri: post_logout_redirect_uri?,
             client_auth_method: client_auth_method?,
             client_auth_jwt_signature_algorithm: client_auth_jwt_signature_algorithm?,
+            client_auth_keys: client_auth_keys?,
+            backchannel_logout: backchannel_logout?,
             pkce: pkce?,
         })
     })();
@@ -227,11 +249,12 @@ fn client_auth_method(ctx: &mut Ctx, key: &str) -> Option<ClientAuthMethod> {
         None | Some("client_secret_basic") => Some(ClientAuthMethod::ClientSecretBasic),
         Some("client_secret_post") => Some(ClientAuthMethod::ClientSecretPost),
         Some("client_secret_jwt") => Some(ClientAuthMethod::ClientSecretJwt),
+        Some("private_key_jwt") => Some(ClientAuthMethod::PrivateKeyJwt),
         Some(other) => {
             ctx.error(
                 key,
                 format!(
-                    "Invalid value [{}] for [{key}]. Allowed values are [client_secret_basic, client_secret_post, client_secret_jwt]",
+                    "Invalid value [{}] for [{key}]. Allowed values are [client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt]",
                     shown(other)
                 ),
             );
@@ -240,8 +263,129 @@ fn client_auth_method(ctx: &mut Ctx, key: &str) -> Option<ClientAuthMethod> {
     }
 }
 
+/// `rp.client_auth_jwt_signature_algorithm` with `private_key_jwt`: `Some(None)` when unset
+/// (the key's default), `Some(Some(alg))` for an asymmetric algorithm (checked against the
+/// key later), `None` when invalid.
+fn private_key_jwt_algorithm(ctx: &mut Ctx, key: &str) -> Option<Option<SignatureAlgorithm>> {
+    match ctx.string(key) {
+        None => Some(None),
+        Some(s) => match SignatureAlgorithm::parse(s.trim()) {
+            Some(a) if !a.is_hmac() && a != SignatureAlgorithm::EdDSA => Some(Some(a)),
+            _ => {
+                ctx.error(
+                    key,
+                    format!(
+                        "Invalid value [{}] for [{key}] with private_key_jwt. Allowed values are [RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384]",
+                        shown(&s)
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// `rp.client_auth_key` (required with `private_key_jwt`; signs) and `rp.client_auth_key_2`
+/// (optional; published at `/oidc/{realm}/jwks` only, for rotation), each with its
+/// `…_id` (`kid`, default the RFC 7638 thumbprint). Empty unless `private_key_jwt`.
+fn client_auth_keys(
+    ctx: &mut Ctx,
+    base: &str,
+    method: Option<ClientAuthMethod>,
+    alg: Option<SignatureAlgorithm>,
+) -> Option<Vec<super::ClientAuthKey>> {
+    let k = |key: &str| format!("{base}.{key}");
+    let names = [
+        ("rp.client_auth_key", "rp.client_auth_key_id"),
+        ("rp.client_auth_key_2", "rp.client_auth_key_2_id"),
+    ];
+    if method != Some(ClientAuthMethod::PrivateKeyJwt) {
+        let mut ok = true;
+        for key in names.iter().flat_map(|(a, b)| [a, b]) {
+            if ctx.value(&k(key)).is_some() {
+                ctx.error(
+                    &k(key),
+                    format!(
+                        "Setting [{}] cannot be set unless [{}] is private_key_jwt",
+                        k(key),
+                        k("rp.client_auth_method")
+                    ),
+                );
+                ok = false;
+            }
+        }
+        return ok.then(Vec::new);
+    }
+    let mut keys = Vec::new();
+    let mut ok = true;
+    for (i, (pem_key, id_key)) in names.iter().enumerate() {
+        let pem_key = k(pem_key);
+        let id_key = k(id_key);
+        let kid = ctx.string(&id_key);
+        if kid
+            .as_ref()
+            .is_some_and(|s| s.len() > super::client_keys::MAX_CLIENT_KEY_ID_LEN)
+        {
+            ctx.error(
+                &id_key,
+                format!(
+                    "[{id_key}] is longer than {} bytes",
+                    super::client_keys::MAX_CLIENT_KEY_ID_LEN
+                ),
+            );
+            ok = false;
+        }
+        let Some(pem) = ctx.secret(&pem_key) else {
+            if i == 0 {
+                if ctx.value(&pem_key).is_none() {
+                    ctx.missing(
+                        &pem_key,
+                        format!(
+                            "Setting [{pem_key}] is required when [{}] is private_key_jwt: the realm's private key (PEM, e.g. ${{file:client-key.pem}})",
+                            k("rp.client_auth_method")
+                        ),
+                    );
+                }
+                ok = false;
+            } else if kid.is_some() {
+                ctx.error(
+                    &id_key,
+                    format!("Setting [{id_key}] cannot be set unless [{pem_key}] is also set"),
+                );
+                ok = false;
+            }
+            continue;
+        };
+        // The configured algorithm applies to the signing (first) key only.
+        match super::client_keys::parse_client_key(pem, kid, if i == 0 { alg } else { None }) {
+            Ok(key) => keys.push(key),
+            Err(why) => {
+                ctx.error(&pem_key, format!("[{pem_key}] {why}"));
+                ok = false;
+            }
+        }
+    }
+    if let [a, b] = &keys[..] {
+        if a.kid == b.kid {
+            ctx.error(
+                &k("rp.client_auth_key_2_id"),
+                "the two client keys have the same kid; give them different rp.client_auth_key_id / rp.client_auth_key_2_id",
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(keys)
+}
+
 /// `rp.client_auth_jwt_signature_algorithm` (default HS384; HMAC algorithms only).
-fn client_auth_jwt_signature_algorithm(ctx: &mut Ctx, key: &str) -> Option<SignatureAlgorithm> {
+fn client_auth_jwt_signature_algorithm(
+    ctx: &mut Ctx,
+    key: &str,
+) -> Option<Option<SignatureAlgorithm>> {
+    client_secret_jwt_algorithm(ctx, key).map(Some)
+}
+
+fn client_secret_jwt_algorithm(ctx: &mut Ctx, key: &str) -> Option<SignatureAlgorithm> {
     match ctx.string(key) {
         None => Some(SignatureAlgorithm::HS384),
         Some(s) => match SignatureAlgorithm::parse(s.trim()) {
@@ -265,11 +409,24 @@ fn client_auth_jwt_signature_algorithm(ctx: &mut Ctx, key: &str) -> Option<Signa
 fn realm_op(ctx: &mut Ctx, base: &str, response_type: Option<ResponseType>) -> Option<OpSettings> {
     let k = |key: &str| format!("{base}.{key}");
     let issuer = ctx.req_string(&k("op.issuer"));
-    let authorization_endpoint = ctx
-        .req_string(&k("op.authorization_endpoint"))
-        .and_then(|s| ctx.secure_url(&k("op.authorization_endpoint"), &s));
+    let discovery = realm_discovery(ctx, base, issuer.as_deref());
+    // With discovery, the endpoints left out are taken from the provider metadata; until
+    // then they hold the discovery URL (see `DiscoverySettings::discovered`).
+    let placeholder = discovery
+        .as_ref()
+        .and_then(|d| d.as_ref())
+        .map(|d| d.url.clone());
+    let discovering = discovery.as_ref().is_none_or(|d| d.is_some());
+    let authorization_endpoint = match ctx.value(&k("op.authorization_endpoint")) {
+        // Invalid discovery settings are reported already.
+        None if discovering => placeholder.clone(),
+        _ => ctx
+            .req_string(&k("op.authorization_endpoint"))
+            .and_then(|s| ctx.secure_url(&k("op.authorization_endpoint"), &s)),
+    };
     let token_endpoint = match ctx.string(&k("op.token_endpoint")) {
         Some(s) => ctx.secure_url(&k("op.token_endpoint"), &s).map(Some),
+        None if discovering => Some(None),
         None => {
             if response_type == Some(ResponseType::Code) {
                 let key = k("op.token_endpoint");
@@ -288,8 +445,12 @@ fn realm_op(ctx: &mut Ctx, base: &str, response_type: Option<ResponseType>) -> O
     };
     let userinfo_endpoint = optional_secure_url(ctx, &k("op.userinfo_endpoint"));
     let endsession_endpoint = optional_secure_url(ctx, &k("op.endsession_endpoint"));
-    let jwkset = jwkset_source(ctx, &k("op.jwkset_path"));
+    let jwkset = match ctx.value(&k("op.jwkset_path")) {
+        None if discovering => placeholder.map(JwksSource::Url),
+        _ => jwkset_source(ctx, &k("op.jwkset_path")),
+    };
     let (jwkset_reload_interval, jwkset_min_refetch_interval) = jwkset_intervals(ctx, base);
+    let discovery = discovery?;
     Some(OpSettings {
         issuer: issuer?,
         authorization_endpoint: authorization_endpoint?,
@@ -299,7 +460,62 @@ fn realm_op(ctx: &mut Ctx, base: &str, response_type: Option<ResponseType>) -> O
         jwkset: jwkset?,
         jwkset_reload_interval: jwkset_reload_interval?,
         jwkset_min_refetch_interval: jwkset_min_refetch_interval?,
+        discovery,
     })
+}
+
+/// `op.discovery` (default false) and `op.discovery_url` (default
+/// `<op.issuer>/.well-known/openid-configuration`; https, loopback http with a warning).
+/// `Some(None)`: discovery off; `None`: invalid.
+fn realm_discovery(
+    ctx: &mut Ctx,
+    base: &str,
+    issuer: Option<&str>,
+) -> Option<Option<DiscoverySettings>> {
+    let k = |key: &str| format!("{base}.{key}");
+    let on = ctx.bool(&k("op.discovery"), false)?;
+    let url_key = k("op.discovery_url");
+    let explicit = ctx.string(&url_key);
+    if !on {
+        if explicit.is_some() {
+            ctx.error(
+                &url_key,
+                format!(
+                    "Setting [{url_key}] cannot be set unless [{}] is true",
+                    k("op.discovery")
+                ),
+            );
+            return None;
+        }
+        return Some(None);
+    }
+    let url = match explicit {
+        Some(u) => ctx.secure_url(&url_key, &u)?,
+        None => {
+            let issuer = issuer?;
+            let text = format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            );
+            ctx.secure_url(&k("op.issuer"), &text)?
+        }
+    };
+    let written = [
+        ("authorization_endpoint", "op.authorization_endpoint"),
+        ("token_endpoint", "op.token_endpoint"),
+        ("userinfo_endpoint", "op.userinfo_endpoint"),
+        ("endsession_endpoint", "op.endsession_endpoint"),
+        ("jwkset_path", "op.jwkset_path"),
+    ]
+    .into_iter()
+    .filter(|(_, key)| ctx.value(&k(key)).is_some())
+    .map(|(name, _)| name)
+    .collect();
+    Some(Some(DiscoverySettings {
+        url,
+        written,
+        discovered: None,
+    }))
 }
 
 /// `op.jwkset_path` (required): an https URL, or an existing file.
@@ -364,11 +580,29 @@ fn realm_claims(ctx: &mut Ctx, base: &str) -> Option<ClaimSettings> {
         } else {
             ctx.string(&claim_key)
         };
+        // A value starting with `/` names a nested member (JSON Pointer, RFC 6901).
+        let claim_given = claim.is_some();
+        let claim = match claim {
+            Some(v) => match super::claim_pointer(&v) {
+                Ok(_) => Some(v),
+                Err(why) => {
+                    ctx.error(
+                        &claim_key,
+                        format!(
+                            "[{claim_key}] starts with '/', so it is a nested claim path (JSON Pointer, e.g. /realm_access/roles), but it {why}"
+                        ),
+                    );
+                    claims_ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
         let pattern = ctx.string(&pattern_key);
         let pattern = match pattern {
             None => Some(None),
             Some(p) => {
-                if claim.is_none() {
+                if !claim_given {
                     ctx.error(
                         &pattern_key,
                         format!(

@@ -9,6 +9,7 @@ use super::{
     AuditSettings, AuditSink, CompatibilitySettings, DataSettings, HttpSettings, LimitSettings,
     LogFormat, LogSettings, MetricsSettings, PasswordHash, Privilege, RefreshReuse,
     ServiceTokenEntry, TlsSettings, TokenSettings, UserEntry, DEFAULT_COMPAT_VERSION,
+    DEFAULT_DATA_CACHE_SIZE, DEFAULT_TOKEN_CACHE_SIZE, MIN_CACHE_SIZE,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -120,6 +121,56 @@ pub(super) fn parse_byte_size(s: &str) -> Option<usize> {
     num.parse::<usize>().ok()?.checked_mul(mult)
 }
 
+/// A byte size at `key` (`parse_byte_size`), `default` when absent; unparsable or below `min`
+/// is an error at `key` (and `None`).
+pub(super) fn byte_size_at_least(
+    ctx: &mut Ctx,
+    key: &str,
+    default: usize,
+    min: usize,
+) -> Option<usize> {
+    let Some(v) = ctx.value(key).cloned() else {
+        return Some(default);
+    };
+    let text = scalar_text(&v);
+    match parse_byte_size(&text) {
+        Some(n) if n < min => {
+            ctx.error(
+                key,
+                format!(
+                    "must be at least {} (got [{}])",
+                    format_byte_size(min),
+                    shown(&text)
+                ),
+            );
+            None
+        }
+        Some(n) => Some(n),
+        None => {
+            ctx.error(
+                key,
+                format!(
+                    "failed to parse value [{}] as a size in bytes (use e.g. {}, 65536, 512kb)",
+                    shown(&text),
+                    format_byte_size(default)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `1024` → `1kb`, `33554432` → `32mb`: the largest unit that divides `n`.
+pub(super) fn format_byte_size(n: usize) -> String {
+    match n {
+        0 => "0b".into(),
+        n if n % (1 << 30) == 0 => format!("{}gb", n >> 30),
+        n if n % (1 << 20) == 0 => format!("{}mb", n >> 20),
+        n if n % (1 << 10) == 0 => format!("{}kb", n >> 10),
+        n => format!("{n}b"),
+    }
+}
+
 pub(super) fn data(ctx: &mut Ctx) -> Option<DataSettings> {
     let p = ctx
         .string("data.path")
@@ -132,8 +183,18 @@ pub(super) fn data(ctx: &mut Ctx) -> Option<DataSettings> {
         );
         return None;
     }
+    let cache_size = byte_size_at_least(
+        ctx,
+        "data.cache_size",
+        DEFAULT_DATA_CACHE_SIZE,
+        MIN_CACHE_SIZE,
+    )?;
     let postgres = data_postgres(ctx);
-    Some(DataSettings { path, postgres })
+    Some(DataSettings {
+        path,
+        postgres,
+        cache_size,
+    })
 }
 
 /// `data.backend` and, for `postgres`, its keys.
@@ -157,7 +218,14 @@ fn data_postgres(ctx: &mut Ctx) -> Option<PostgresSettings> {
             }
             return None;
         }
-        "postgres" => {}
+        "postgres" => {
+            if ctx.value("data.cache_size").is_some() {
+                ctx.warn(
+                    "data.cache_size",
+                    "redb's page cache: unused with data.backend: postgres",
+                );
+            }
+        }
         other => {
             ctx.error(
                 "data.backend",
@@ -297,7 +365,14 @@ pub(super) fn token(ctx: &mut Ctx) -> Option<TokenSettings> {
             None
         }
     };
+    let cache_size = byte_size_at_least(
+        ctx,
+        "token.cache_size",
+        DEFAULT_TOKEN_CACHE_SIZE,
+        MIN_CACHE_SIZE,
+    );
     Some(TokenSettings {
+        cache_size: cache_size? as u64,
         timeout: timeout?,
         refresh_timeout: refresh_timeout?,
         refresh_reuse: refresh_reuse?,

@@ -34,6 +34,9 @@ pub struct Settings {
     /// Role mappings from `role_mappings` and `role_mapping_files`, compiled (read-only
     /// through the API).
     pub role_mappings: Vec<std::sync::Arc<crate::roles::RoleMapping>>,
+    /// `connections.*` and `connection_encryption.*`: third-party OAuth services and the key
+    /// that seals their secrets and grants (see docs/connections.md).
+    pub connections: super::ConnectionSettings,
 }
 
 /// `http.*`: the listener.
@@ -62,6 +65,8 @@ pub struct DataSettings {
     /// `data.backend: postgres`: the shared PostgreSQL store (`None`: `redb`, the file at
     /// `data.path`).
     pub postgres: Option<PostgresSettings>,
+    /// `data.cache_size`: redb's page cache, in bytes (default [`DEFAULT_DATA_CACHE_SIZE`]).
+    pub cache_size: usize,
 }
 
 /// `data.*` when `data.backend` is `postgres`.
@@ -84,9 +89,20 @@ pub struct PostgresSettings {
     pub cache_ttl: Duration,
 }
 
+/// Default `data.cache_size`: redb's page cache. redb's own default (1 GiB) let a server
+/// holding a million tokens grow past half a gigabyte; see docs/operations.md ("Memory").
+pub const DEFAULT_DATA_CACHE_SIZE: usize = 8 << 20;
+/// Default `token.cache_size`: the bearer cache's byte bound (estimated sizes).
+pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 40 << 20;
+/// The smallest `data.cache_size` and `token.cache_size` accepted.
+pub const MIN_CACHE_SIZE: usize = 1 << 20;
+
 /// `token.*`: lifetimes of issued tokens.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
+    /// `token.cache_size`: the bearer cache's bound in (estimated) bytes; default
+    /// [`DEFAULT_TOKEN_CACHE_SIZE`].
+    pub cache_size: u64,
     /// `token.timeout`: access-token lifetime; default 20m, 1s..=1h.
     pub timeout: Duration,
     /// `token.refresh_timeout`: refresh-token lifetime; default 24h.
@@ -292,15 +308,24 @@ pub enum Privilege {
     ManageUserProfile,
     ManageSecurity,
     All,
+    /// `GET /_oauth/connections[/{name}]`.
+    ReadConnections,
+    /// Every connection API (define, delete, any user's grant).
+    ManageConnections,
+    /// Act for a user at a connection: `_authorize`, `_callback`, `_token`, `_grant`.
+    UseConnections,
 }
 
 impl Privilege {
-    pub const ALL: [Privilege; 5] = [
+    pub const ALL: [Privilege; 8] = [
         Privilege::ManageOidc,
         Privilege::ManageToken,
         Privilege::ManageUserProfile,
         Privilege::ManageSecurity,
         Privilege::All,
+        Privilege::ReadConnections,
+        Privilege::ManageConnections,
+        Privilege::UseConnections,
     ];
 
     /// `manage_oidc, manage_token, ...` for messages.
@@ -315,6 +340,9 @@ impl Privilege {
             Privilege::ManageUserProfile => "manage_user_profile",
             Privilege::ManageSecurity => "manage_security",
             Privilege::All => "all",
+            Privilege::ReadConnections => "read_connections",
+            Privilege::ManageConnections => "manage_connections",
+            Privilege::UseConnections => "use_connections",
         }
     }
 
@@ -360,6 +388,12 @@ pub struct RpSettings {
     pub post_logout_redirect_uri: Option<Url>,
     pub client_auth_method: ClientAuthMethod,
     pub client_auth_jwt_signature_algorithm: SignatureAlgorithm,
+    /// `private_key_jwt`: `rp.client_auth_key` (signs) and `rp.client_auth_key_2` (published
+    /// only); empty for the other methods.
+    pub client_auth_keys: Vec<super::ClientAuthKey>,
+    /// `rp.backchannel_logout`, default false: accept OpenID Connect Back-Channel Logout at
+    /// `POST /oidc/{realm}/backchannel-logout`.
+    pub backchannel_logout: bool,
     /// `rp.pkce`, default true (beyond Elasticsearch).
     pub pkce: bool,
 }
@@ -395,10 +429,12 @@ pub enum SignatureAlgorithm {
     PS256,
     PS384,
     PS512,
+    /// Ed25519 (RFC 8037). Not one of Elasticsearch's algorithms; accepted only when listed.
+    EdDSA,
 }
 
 impl SignatureAlgorithm {
-    pub const ALL: [SignatureAlgorithm; 12] = [
+    pub const ALL: [SignatureAlgorithm; 13] = [
         Self::HS256,
         Self::HS384,
         Self::HS512,
@@ -411,6 +447,7 @@ impl SignatureAlgorithm {
         Self::PS256,
         Self::PS384,
         Self::PS512,
+        Self::EdDSA,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -427,6 +464,7 @@ impl SignatureAlgorithm {
             Self::PS256 => "PS256",
             Self::PS384 => "PS384",
             Self::PS512 => "PS512",
+            Self::EdDSA => "EdDSA",
         }
     }
 
@@ -456,6 +494,8 @@ pub enum ClientAuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
     ClientSecretJwt,
+    /// RFC 7523 assertion signed with the realm's private key (`rp.client_auth_key`).
+    PrivateKeyJwt,
 }
 
 /// `op.*`.
@@ -473,6 +513,44 @@ pub struct OpSettings {
     /// `op.jwkset_min_refetch_interval`: the least time between two fetches of a JWKS URL
     /// (unknown `kid`, bad signature, failed periodic refresh); default 30s.
     pub jwkset_min_refetch_interval: Duration,
+    /// `op.discovery` / `op.discovery_url`: the provider metadata to take endpoints from.
+    /// `None` when discovery is off (the realm uses exactly the keys written).
+    pub discovery: Option<DiscoverySettings>,
+}
+
+/// `op.discovery: true`.
+///
+/// While `discovered` is `None` the endpoints the YAML left out hold the discovery URL as a
+/// placeholder (the types need a value); a realm is never built from such settings
+/// (`realm::discovery::apply` fills them from the metadata first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoverySettings {
+    /// `op.discovery_url`, default `<op.issuer>/.well-known/openid-configuration`.
+    pub url: Url,
+    /// The `op.*` endpoint keys written in the YAML (`authorization_endpoint`,
+    /// `token_endpoint`, `userinfo_endpoint`, `endsession_endpoint`, `jwkset_path`): they win
+    /// over the metadata.
+    pub written: Vec<&'static str>,
+    /// The metadata applied to these settings, once it has been.
+    pub discovered: Option<DiscoveredEndpoints>,
+}
+
+impl DiscoverySettings {
+    /// Whether the metadata has not been applied yet.
+    pub fn pending(&self) -> bool {
+        self.discovered.is_none()
+    }
+}
+
+/// The endpoints taken from a provider's metadata (validated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredEndpoints {
+    pub issuer: String,
+    pub authorization_endpoint: Url,
+    pub token_endpoint: Option<Url>,
+    pub userinfo_endpoint: Option<Url>,
+    pub end_session_endpoint: Option<Url>,
+    pub jwks_uri: Url,
 }
 
 /// `op.jwkset_path`: a file (resolved against the config directory) or an https URL
@@ -496,8 +574,58 @@ pub struct ClaimSettings {
 /// A claim name and an optional pattern (compiled at load; has at least one capture group).
 #[derive(Debug, Clone)]
 pub struct ClaimRule {
+    /// A top-level claim name, or a nested member as a JSON Pointer (RFC 6901) when it starts
+    /// with `/` (see [`claim_pointer`]).
     pub claim: String,
     pub pattern: Option<Regex>,
+}
+
+/// Deepest nested claim path accepted (`claims.*` as a JSON Pointer).
+pub const MAX_CLAIM_PATH_DEPTH: usize = 8;
+
+/// The member names of a `claims.*` value that names a nested member: a JSON Pointer (RFC
+/// 6901) such as `/realm_access/roles`, where `~1` stands for `/` and `~0` for `~`.
+/// `Ok(None)` for a plain claim name (anything not starting with `/`, e.g. `groups`,
+/// `email.verified` or `https://example.com/groups`). Every member name must be non-empty and
+/// at most [`MAX_CLAIM_PATH_DEPTH`] deep; `~` must be followed by `0` or `1`.
+pub fn claim_pointer(claim: &str) -> Result<Option<Vec<String>>, String> {
+    let Some(rest) = claim.strip_prefix('/') else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for raw in rest.split('/') {
+        if raw.is_empty() {
+            return Err(
+                "has an empty member name (two slashes in a row, or a trailing slash)".into(),
+            );
+        }
+        let mut name = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '~' {
+                match chars.next() {
+                    Some('0') => name.push('~'),
+                    Some('1') => name.push('/'),
+                    _ => {
+                        return Err(
+                            "has a '~' not followed by 0 or 1 (write ~0 for '~' and ~1 for '/')"
+                                .into(),
+                        )
+                    }
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        out.push(name);
+    }
+    if out.len() > MAX_CLAIM_PATH_DEPTH {
+        return Err(format!(
+            "is {} members deep; at most {MAX_CLAIM_PATH_DEPTH} are accepted",
+            out.len()
+        ));
+    }
+    Ok(Some(out))
 }
 
 /// `http.*` of a realm: outbound calls to the OP.

@@ -273,3 +273,78 @@ impl From<ProfileError> for ApiError {
     }
     }
 }
+
+/// A refused back-channel logout token: 400 with `error: invalid_request` and the reason as
+/// `error_description` (Back-Channel Logout 1.0 §2.8); keys the realm cannot get: 503 (the
+/// provider retries).
+impl From<crate::realm::backchannel::BackchannelError> for ApiError {
+    fn from(e: crate::realm::backchannel::BackchannelError) -> Self {
+        use crate::realm::backchannel::BackchannelError;
+        match e {
+            BackchannelError::NoKeys => ApiError::unavailable(
+                "back-channel logout: the realm's signing keys are not available",
+            ),
+            other => ApiError::oauth("invalid_request", format!("{} ({})", other, other.code())),
+        }
+    }
+}
+
+/// A connections failure (see docs/connections.md and docs/errors.md).
+impl From<crate::connections::ConnectionError> for ApiError {
+    fn from(e: crate::connections::ConnectionError) -> Self {
+        use crate::connections::ConnectionError as C;
+        match e {
+            C::NotEnabled => ApiError::illegal_argument(
+                "connections_not_enabled",
+                "connections are not enabled: set connection_encryption.key in the configuration",
+            ),
+            C::NotFound(name) => ApiError::not_found(format!("connection [{}] not found", crate::text::Cap { max_chars: 100, control: Some(' '), ellipsis: true }.apply(&name))),
+            C::ReadOnly(name) => ApiError::illegal_argument(
+                "connection_read_only",
+                format!("connection [{name}] is defined in the configuration file and cannot be changed through the API"),
+            ),
+            C::Invalid(errors) => ApiError::validation(&errors),
+            C::InUse { name, grants } => ApiError::conflict(
+                "connection_in_use",
+                format!("connection [{name}] still holds {grants} user grant(s); revoke them, or delete with ?force=true to revoke them first"),
+            ),
+            C::StateInvalid => ApiError::security_400(
+                "connection_state_invalid",
+                "the authorization state is unknown, was already used, or expired; start again with _authorize",
+            ),
+            C::StateMismatch(what) => ApiError::security_400(
+                "connection_state_mismatch",
+                format!("the authorization state was started by or for another {what}"),
+            ),
+            C::CallbackInvalid(why) => {
+                ApiError::security_400("connection_callback_invalid", format!("invalid callback URL: {why}"))
+            }
+            C::Denied(error) => ApiError::security_400(
+                "connection_authorization_denied",
+                format!("the service did not authorize the connection (error [{error}])"),
+            ),
+            C::ExchangeRefused(e) => ApiError::security_400(
+                "connection_code_exchange_failed",
+                "the service refused the authorization code; start again with _authorize",
+            )
+            .with_detail(e.to_string()),
+            C::AuthorizationRequired(why) => ApiError::unauthenticated(
+                "authorization_required",
+                "the user has no usable grant at this connection; start an authorization with _authorize",
+            )
+            .with_detail(why),
+            C::Service(e) => ApiError::bad_gateway(
+                "connection_service_failed",
+                "the connection's service could not be reached or answered something unusable; retry later",
+            )
+            .with_detail(e.to_string()),
+            C::WrongMode(why) => ApiError::illegal_argument("connection_wrong_mode", why),
+            C::RateLimited(r) => r.0.into(),
+            C::Store(StoreError::Conflict) => ApiError::conflict(
+                "version_conflict",
+                "the connection or grant was written concurrently; retry",
+            ),
+            C::Store(s) => s.into(),
+        }
+    }
+}

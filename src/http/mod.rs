@@ -6,12 +6,14 @@
 mod body;
 mod caller;
 pub mod compat;
+mod connections;
 pub mod errors;
 mod filter_path;
 pub mod metrics;
 mod oidc;
 mod profile;
 mod role_mapping;
+mod rp_protocol;
 mod security;
 mod status;
 mod token;
@@ -113,6 +115,44 @@ fn routes(cfg: &mut web::ServiceConfig) {
     );
     role_mapping_routes(cfg);
     profile_routes(cfg);
+    rp_protocol::routes(cfg);
+    connection_routes(cfg);
+}
+
+/// Connected accounts (docs/connections.md). `_callback` is registered before `{name}`.
+fn connection_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/_oauth/connections")
+            .route(web::get().to(connections::get_all))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_oauth/connections/_callback")
+            .route(web::post().to(connections::callback))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_oauth/connections/{name}")
+            .route(web::get().to(connections::get))
+            .route(web::put().to(connections::put))
+            .route(web::delete().to(connections::delete))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_oauth/connections/{name}/_authorize")
+            .route(web::post().to(connections::authorize))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_oauth/connections/{name}/_token")
+            .route(web::post().to(connections::token))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/_oauth/connections/{name}/_grant")
+            .route(web::delete().to(connections::delete_grant))
+            .default_service(web::to(wrong_method)),
+    );
 }
 
 /// User profiles (activated by Kibana after each login). `_activate` is registered before

@@ -22,6 +22,25 @@ pub fn status_json(state: &AppState) -> Value {
     let mut realms = Map::new();
     for r in rt.realms.iter() {
         let k = r.keys().status();
+        let discovery = r.config.op.discovery.as_ref().map(|d| {
+            let st = r.discovery_status();
+            let op = &r.config.op;
+            json!({
+                "url": d.url.as_str(),
+                "issuer": d.discovered.as_ref().map(|m| m.issuer.clone()),
+                "configured": d.written,
+                "endpoints": {
+                    "authorization_endpoint": op.authorization_endpoint.as_str(),
+                    "token_endpoint": op.token_endpoint.as_ref().map(|u| u.as_str()),
+                    "userinfo_endpoint": op.userinfo_endpoint.as_ref().map(|u| u.as_str()),
+                    "endsession_endpoint": op.endsession_endpoint.as_ref().map(|u| u.as_str()),
+                },
+                "loaded_at": time(st.fetched_at),
+                "last_attempt_at": time(st.last_attempt),
+                "last_error": st.last_error.as_ref().map(|(_, e)| e.clone()),
+                "last_error_at": time(st.last_error.as_ref().map(|(t, _)| *t)),
+            })
+        });
         realms.insert(
             r.name().to_string(),
             json!({
@@ -40,6 +59,9 @@ pub fn status_json(state: &AppState) -> Value {
                 },
             }),
         );
+        if let (Some(d), Some(Value::Object(entry))) = (discovery, realms.get_mut(r.name())) {
+            entry.insert("discovery".into(), d);
+        }
     }
     json!({
         "config": {

@@ -344,19 +344,30 @@ impl fmt::Debug for IdTokenClaims {
 }
 
 /// The parts of the JOSE header we act on.
-struct Header {
+pub(crate) struct Header {
     alg: SignatureAlgorithm,
     kid: Option<String>,
 }
 
-/// Validate an ID token (compact JWS) under `policy`, with the OP's keys `keys`, at time
-/// `now_secs` (seconds since the epoch). Pure: no I/O, no clock.
-pub fn validate(
+/// Which JWT a [`verify_signed`] call expects (decides the accepted header `typ`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenType {
+    /// An ID token: `typ` absent or `JWT`; other JWT types refused.
+    IdToken,
+    /// A Back-Channel Logout token: `typ` absent, `JWT` or `logout+jwt`.
+    Logout,
+}
+
+/// The JOSE steps shared by ID tokens and logout tokens: size, compact JWS only, header
+/// (`alg` in the realm's list, refused parameters, `typ`, `kid`), signature (HS* with the
+/// client secret, other algorithms with the one JWKS key that fits), then the payload as a
+/// strictly parsed JSON object. Returns the header and the authenticated claims.
+pub(crate) fn verify_signed(
     raw: &str,
     policy: &IdTokenPolicy,
     keys: &KeySet,
-    now_secs: i64,
-) -> Result<IdTokenClaims, IdTokenError> {
+    kind: TokenType,
+) -> Result<(Header, Map<String, Value>), IdTokenError> {
     // Size cap, before anything else (and before any base64 decoding).
     if raw.len() > policy.max_token_len {
         return Err(IdTokenError::TooLong {
@@ -387,7 +398,7 @@ pub fn validate(
 
     // Steps 7 and 6: the header's `alg` must be one the realm allows; nothing in the header
     // may supply or point to key material.
-    let header = parse_header(header_b64, policy)?;
+    let header = parse_header(header_b64, policy, kind)?;
     let signature = b64_part(signature_b64, "signature")?;
     if signature.is_empty() {
         return Err(IdTokenError::malformed("empty signature"));
@@ -425,11 +436,23 @@ pub fn validate(
 
     // The claims, now authenticated: a JSON object, strictly parsed.
     let payload = b64_part(payload_b64, "payload")?;
-    let mut claims = match parse_strict(&payload, MAX_JSON_DEPTH) {
+    let claims = match parse_strict(&payload, MAX_JSON_DEPTH) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err(IdTokenError::malformed("payload is not a JSON object")),
         Err(reason) => return Err(IdTokenError::malformed(format!("payload: {reason}"))),
     };
+    Ok((header, claims))
+}
+
+/// Validate an ID token (compact JWS) under `policy`, with the OP's keys `keys`, at time
+/// `now_secs` (seconds since the epoch). Pure: no I/O, no clock.
+pub fn validate(
+    raw: &str,
+    policy: &IdTokenPolicy,
+    keys: &KeySet,
+    now_secs: i64,
+) -> Result<IdTokenClaims, IdTokenError> {
+    let (header, mut claims) = verify_signed(raw, policy, keys, TokenType::IdToken)?;
 
     // Step 2: `iss` must exactly match the issuer.
     let iss = required_str(&claims, "iss")?;
@@ -546,7 +569,11 @@ fn b64_part(part: &str, name: &str) -> Result<Vec<u8>, IdTokenError> {
         .map_err(|_| IdTokenError::malformed(format!("{name} is not base64url without padding")))
 }
 
-fn parse_header(header_b64: &str, policy: &IdTokenPolicy) -> Result<Header, IdTokenError> {
+fn parse_header(
+    header_b64: &str,
+    policy: &IdTokenPolicy,
+    kind: TokenType,
+) -> Result<Header, IdTokenError> {
     let bytes = b64_part(header_b64, "header")?;
     let header = match parse_strict(&bytes, MAX_JSON_DEPTH) {
         Ok(Value::Object(map)) => map,
@@ -580,7 +607,8 @@ fn parse_header(header_b64: &str, policy: &IdTokenPolicy) -> Result<Header, IdTo
             .ok_or_else(|| IdTokenError::malformed("header typ is not a string"))?;
         let lower = typ.to_ascii_lowercase();
         let bare = lower.strip_prefix("application/").unwrap_or(&lower);
-        if FOREIGN_TYPES.contains(&bare) {
+        let accepted = kind == TokenType::Logout && bare == "logout+jwt";
+        if FOREIGN_TYPES.contains(&bare) && !accepted {
             return Err(IdTokenError::WrongType {
                 typ: truncate(typ, 64),
             });
@@ -601,7 +629,7 @@ fn parse_header(header_b64: &str, policy: &IdTokenPolicy) -> Result<Header, IdTo
     Ok(Header { alg, kid })
 }
 
-fn optional_str<'a>(
+pub(crate) fn optional_str<'a>(
     claims: &'a Map<String, Value>,
     claim: &'static str,
 ) -> Result<Option<&'a str>, IdTokenError> {
@@ -615,7 +643,7 @@ fn optional_str<'a>(
     }
 }
 
-fn required_str<'a>(
+pub(crate) fn required_str<'a>(
     claims: &'a Map<String, Value>,
     claim: &'static str,
 ) -> Result<&'a str, IdTokenError> {
@@ -624,7 +652,7 @@ fn required_str<'a>(
 
 /// A NumericDate that must be a JSON integer fitting in i64 (a string, a float such as
 /// `1e300` or `4102444800.0`, or a huge integer is refused).
-fn optional_int(
+pub(crate) fn optional_int(
     claims: &Map<String, Value>,
     claim: &'static str,
 ) -> Result<Option<i64>, IdTokenError> {
@@ -641,12 +669,15 @@ fn optional_int(
     }
 }
 
-fn required_int(claims: &Map<String, Value>, claim: &'static str) -> Result<i64, IdTokenError> {
+pub(crate) fn required_int(
+    claims: &Map<String, Value>,
+    claim: &'static str,
+) -> Result<i64, IdTokenError> {
     optional_int(claims, claim)?.ok_or(IdTokenError::MissingClaim { claim })
 }
 
 /// `aud`: a string or a non-empty array of strings.
-fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, IdTokenError> {
+pub(crate) fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, IdTokenError> {
     const BAD: IdTokenError = IdTokenError::InvalidClaim {
         claim: "aud",
         reason: "must be a string or a non-empty array of strings",
@@ -670,7 +701,8 @@ fn half_hash(alg: SignatureAlgorithm, value: &str) -> String {
     let function = match alg {
         HS256 | RS256 | ES256 | PS256 => &SHA256,
         HS384 | RS384 | ES384 | PS384 => &SHA384,
-        HS512 | RS512 | ES512 | PS512 => &SHA512,
+        // Ed25519 hashes with SHA-512 (RFC 8032); OpenID providers use it for at_hash.
+        HS512 | RS512 | ES512 | PS512 | EdDSA => &SHA512,
     };
     let d = digest(function, value.as_bytes());
     let d = d.as_ref();

@@ -135,8 +135,7 @@ pub enum KeyFamily {
     Rsa { bits: usize },
     /// `kty: EC` on a NIST curve: ES256/384/512 (one algorithm per curve).
     Ec(EcCurve),
-    /// `kty: OKP`, `crv: Ed25519`. Parsed and listed, but `SignatureAlgorithm` (the realm's
-    /// allow-list, Elasticsearch's 12 algorithms) has no EdDSA, so such a key is never selected.
+    /// `kty: OKP`, `crv: Ed25519`: `EdDSA` (RFC 8037), when the realm lists it.
     Ed25519,
 }
 
@@ -156,8 +155,8 @@ enum Material {
     Jwt(DecodingKey),
     /// Uncompressed point of a P-521 key (`jsonwebtoken` 10 has no ES512; aws-lc-rs verifies).
     P521(Vec<u8>),
-    /// Ed25519 public key bytes (kept for completeness; never selected, see [`KeyFamily`]).
-    Ed25519(#[allow(dead_code)] Vec<u8>),
+    /// Ed25519 public key bytes (aws-lc-rs verifies).
+    Ed25519(Vec<u8>),
 }
 
 impl fmt::Debug for Key {
@@ -217,7 +216,7 @@ impl Key {
             Material::P521(point) => lc::ECDSA_P521_SHA512_FIXED
                 .verify_sig(point, message, signature)
                 .is_ok(),
-            Material::Ed25519(_) => false,
+            Material::Ed25519(x) => lc::ED25519.verify_sig(x, message, signature).is_ok(),
         }
     }
 }
@@ -235,12 +234,12 @@ fn family_fits(family: KeyFamily, alg: SignatureAlgorithm) -> bool {
                 | SignatureAlgorithm::PS512
         ),
         KeyFamily::Ec(curve) => curve.algorithm() == alg,
-        KeyFamily::Ed25519 => false,
+        KeyFamily::Ed25519 => alg == SignatureAlgorithm::EdDSA,
     }
 }
 
 /// The `jsonwebtoken` algorithm for one of ours; `None` for ES512, which `jsonwebtoken` 10
-/// lacks.
+/// lacks, and EdDSA (aws-lc-rs verifies both directly).
 pub(crate) fn jwt_algorithm(alg: SignatureAlgorithm) -> Option<Algorithm> {
     Some(match alg {
         SignatureAlgorithm::HS256 => Algorithm::HS256,
@@ -254,7 +253,7 @@ pub(crate) fn jwt_algorithm(alg: SignatureAlgorithm) -> Option<Algorithm> {
         SignatureAlgorithm::PS512 => Algorithm::PS512,
         SignatureAlgorithm::ES256 => Algorithm::ES256,
         SignatureAlgorithm::ES384 => Algorithm::ES384,
-        SignatureAlgorithm::ES512 => return None,
+        SignatureAlgorithm::ES512 | SignatureAlgorithm::EdDSA => return None,
     })
 }
 
@@ -517,7 +516,7 @@ fn parse_key(entry: &Value) -> Result<Key, String> {
         other => return Err(format!("unsupported kty {:?}", truncate(other, 32))),
     };
     let alg = match (family, declared) {
-        (_, None) | (KeyFamily::Ed25519, Some(_)) => None,
+        (_, None) => None,
         (_, Some(a)) => {
             let alg = SignatureAlgorithm::parse(a)
                 .ok_or_else(|| format!("unsupported alg {:?}", truncate(a, 32)))?;

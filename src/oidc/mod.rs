@@ -3,6 +3,7 @@
 //! - [`jwks`]: [`KeySet`], an immutable snapshot of the OP's signing keys, and key selection.
 //! - [`id_token`]: [`validate`] (OpenID Connect Core 1.0 §3.1.3.7) under an
 //!   [`IdTokenPolicy`], and the `at_hash` / `c_hash` checks.
+//! - [`logout_token`]: Back-Channel Logout tokens, on the same JOSE checks.
 //!
 //! Nothing here fetches anything: header parameters that name key material (`jku`, `x5u`,
 //! `jwk`) make a token invalid, and `x5c` is ignored.
@@ -10,6 +11,7 @@
 pub mod client;
 pub mod id_token;
 pub mod jwks;
+pub mod logout_token;
 
 #[cfg(test)]
 mod tests;

@@ -171,6 +171,11 @@ fn sign(alg: &str, signer: Signer<'_>, msg: &[u8]) -> Vec<u8> {
                     pair.sign(enc, &rng, msg, &mut sig).unwrap();
                     sig
                 }
+                None if alg == A::EdDSA => lc::Ed25519KeyPair::from_pkcs8(&pem_der(pem))
+                    .unwrap()
+                    .sign(msg)
+                    .as_ref()
+                    .to_vec(),
                 None => ec_pair(pem, alg).sign(&rng, msg).unwrap().as_ref().to_vec(),
             }
         }
@@ -355,6 +360,93 @@ fn es512_is_accepted() {
         Signer::Pem(EC521),
     );
     check(&token, &policy(&[A::ES512])).unwrap();
+}
+
+fn ed_keys() -> KeySet {
+    let mut entries = vec![rsa_jwk(RSA1, Some("rsa1")), ed_jwk("ed")];
+    // An Ed25519 key without a declared alg is usable too.
+    let mut bare = ed_jwk("ed-bare");
+    bare.as_object_mut().unwrap().remove("alg");
+    entries.push(bare);
+    key_set(entries)
+}
+
+#[test]
+fn eddsa_is_accepted_when_the_realm_lists_it() {
+    let token = mint(
+        &json!({"alg": "EdDSA", "kid": "ed"}),
+        &claims(),
+        Signer::Pem(ED25519),
+    );
+    let c = validate(&token, &policy(&[A::RS256, A::EdDSA]), &ed_keys(), NOW).unwrap();
+    assert_eq!(c.alg(), A::EdDSA);
+    let bare = mint(
+        &json!({"alg": "EdDSA", "kid": "ed-bare"}),
+        &claims(),
+        Signer::Pem(ED25519),
+    );
+    validate(&bare, &policy(&[A::EdDSA]), &ed_keys(), NOW).unwrap();
+    // at_hash of an EdDSA token is the left half of SHA-512 (as oidc-provider computes it).
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA512, b"access");
+    let at_hash = B64.encode(&d.as_ref()[..32]);
+    let with_hash = mint(
+        &json!({"alg": "EdDSA", "kid": "ed"}),
+        &claims_with(json!({ "at_hash": at_hash })),
+        Signer::Pem(ED25519),
+    );
+    let c = validate(&with_hash, &policy(&[A::EdDSA]), &ed_keys(), NOW).unwrap();
+    check_at_hash(&c, "access", true).unwrap();
+    assert_eq!(
+        check_at_hash(&c, "other", true).unwrap_err().code(),
+        "at_hash_mismatch"
+    );
+}
+
+#[test]
+fn eddsa_is_refused_unless_listed_and_with_a_bad_signature_or_key() {
+    let token = mint(
+        &json!({"alg": "EdDSA", "kid": "ed"}),
+        &claims(),
+        Signer::Pem(ED25519),
+    );
+    // Not in the realm's list (the default is RS256 only).
+    assert_code(
+        validate(&token, &policy(&[A::RS256]), &ed_keys(), NOW),
+        "alg_not_allowed",
+    );
+    // Tampered payload: the signature no longer verifies.
+    let (head, rest) = token.split_once('.').unwrap();
+    let (_, sig) = rest.split_once('.').unwrap();
+    let other = B64.encode(serde_json::to_vec(&claims_with(json!({"sub": "mallory"}))).unwrap());
+    assert_code(
+        validate(
+            &format!("{head}.{other}.{sig}"),
+            &policy(&[A::EdDSA]),
+            &ed_keys(),
+            NOW,
+        ),
+        "bad_signature",
+    );
+    // An EdDSA header naming an RSA key.
+    let wrong_kid = mint(
+        &json!({"alg": "EdDSA", "kid": "rsa1"}),
+        &claims(),
+        Signer::Pem(ED25519),
+    );
+    assert_code(
+        validate(&wrong_kid, &policy(&[A::EdDSA]), &ed_keys(), NOW),
+        "key_alg_mismatch",
+    );
+    // An RS256 header naming the Ed25519 key.
+    let rs_on_ed = mint(
+        &json!({"alg": "RS256", "kid": "ed"}),
+        &claims(),
+        Signer::Pem(RSA1),
+    );
+    assert_code(
+        validate(&rs_on_ed, &policy(&[A::RS256, A::EdDSA]), &ed_keys(), NOW),
+        "key_alg_mismatch",
+    );
 }
 
 #[test]
@@ -1729,13 +1821,14 @@ fn select_matches_kid_and_family_and_never_guesses() {
         set.select(Some("a"), A::HS256),
         Err(KeySelectError::Symmetric { .. })
     ));
-    // The Ed25519 key is parsed and listed, but no realm algorithm selects it.
+    // The Ed25519 key is selected for EdDSA only.
     let ed = set.keys().iter().find(|k| k.kid() == Some("ed")).unwrap();
     assert_eq!(ed.family(), KeyFamily::Ed25519);
-    assert!(A::ALL.iter().all(|&alg| !ed.fits(alg)));
     for alg in A::ALL {
-        assert!(set.select(Some("ed"), alg).is_err());
+        assert_eq!(ed.fits(alg), alg == A::EdDSA, "{alg:?}");
+        assert_eq!(set.select(Some("ed"), alg).is_ok(), alg == A::EdDSA);
     }
+    assert_eq!(set.select(None, A::EdDSA).unwrap().kid(), Some("ed"));
 }
 
 #[test]

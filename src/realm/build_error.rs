@@ -18,15 +18,23 @@ pub enum RealmBuildError {
     /// names the file).
     #[error("realms.{realm}.op.jwkset_path: {detail}")]
     JwksFile { realm: String, detail: String },
+    /// `op.discovery`: the provider metadata could not be fetched or is not acceptable, or a
+    /// reload needs metadata that is only fetched at start (`code`: a stable reason).
+    #[error("realms.{realm}.op.discovery: {detail}")]
+    Discovery {
+        realm: String,
+        code: &'static str,
+        detail: String,
+    },
 }
 
 impl RealmBuildError {
     /// The realm that could not be built.
     pub fn realm(&self) -> &str {
         match self {
-            RealmBuildError::HttpClient { realm, .. } | RealmBuildError::JwksFile { realm, .. } => {
-                realm
-            }
+            RealmBuildError::HttpClient { realm, .. }
+            | RealmBuildError::JwksFile { realm, .. }
+            | RealmBuildError::Discovery { realm, .. } => realm,
         }
     }
 }

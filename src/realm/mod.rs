@@ -1,7 +1,9 @@
 //! OpenID Connect realms: prepare, authenticate and logout for each configured realm
 //! (Elasticsearch's `_security/oidc/*`), with single-use server-side flow state.
 
+pub mod backchannel;
 mod build_error;
+pub mod discovery;
 pub mod flow;
 pub mod keys;
 
@@ -16,7 +18,7 @@ use crate::model::{ClientRef, RealmRef, UserRecord};
 use crate::oidc::client::{Endpoint, OpClient, OpError, TokenEndpointResponse};
 use crate::oidc::id_token::{self, IdTokenError, IdTokenPolicy};
 use crate::secret::{ct_eq, Secret};
-use crate::store::{FlowLimits, Invalidation};
+use crate::store::FlowLimits;
 use crate::tokens::format::TokenKind;
 use crate::tokens::{IssuedPair, Lifetimes, TokenError, TokenService};
 use flow::{FlowError, FlowSecrets, Flows, PendingLimit};
@@ -38,6 +40,10 @@ pub struct Realm {
     pub config: RealmConfig,
     op: Op,
     keys: Arc<RealmKeys>,
+    /// `op.discovery` fetch times and errors (kept across reloads, like `keys`).
+    discovery: Arc<discovery::DiscoveryState>,
+    /// `jti`s of accepted back-channel logout tokens (kept across reloads).
+    seen_jtis: Arc<backchannel::SeenJtis>,
 }
 
 /// A realm's calls to its OP: the [`OpClient`], each call timed and counted in the OP-call
@@ -125,9 +131,29 @@ impl Realm {
     fn build(
         config: RealmConfig,
         keys: Option<Arc<RealmKeys>>,
+        discovery_state: Option<Arc<discovery::DiscoveryState>>,
+        seen_jtis: Option<Arc<backchannel::SeenJtis>>,
         now: UnixMillis,
         calls: &OpCallMetrics,
     ) -> Result<Self, RealmBuildError> {
+        // Placeholders stand where the metadata has not been applied: never serve them.
+        if config.op.discovery.as_ref().is_some_and(|d| d.pending()) {
+            return Err(RealmBuildError::Discovery {
+                realm: config.name.clone(),
+                code: "discovery_pending",
+                detail: "the provider metadata has not been fetched for this op.issuer and op.discovery_url; it is fetched at start: restart the server to apply this change".into(),
+            });
+        }
+        let discovery_state = match discovery_state {
+            Some(d) => d,
+            None => {
+                let d = Arc::new(discovery::DiscoveryState::default());
+                if config.op.discovery.is_some() {
+                    d.fetched(now);
+                }
+                d
+            }
+        };
         let client = OpClient::new(&config).map_err(|error| RealmBuildError::HttpClient {
             realm: config.name.clone(),
             error,
@@ -144,7 +170,14 @@ impl Realm {
             },
             config,
             keys,
+            discovery: discovery_state,
+            seen_jtis: seen_jtis.unwrap_or_default(),
         })
+    }
+
+    /// `op.discovery`'s status (fetch times, last error).
+    pub fn discovery_status(&self) -> discovery::DiscoveryStatus {
+        self.discovery.status()
     }
 
     pub fn name(&self) -> &str {
@@ -188,18 +221,59 @@ impl Realms {
         let mut realms = Realms::default();
         let mut errors = Vec::new();
         for cfg in &settings.realms {
-            let kept = previous
-                .and_then(|p| p.by_name.get(&cfg.name))
+            let old_realm = previous.and_then(|p| p.by_name.get(&cfg.name));
+            let mut cfg = cfg.clone();
+            // Discovery: a realm whose op.issuer and op.discovery_url are unchanged keeps the
+            // metadata it runs with (a reload does not fetch).
+            let mut discovery_state = None;
+            if let (Some(d), Some(old)) = (cfg.op.discovery.clone(), old_realm) {
+                let same = old.config.op.issuer == cfg.op.issuer
+                    && old
+                        .config
+                        .op
+                        .discovery
+                        .as_ref()
+                        .is_some_and(|o| o.url == d.url);
+                let known = old
+                    .config
+                    .op
+                    .discovery
+                    .as_ref()
+                    .and_then(|o| o.discovered.clone());
+                if let (true, Some(md)) = (same, known) {
+                    if d.pending() {
+                        match discovery::apply(&mut cfg, &md) {
+                            Ok(warnings) => {
+                                for w in warnings {
+                                    tracing::warn!(realm = %cfg.name, "{w}");
+                                }
+                            }
+                            Err(e) => {
+                                errors.push(RealmBuildError::Discovery {
+                                    realm: cfg.name.clone(),
+                                    code: e.code(),
+                                    detail: e.to_string(),
+                                });
+                                continue;
+                            }
+                        }
+                    }
+                    discovery_state = Some(old.discovery.clone());
+                }
+            }
+            let kept = old_realm
                 .filter(|old| old.keys.source() == &cfg.op.jwkset)
                 .map(|old| {
                     // A failure is logged and recorded in the status; the last good keys stay.
                     let _ = old.keys.reload_file(&cfg.name, now);
                     old.keys.clone()
                 });
-            match Realm::build(cfg.clone(), kept, now, calls) {
+            let name = cfg.name.clone();
+            let seen_jtis = old_realm.map(|o| o.seen_jtis.clone());
+            match Realm::build(cfg, kept, discovery_state, seen_jtis, now, calls) {
                 Ok(r) => {
                     let r = Arc::new(r);
-                    realms.by_name.insert(cfg.name.clone(), r.clone());
+                    realms.by_name.insert(name, r.clone());
                     realms.ordered.push(r);
                 }
                 Err(e) => errors.push(e),
@@ -219,6 +293,48 @@ impl Realms {
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Realm>> {
         self.ordered.iter()
+    }
+
+    /// Fetch the provider metadata of every `op.discovery` realm whose
+    /// `op.jwkset_reload_interval` has passed (with the JWKS refresh). Returns the realms
+    /// whose metadata changed, with the new metadata (the caller swaps in a configuration
+    /// built with it); a failure keeps the last good metadata and is recorded for `_status`.
+    pub async fn refresh_discovery(&self, now: UnixMillis) -> Vec<(String, discovery::Metadata)> {
+        let mut changed = Vec::new();
+        for r in &self.ordered {
+            let op = &r.config.op;
+            let Some(d) = &op.discovery else { continue };
+            if !r.discovery.due(
+                now,
+                op.jwkset_reload_interval,
+                op.jwkset_min_refetch_interval,
+            ) {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let result = discovery::fetch(&r.op.client, d, &op.issuer).await;
+            let outcome = match &result {
+                Ok(_) => "success",
+                Err(discovery::DiscoveryError::Fetch { error, .. }) => error.code(),
+                Err(e) => e.code(),
+            };
+            r.op.calls
+                .record(&r.op.realm, Endpoint::Discovery, outcome, started.elapsed());
+            match result {
+                Ok(md) => {
+                    r.discovery.fetched(now);
+                    if d.discovered.as_ref() != Some(&md) {
+                        tracing::info!(realm = %r.name(), "provider metadata changed; applying it");
+                        changed.push((r.name().to_string(), md));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(realm = %r.name(), code = e.code(), "provider metadata refresh failed; keeping the last good metadata: {e}");
+                    r.discovery.failed(now, e.to_string());
+                }
+            }
+        }
+        changed
     }
 
     /// Fetch every URL key set whose `op.jwkset_reload_interval` has passed (the periodic
@@ -625,7 +741,16 @@ pub async fn authenticate(
     let all_claims = userinfo_claims(&realm, &claims, tokens.op_access_token.as_ref()).await?;
     // 8. The user, its roles, and a token pair bound to the realm and the facilitator.
     let user = map_user(cfg, &all_claims, ctx)?;
-    let pair = issue_tokens(cfg, &user, tokens.id_token, ctx).await?;
+    // The provider's session, for Back-Channel Logout (`sid` only when a bounded string).
+    let session = crate::model::OidcSession {
+        sub: claims.sub().to_string(),
+        sid: claims
+            .get("sid")
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= crate::oidc::logout_token::MAX_ID_LEN)
+            .map(str::to_string),
+    };
+    let pair = issue_tokens(cfg, &user, tokens.id_token, session, ctx).await?;
     Ok(LoginOutcome { pair, user })
 }
 
@@ -943,6 +1068,7 @@ async fn issue_tokens(
     cfg: &RealmConfig,
     user: &UserRecord,
     id_token: String,
+    session: crate::model::OidcSession,
     ctx: &LoginContext<'_>,
 ) -> Result<IssuedPair, LoginError> {
     let logout = serde_json::to_vec(&LogoutData {
@@ -952,12 +1078,13 @@ async fn issue_tokens(
     .map_err(|_| LoginError::Token(TokenError::Seal(crate::tokens::SealError::EncodeLogout)))?;
     let pair = ctx
         .tokens
-        .issue(
+        .issue_for_session(
             user.clone(),
             ctx.caller.clone(),
             ctx.lifetimes,
             true,
             Some(&logout),
+            Some(session),
         )
         .await?;
     tracing::info!(
@@ -1057,10 +1184,13 @@ pub async fn logout(
         .await
         .map_err(LogoutError::Token)?
         .and_then(|b| serde_json::from_slice::<LogoutData>(&b).ok());
-    // 3. Invalidate the access token.
-    add(tokens
-        .invalidate(Invalidation::Access(doc.access_hash))
-        .await?);
+    // 3. Invalidate the access token (it parsed in step 2).
+    if let Some(c) = tokens
+        .invalidate_token(TokenKind::Access, access_token)
+        .await?
+    {
+        add(c);
+    }
     tracing::info!(
         target: "audit",
         event = "oidc_logout",

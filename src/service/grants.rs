@@ -279,4 +279,44 @@ impl Grants<'_> {
         );
         Ok(counts)
     }
+
+    /// Back-Channel Logout: invalidate at once every access and refresh token of the logins
+    /// of `realm` whose provider session matches `sub` and/or `sid`, through the token
+    /// service (so the bearer cache drops them too). Audited as a `tokens_invalidated` event
+    /// with target `oidc_session` and no caller (the provider calls without credentials).
+    pub async fn invalidate_oidc_session(
+        &self,
+        realm: &str,
+        sub: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<InvalidationCounts, TokenError> {
+        let counts = self
+            .tokens
+            .invalidate(Invalidation::OidcSession {
+                realm: realm.to_string(),
+                sub: sub.map(str::to_string),
+                sid: sid.map(str::to_string),
+            })
+            .await?;
+        self.metrics.tokens_invalidated(counts.invalidated);
+        self.audit.emit(
+            None,
+            AuditEvent::TokensInvalidated {
+                target: "oidc_session",
+                realm: Some(Capped::new(realm)),
+                username: None,
+                invalidated: counts.invalidated,
+                previously_invalidated: counts.previously_invalidated,
+            },
+        );
+        tracing::info!(
+            target: "audit",
+            event = "tokens_invalidated",
+            realm,
+            invalidated = counts.invalidated,
+            previously_invalidated = counts.previously_invalidated,
+            "back-channel logout"
+        );
+        Ok(counts)
+    }
 }

@@ -15,6 +15,10 @@ use super::*;
 
 /// Format byte of a token record.
 pub const TOKEN_V1: u8 = 0xd1;
+/// Format byte of a token record with an OIDC session: [`TOKEN_V1`]'s layout followed by the
+/// session's `sub` and a presence byte and `sid`. Written only when the record has a session,
+/// so records without one keep the V1 bytes (and V1 records decode as before).
+pub const TOKEN_V2: u8 = 0xd2;
 
 const HAS_REFRESH: u8 = 1;
 const HAS_REFRESH_EXPIRY: u8 = 1 << 1;
@@ -54,7 +58,11 @@ pub fn encode_token(doc: &TokenDoc) -> Vec<u8> {
         }
     }
     let mut out = Vec::with_capacity(256);
-    out.push(TOKEN_V1);
+    out.push(if doc.oidc_session.is_some() {
+        TOKEN_V2
+    } else {
+        TOKEN_V1
+    });
     out.push(flags);
     out.extend_from_slice(&doc.access_hash.0);
     if let Some(r) = &doc.refresh_hash {
@@ -97,13 +105,24 @@ pub fn encode_token(doc: &TokenDoc) -> Vec<u8> {
     put_bytes(&mut out, u.realm.kind.as_bytes());
     put_bytes(&mut out, doc.client.username.as_bytes());
     put_bytes(&mut out, doc.client.realm.as_bytes());
+    if let Some(session) = &doc.oidc_session {
+        put_bytes(&mut out, session.sub.as_bytes());
+        match &session.sid {
+            Some(sid) => {
+                out.push(1);
+                put_bytes(&mut out, sid.as_bytes());
+            }
+            None => out.push(0),
+        }
+    }
     out
 }
 
 /// A token record from its binary form.
 pub fn decode_token(bytes: &[u8]) -> Result<TokenDoc, DecodeError> {
     let mut r = Reader(bytes);
-    if r.u8()? != TOKEN_V1 {
+    let version = r.u8()?;
+    if version != TOKEN_V1 && version != TOKEN_V2 {
         return Err(DecodeError("not a token record"));
     }
     let flags = r.u8()?;
@@ -150,6 +169,17 @@ pub fn decode_token(bytes: &[u8]) -> Result<TokenDoc, DecodeError> {
         username: r.string()?,
         realm: r.string()?,
     };
+    let oidc_session = if version == TOKEN_V2 {
+        let sub = r.string()?;
+        let sid = match r.u8()? {
+            0 => None,
+            1 => Some(r.string()?),
+            _ => return Err(DecodeError("bad session sid marker")),
+        };
+        Some(OidcSession { sub, sid })
+    } else {
+        None
+    };
     if !r.0.is_empty() {
         return Err(DecodeError("trailing bytes"));
     }
@@ -173,6 +203,7 @@ pub fn decode_token(bytes: &[u8]) -> Result<TokenDoc, DecodeError> {
         refresh_invalidated: has(REFRESH_INVALIDATED),
         refreshed,
         sealed,
+        oidc_session,
     })
 }
 
@@ -258,7 +289,44 @@ mod tests {
             superseding: vec![0; 300],
         });
         busy.user.username = "ü\0ser".into();
-        vec![full, bare, busy]
+        let mut with_sid = full.clone();
+        with_sid.oidc_session = Some(OidcSession {
+            sub: "248289761001".into(),
+            sid: Some("08a5019c-17e1-4977-8f42-65a12843ea02".into()),
+        });
+        let mut without_sid = bare.clone();
+        without_sid.oidc_session = Some(OidcSession {
+            sub: String::new(),
+            sid: None,
+        });
+        vec![full, bare, busy, with_sid, without_sid]
+    }
+
+    /// A record written before sessions existed (format V1, built byte by byte here, not
+    /// with `encode_token`) still decodes, with no session; a record without a session is
+    /// still written as V1.
+    #[test]
+    fn v1_records_still_decode() {
+        let mut v1 = vec![TOKEN_V1, 0];
+        v1.extend_from_slice(&[7u8; 32]); // access hash
+        v1.extend_from_slice(&[9u8; 16]); // family
+        v1.extend_from_slice(&1_000i64.to_be_bytes()); // created
+        v1.extend_from_slice(&2_000i64.to_be_bytes()); // access expiry
+        put_bytes(&mut v1, b"alice");
+        v1.extend_from_slice(&0u32.to_be_bytes()); // no roles
+        put_bytes(&mut v1, b""); // no metadata
+        for s in ["oidc1", "oidc", "kibana_system", "reserved"] {
+            put_bytes(&mut v1, s.as_bytes());
+        }
+        let doc = decode_token(&v1).unwrap();
+        assert_eq!(doc.user.username, "alice");
+        assert_eq!(doc.client.realm, "reserved");
+        assert_eq!(doc.oidc_session, None);
+        assert_eq!(encode_token(&doc), v1);
+        // A V2 marker on V1 bytes is short (the session is missing).
+        let mut v2 = v1.clone();
+        v2[0] = TOKEN_V2;
+        assert!(decode_token(&v2).is_err());
     }
 
     #[test]
@@ -285,7 +353,10 @@ mod tests {
             }
             let mut longer = bytes.clone();
             longer.push(0);
-            assert_eq!(decode_token(&longer), Err(DecodeError("trailing bytes")));
+            assert!(decode_token(&longer).is_err());
+            if doc.oidc_session.is_none() {
+                assert_eq!(decode_token(&longer), Err(DecodeError("trailing bytes")));
+            }
         }
     }
 

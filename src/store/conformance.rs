@@ -39,6 +39,7 @@ where
     invalidate_refresh(make().await).await;
     invalidate_family(make().await).await;
     invalidate_owner(make().await).await;
+    invalidate_oidc_session(make().await).await;
     flows_are_single_use(make().await).await;
     concurrent_flow_takes(make().await).await;
     flow_limits_count_live_flows_per_caller(make().await).await;
@@ -51,6 +52,10 @@ where
     concurrent_role_mapping_puts(make().await).await;
     profiles_create_get_update(make().await).await;
     concurrent_profile_writes(make().await).await;
+    records_create_get_list_update_delete(make().await).await;
+    concurrent_record_writes(make().await).await;
+    once_records_are_single_use_and_expire(make().await).await;
+    concurrent_once_takes(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -108,6 +113,7 @@ pub fn token(n: u32, with_refresh: bool, fam: Id16, realm: &str, username: &str)
         refresh_invalidated: false,
         refreshed: None,
         sealed: Some(vec![0, 1, 2, 255, n as u8]),
+        oidc_session: None,
     }
 }
 
@@ -743,6 +749,84 @@ pub async fn invalidate_owner(store: Arc<dyn Store>) {
     let still_valid = get(&store, a(8)).await;
     assert!(!still_valid.access_invalidated && !still_valid.refresh_invalidated);
     for n in 1..=7 {
+        let d = get(&store, a(n)).await;
+        assert!(d.access_invalidated, "doc {n}");
+        assert_eq!(d.refresh_invalidated, d.refresh_hash.is_some(), "doc {n}");
+    }
+}
+
+/// Back-Channel Logout: the tokens of the logins of a realm with a provider session `sid`
+/// and/or `sub`; nothing without either, nothing in another realm, nothing without a session.
+pub async fn invalidate_oidc_session(store: Arc<dyn Store>) {
+    let session = |sub: &str, sid: Option<&str>| {
+        Some(crate::model::OidcSession {
+            sub: sub.into(),
+            sid: sid.map(str::to_owned),
+        })
+    };
+    let mut docs = [
+        token(1, true, family(1), "oidc1", "alice"),
+        token(2, true, family(2), "oidc1", "alice"),
+        token(3, false, family(3), "oidc1", "bob"),
+        token(4, true, family(4), "oidc2", "alice"),
+        token(5, true, family(5), "oidc1", "alice"),
+        token(6, true, family(6), "oidc1", "carol"),
+    ];
+    docs[0].oidc_session = session("sub-a", Some("sid-1"));
+    docs[1].oidc_session = session("sub-a", Some("sid-2"));
+    docs[2].oidc_session = session("sub-b", Some("sid-1"));
+    docs[3].oidc_session = session("sub-a", Some("sid-1"));
+    docs[4].oidc_session = None;
+    docs[5].oidc_session = session("sub-c", None);
+    for d in &docs {
+        store.insert_token(d.clone()).await.unwrap();
+        assert_eq!(
+            get(&store, d.access_hash).await.oidc_session,
+            d.oidc_session
+        );
+    }
+    let a = |n: u32| hash(b'a', n);
+    let by = |realm: &str, sub: Option<&str>, sid: Option<&str>| Invalidation::OidcSession {
+        realm: realm.into(),
+        sub: sub.map(str::to_owned),
+        sid: sid.map(str::to_owned),
+    };
+    assert_eq!(
+        store.invalidate(by("oidc1", None, None)).await.unwrap(),
+        InvalidationCounts::default(),
+        "neither sub nor sid selects nothing"
+    );
+    // sid and sub together: both must match.
+    let c = store
+        .invalidate(by("oidc1", Some("sub-b"), Some("sid-2")))
+        .await
+        .unwrap();
+    assert_eq!(c, InvalidationCounts::default());
+    // sid alone: doc 1 (2 tokens) and doc 3 (1); not doc 4 (another realm).
+    let c = store
+        .invalidate(by("oidc1", None, Some("sid-1")))
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(3, 0));
+    assert_eq!(set(&c.access_hashes), set(&[a(1), a(3)]));
+    // sub alone: every session of the user in the realm (doc 2; doc 1 again).
+    let c = store
+        .invalidate(by("oidc1", Some("sub-a"), None))
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(2, 2));
+    assert_eq!(c.access_hashes, vec![a(2)]);
+    // A session without sid is found by its sub.
+    let c = store
+        .invalidate(by("oidc1", Some("sub-c"), None))
+        .await
+        .unwrap();
+    assert_eq!(pair(&c), counts(2, 0));
+    for n in [4, 5] {
+        let d = get(&store, a(n)).await;
+        assert!(!d.access_invalidated && !d.refresh_invalidated, "doc {n}");
+    }
+    for n in [1, 2, 3, 6] {
         let d = get(&store, a(n)).await;
         assert!(d.access_invalidated, "doc {n}");
         assert_eq!(d.refresh_invalidated, d.refresh_hash.is_some(), "doc {n}");
@@ -1427,4 +1511,223 @@ pub async fn concurrent_profile_writes(store: Arc<dyn Store>) {
             json: profile_json(uid, winners[0])
         })
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generic records and single-use records (connections, grants, pending authorizations)
+
+pub async fn records_create_get_list_update_delete(store: Arc<dyn Store>) {
+    assert_eq!(store.get_record("grant", "a/u1").await.unwrap(), None);
+    assert_eq!(
+        store
+            .put_record("grant", "a/u1", b"one".to_vec(), None)
+            .await
+            .unwrap(),
+        0
+    );
+    // Create over an existing record: Conflict.
+    assert!(matches!(
+        store.put_record("grant", "a/u1", b"x".to_vec(), None).await,
+        Err(StoreError::Conflict)
+    ));
+    // Replace with a stale version: Conflict, nothing written.
+    assert!(matches!(
+        store
+            .put_record("grant", "a/u1", b"x".to_vec(), Some(7))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    // Replace a missing one: Conflict.
+    assert!(matches!(
+        store
+            .put_record("grant", "zz", b"x".to_vec(), Some(0))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store
+            .put_record("grant", "a/u1", b"two".to_vec(), Some(0))
+            .await
+            .unwrap(),
+        1
+    );
+    let r = store.get_record("grant", "a/u1").await.unwrap().unwrap();
+    assert_eq!((r.version, r.value.as_slice()), (1, b"two".as_slice()));
+    store
+        .put_record("grant", "a/u2", b"u2".to_vec(), None)
+        .await
+        .unwrap();
+    store
+        .put_record("grant", "ab/u1", b"ab".to_vec(), None)
+        .await
+        .unwrap();
+    store
+        .put_record("grant", "b/u1", b"b".to_vec(), None)
+        .await
+        .unwrap();
+    // Same key, other kind: another record.
+    store
+        .put_record("connection", "a/u1", b"c".to_vec(), None)
+        .await
+        .unwrap();
+    let keys = |l: Vec<(String, StoredRecord)>| l.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        keys(store.list_records("grant", "a/").await.unwrap()),
+        ["a/u1", "a/u2"]
+    );
+    assert_eq!(
+        keys(store.list_records("grant", "").await.unwrap()),
+        ["a/u1", "a/u2", "ab/u1", "b/u1"]
+    );
+    assert_eq!(
+        keys(store.list_records("connection", "").await.unwrap()),
+        ["a/u1"]
+    );
+    assert!(store.list_records("nothing", "").await.unwrap().is_empty());
+    // Delete with a stale version: Conflict, still there.
+    assert!(matches!(
+        store.delete_record("grant", "a/u1", Some(0)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(store.delete_record("grant", "a/u1", Some(1)).await.unwrap());
+    assert!(!store.delete_record("grant", "a/u1", None).await.unwrap());
+    assert!(store.delete_record("grant", "a/u2", None).await.unwrap());
+    assert_eq!(store.get_record("grant", "a/u1").await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_record("connection", "a/u1")
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        b"c"
+    );
+    // Re-created after a delete: version 0 again.
+    assert_eq!(
+        store
+            .put_record("grant", "a/u1", b"new".to_vec(), None)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+pub async fn concurrent_record_writes(store: Arc<dyn Store>) {
+    store
+        .put_record("grant", "k", b"0".to_vec(), None)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .put_record("grant", "k", i.to_be_bytes().to_vec(), Some(0))
+                .await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(1) => won += 1,
+            Err(StoreError::Conflict) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one compare-and-set wins");
+    assert_eq!(
+        store
+            .get_record("grant", "k")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+}
+
+pub async fn once_records_are_single_use_and_expire(store: Arc<dyn Store>) {
+    store
+        .put_once("state", "s1", b"v1".to_vec(), NOW + HOUR, NOW)
+        .await
+        .unwrap();
+    // A live record under the key: Conflict.
+    assert!(matches!(
+        store
+            .put_once("state", "s1", b"x".to_vec(), NOW + HOUR, NOW)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    // Another kind is another key.
+    assert_eq!(store.take_once("other", "s1", NOW).await.unwrap(), None);
+    assert_eq!(
+        store
+            .take_once("state", "s1", NOW)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(b"v1".as_slice())
+    );
+    assert_eq!(store.take_once("state", "s1", NOW).await.unwrap(), None);
+    // Expired: never returned, and its key can be used again.
+    store
+        .put_once("state", "s2", b"v2".to_vec(), NOW + 10, NOW)
+        .await
+        .unwrap();
+    store
+        .put_once("state", "s2", b"v3".to_vec(), NOW + HOUR, NOW + 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .take_once("state", "s2", NOW + 20)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(b"v3".as_slice())
+    );
+    store
+        .put_once("state", "s3", b"v".to_vec(), NOW + 10, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_once("state", "s3", NOW + 10).await.unwrap(),
+        None
+    );
+    // The sweep removes expired ones and keeps live ones.
+    store
+        .put_once("state", "s4", b"v".to_vec(), NOW + 10, NOW)
+        .await
+        .unwrap();
+    store
+        .put_once("state", "s5", b"v".to_vec(), NOW + HOUR, NOW)
+        .await
+        .unwrap();
+    assert_eq!(store.sweep_expired(NOW + 10, 100).await.unwrap(), 1);
+    assert!(store
+        .take_once("state", "s5", NOW + 10)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+pub async fn concurrent_once_takes(store: Arc<dyn Store>) {
+    store
+        .put_once("state", "race", b"v".to_vec(), NOW + HOUR, NOW)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.take_once("state", "race", NOW).await.unwrap()
+        }));
+    }
+    let mut got = 0;
+    for t in tasks {
+        if t.await.unwrap().is_some() {
+            got += 1;
+        }
+    }
+    assert_eq!(got, 1);
 }

@@ -37,3 +37,21 @@ pub(super) fn owner_matches(doc: &TokenDoc, realm: Option<&str>, username: Optio
         && realm.is_none_or(|r| doc.user.realm.name == r)
         && username.is_none_or(|u| doc.user.username == u)
 }
+
+/// Whether `doc` is selected by an OIDC session invalidation (see
+/// [`Invalidation::OidcSession`](super::Invalidation::OidcSession)). Neither `sub` nor `sid`
+/// selects nothing.
+pub(super) fn session_matches(
+    doc: &TokenDoc,
+    realm: &str,
+    sub: Option<&str>,
+    sid: Option<&str>,
+) -> bool {
+    let Some(session) = &doc.oidc_session else {
+        return false;
+    };
+    (sub.is_some() || sid.is_some())
+        && doc.user.realm.name == realm
+        && sub.is_none_or(|s| session.sub == s)
+        && sid.is_none_or(|s| session.sid.as_deref() == Some(s))
+}

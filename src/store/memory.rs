@@ -1,7 +1,7 @@
 //! An in-memory [`Store`] for tests. Same semantics as the durable backends, no durability.
 
 use super::flow_table::FlowTable;
-use super::logic::{invalidate_doc, owner_matches};
+use super::logic::{invalidate_doc, owner_matches, session_matches};
 use super::*;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,6 +12,7 @@ struct Inner {
     by_refresh: HashMap<Hash32, Hash32>,
     role_mappings: std::collections::BTreeMap<String, Vec<u8>>,
     profiles: HashMap<String, StoredProfile>,
+    records: std::collections::BTreeMap<(String, String), StoredRecord>,
 }
 
 /// See the module documentation.
@@ -19,6 +20,7 @@ struct Inner {
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     flows: FlowTable,
+    once: super::once_table::OnceTable,
 }
 
 impl MemoryStore {
@@ -123,6 +125,15 @@ impl Store for MemoryStore {
                     invalidate_doc(doc, true, true, &mut counts);
                 }
             }
+            Invalidation::OidcSession { realm, sub, sid } => {
+                for doc in inner
+                    .docs
+                    .values_mut()
+                    .filter(|d| session_matches(d, &realm, sub.as_deref(), sid.as_deref()))
+                {
+                    invalidate_doc(doc, true, true, &mut counts);
+                }
+            }
         }
         Ok(counts)
     }
@@ -163,7 +174,8 @@ impl Store for MemoryStore {
             }
         }
         let flows = self.flows.sweep(now, limit - expired.len());
-        Ok(expired.len() + flows)
+        let once = self.once.sweep(now, limit - expired.len() - flows);
+        Ok(expired.len() + flows + once)
     }
 
     async fn put_role_mapping(&self, name: &str, json: Vec<u8>) -> Result<bool, StoreError> {
@@ -204,6 +216,78 @@ impl Store for MemoryStore {
             .profiles
             .insert(uid.to_string(), StoredProfile { seq_no, json });
         Ok(seq_no)
+    }
+
+    async fn get_record(&self, kind: &str, key: &str) -> Result<Option<StoredRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .records
+            .get(&(kind.to_string(), key.to_string()))
+            .cloned())
+    }
+
+    async fn list_records(
+        &self,
+        kind: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, StoredRecord)>, StoreError> {
+        Ok(self
+            .lock()
+            .records
+            .range((kind.to_string(), prefix.to_string())..)
+            .take_while(|((k, key), _)| k == kind && key.starts_with(prefix))
+            .map(|((_, key), r)| (key.clone(), r.clone()))
+            .collect())
+    }
+
+    async fn put_record(
+        &self,
+        kind: &str,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let k = (kind.to_string(), key.to_string());
+        let current = inner.records.get(&k).map(|r| r.version);
+        let version = next_profile_seq_no(current, expected)?;
+        inner.records.insert(k, StoredRecord { version, value });
+        Ok(version)
+    }
+
+    async fn delete_record(
+        &self,
+        kind: &str,
+        key: &str,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let k = (kind.to_string(), key.to_string());
+        match (inner.records.get(&k).map(|r| r.version), expected) {
+            (None, _) => Ok(false),
+            (Some(v), Some(e)) if v != e => Err(StoreError::Conflict),
+            _ => Ok(inner.records.remove(&k).is_some()),
+        }
+    }
+
+    async fn put_once(
+        &self,
+        kind: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.once.put(kind, key, value, expires_at, now)
+    }
+
+    async fn take_once(
+        &self,
+        kind: &str,
+        key: &str,
+        now: UnixMillis,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.once.take(kind, key, now))
     }
 }
 

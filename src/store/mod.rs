@@ -4,11 +4,14 @@
 //! [`conformance`] suite.
 //!
 //! Every write that returns `Ok` is durable (for the redb backend: committed with
-//! `Durability::Immediate`), except flow records, which may be lost in a crash (a user whose
-//! login was in flight simply logs in again).
+//! `Durability::Immediate`), except flow records and single-use records
+//! ([`Store::put_once`]), which may be lost in a crash (a user whose login or connection
+//! authorization was in flight simply starts again).
 
 use crate::clock::UnixMillis;
-use crate::model::{ClientRef, Hash32, Id16, RealmRef, Refreshed, TokenDoc, UserRecord};
+use crate::model::{
+    ClientRef, Hash32, Id16, OidcSession, RealmRef, Refreshed, TokenDoc, UserRecord,
+};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -21,6 +24,7 @@ mod flow_table;
 mod logic;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
+mod once_table;
 pub mod postgres;
 pub mod redb;
 pub mod transfer;
@@ -109,6 +113,16 @@ pub struct StoredProfile {
     pub json: Vec<u8>,
 }
 
+/// A generic stored record (connections defined through the API, per-user grants): opaque
+/// bytes to the store, with a version the store owns (as for [`StoredProfile`]), so writes can
+/// be compare-and-set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// 0 when the record was created; one more on every write after that.
+    pub version: u64,
+    pub value: Vec<u8>,
+}
+
 /// The outcome of [`Store::refresh`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum RefreshOutcome {
@@ -135,6 +149,14 @@ pub enum Invalidation {
     Owner {
         realm: Option<String>,
         username: Option<String>,
+    },
+    /// Every access and refresh token of the OIDC logins of `realm` whose provider session
+    /// matches (Back-Channel Logout): the same `sid` when given, and the same `sub` when
+    /// given (both when both are). With neither it selects nothing.
+    OidcSession {
+        realm: String,
+        sub: Option<String>,
+        sid: Option<String>,
     },
 }
 
@@ -325,7 +347,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         }
     }
 
-    /// Delete up to `limit` pairs and flows that expired at or before `now`; returns how many.
+    /// Delete up to `limit` pairs, flows and single-use records ([`put_once`](Self::put_once))
+    /// that expired at or before `now`; returns how many.
     async fn sweep_expired(&self, now: UnixMillis, limit: usize) -> Result<usize, StoreError>;
 
     // --- Role mappings -------------------------------------------------------------------
@@ -355,6 +378,100 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let _ = name;
         Err(StoreError::Unavailable(
             "this store backend does not keep role mappings".into(),
+        ))
+    }
+
+    // --- Generic records -------------------------------------------------------------------
+    //
+    // Versioned records by `(kind, key)`: `kind` is a short ASCII name chosen by the caller
+    // (`connection`, `connection_grant`), `key` any UTF-8 text without NUL. Writes are durable
+    // and compare-and-set on the version, with the rule of [`next_profile_seq_no`]. Records
+    // never expire. The defaults refuse, as for role mappings.
+
+    /// The record `(kind, key)`, with its version.
+    async fn get_record(&self, kind: &str, key: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let _ = (kind, key);
+        Err(StoreError::Unavailable(
+            "this store backend does not keep records".into(),
+        ))
+    }
+
+    /// Every record of `kind` whose key starts with `prefix`, as `(key, record)` in key order
+    /// (byte order of the UTF-8 keys).
+    async fn list_records(
+        &self,
+        kind: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, StoredRecord)>, StoreError> {
+        let _ = (kind, prefix);
+        Err(StoreError::Unavailable(
+            "this store backend does not keep records".into(),
+        ))
+    }
+
+    /// Write (durably) the record `(kind, key)` and return its new version: `expected: None`
+    /// creates it (exists already → `Conflict`, version 0); `Some(n)` replaces version `n`
+    /// (anything else → `Conflict`, nothing written; new version `n + 1`).
+    async fn put_record(
+        &self,
+        kind: &str,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let _ = (kind, key, value, expected);
+        Err(StoreError::Unavailable(
+            "this store backend does not keep records".into(),
+        ))
+    }
+
+    /// Delete (durably) the record `(kind, key)`; with `expected: Some(n)` only if its version
+    /// is `n` (another version → `Conflict`). Whether it existed (and was deleted).
+    async fn delete_record(
+        &self,
+        kind: &str,
+        key: &str,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let _ = (kind, key, expected);
+        Err(StoreError::Unavailable(
+            "this store backend does not keep records".into(),
+        ))
+    }
+
+    // --- Single-use expiring records ------------------------------------------------------
+    //
+    // Like flows: need not be durable, a record with `expires_at <= now` is expired (never
+    // returned), and `sweep_expired` removes expired ones too. Used for pending connection
+    // authorizations. The defaults refuse.
+
+    /// Store `value` under `(kind, key)` until `expires_at`. A live record under that key →
+    /// `Conflict` (an expired one is replaced).
+    async fn put_once(
+        &self,
+        kind: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let _ = (kind, key, value, expires_at, now);
+        Err(StoreError::Unavailable(
+            "this store backend does not keep single-use records".into(),
+        ))
+    }
+
+    /// Remove and return the live record `(kind, key)`, atomically: of concurrent takes at
+    /// most one gets it. An expired record is removed and `None` returned.
+    async fn take_once(
+        &self,
+        kind: &str,
+        key: &str,
+        now: UnixMillis,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = (kind, key, now);
+        Err(StoreError::Unavailable(
+            "this store backend does not keep single-use records".into(),
         ))
     }
 

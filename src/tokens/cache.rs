@@ -1,6 +1,6 @@
 //! The in-memory cache of recently seen access tokens, so a bearer check is a hash and a
 //! map lookup. Only valid (not invalidated) records are cached, and only what a bearer check
-//! needs (the sealed logout data and a refresh's superseding pair are dropped); expiry is
+//! needs ([`Bearer`]: the user and the expiry, not the hashes, client or sealed data); expiry is
 //! checked on every use against the injected clock. The cache is bounded in bytes (an
 //! estimate of each record's size: a user with 1 MiB of claims weighs 1 MiB), not in entries.
 //! An invalidation bumps the epoch before and after it writes, and a lookup caches what it
@@ -12,67 +12,100 @@
 //! entries carry a TTL ([`BearerCache::with_ttl`]) as the backstop.
 
 use crate::clock::{SharedClock, UnixMillis};
-use crate::model::{Hash32, TokenDoc};
+use crate::model::{Hash32, TokenDoc, UserRecord};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use serde_json::Value;
+use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Default byte bound of the bearer cache.
-pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
-/// What a cached record costs beyond its variable parts (the struct, hashes, map overhead).
-const FIXED_COST: u64 = 512;
+/// What a valid bearer token stands for: its user, and when it expires. This is all a bearer
+/// check needs, so it is all the cache keeps of a record (not its hashes, client, refresh
+/// state or sealed logout data).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bearer {
+    pub user: UserRecord,
+    /// When the access token expires (checked on every use).
+    pub expires_at: UnixMillis,
+}
 
-/// The estimated size of a cached record, in bytes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DocWeighter;
-
-fn value_size(v: &Value) -> u64 {
-    match v {
-        Value::String(s) => 24 + s.len() as u64,
-        Value::Array(a) => 24 + a.iter().map(value_size).sum::<u64>(),
-        Value::Object(m) => {
-            48 + m
-                .iter()
-                .map(|(k, v)| 24 + k.len() as u64 + value_size(v))
-                .sum::<u64>()
+impl Bearer {
+    /// The bearer view of a stored pair (the record is consumed: nothing is copied).
+    pub fn of(doc: TokenDoc) -> Self {
+        Bearer {
+            expires_at: doc.access_expires_at,
+            user: doc.user,
         }
-        _ => 16,
     }
 }
 
-/// The estimated size of a record (what [`DocWeighter`] charges).
-pub fn doc_size(doc: &TokenDoc) -> u64 {
-    let u = &doc.user;
-    let text = u.username.len()
-        + u.full_name.as_deref().map_or(0, str::len)
-        + u.email.as_deref().map_or(0, str::len)
-        + u.roles.iter().map(|r| 24 + r.len()).sum::<usize>()
-        + u.realm.name.len()
-        + u.realm.kind.len()
-        + doc.client.username.len()
-        + doc.client.realm.len()
-        + doc.sealed.as_ref().map_or(0, Vec::len);
-    let metadata: u64 = u
-        .metadata
-        .iter()
-        .map(|(k, v)| 24 + k.len() as u64 + value_size(v))
-        .sum();
-    FIXED_COST + text as u64 + metadata
+/// What an entry costs besides its heap data: the `Arc` (counts and the [`Bearer`]) and the
+/// cache's own slot (key, pointer, hotness and table overhead), as measured with
+/// `bench/scale.sh` (see docs/operations.md, "Memory").
+const ENTRY_COST: u64 = (2 * size_of::<usize>() + size_of::<Bearer>()) as u64 + 96;
+
+/// Heap bytes of a string's buffer, rounded to the allocator's 16-byte size classes.
+fn heap_str(s: &str) -> u64 {
+    (s.len() as u64).next_multiple_of(16)
 }
 
-impl Weighter<Hash32, Entry> for DocWeighter {
+/// Heap bytes of a JSON value's own allocations and of its children (the value itself is
+/// counted by its container).
+fn value_heap(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => heap_str(s),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| size_of::<Value>() as u64 + value_heap(v))
+            .sum(),
+        Value::Object(m) => map_heap(m),
+        _ => 0,
+    }
+}
+
+/// An insertion-ordered map: per member its key, its value, a hash and an index slot.
+fn map_heap(m: &serde_json::Map<String, Value>) -> u64 {
+    m.iter()
+        .map(|(k, v)| {
+            (size_of::<String>() + size_of::<Value>() + 2 * size_of::<usize>()) as u64
+                + heap_str(k)
+                + value_heap(v)
+        })
+        .sum()
+}
+
+/// The estimated memory of a cached entry, in bytes: what the cache's bound counts.
+pub fn bearer_size(b: &Bearer) -> u64 {
+    let u = &b.user;
+    ENTRY_COST
+        + heap_str(&u.username)
+        + u.full_name.as_deref().map_or(0, heap_str)
+        + u.email.as_deref().map_or(0, heap_str)
+        + u.roles
+            .iter()
+            .map(|r| size_of::<String>() as u64 + heap_str(r))
+            .sum::<u64>()
+        + heap_str(&u.realm.name)
+        + heap_str(&u.realm.kind)
+        + map_heap(&u.metadata)
+}
+
+/// Weighs entries by [`bearer_size`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BearerWeighter;
+
+impl Weighter<Hash32, Entry> for BearerWeighter {
     fn weight(&self, _key: &Hash32, entry: &Entry) -> u64 {
-        doc_size(&entry.doc)
+        bearer_size(&entry.bearer)
     }
 }
 
-/// A cached record and when it was cached (the injected clock; only read with a TTL).
+/// A cached bearer and when it was cached (the injected clock; only read with a TTL).
 #[derive(Debug, Clone)]
 pub struct Entry {
-    doc: Arc<TokenDoc>,
+    bearer: Arc<Bearer>,
     cached_at: UnixMillis,
 }
 
@@ -87,7 +120,7 @@ struct Ttl {
 
 #[derive(Debug)]
 pub struct BearerCache {
-    entries: Cache<Hash32, Entry, DocWeighter>,
+    entries: Cache<Hash32, Entry, BearerWeighter>,
     epoch: AtomicU64,
     ttl: Option<Ttl>,
 }
@@ -95,9 +128,9 @@ pub struct BearerCache {
 impl BearerCache {
     /// A cache of at most `max_bytes` (estimated).
     pub fn new(max_bytes: u64) -> Self {
-        let estimated_items = (max_bytes / (FIXED_COST * 2)).max(16) as usize;
+        let estimated_items = (max_bytes / (ENTRY_COST * 2)).max(16) as usize;
         Self {
-            entries: Cache::with_weighter(estimated_items, max_bytes, DocWeighter),
+            entries: Cache::with_weighter(estimated_items, max_bytes, BearerWeighter),
             epoch: AtomicU64::new(0),
             ttl: None,
         }
@@ -128,21 +161,21 @@ impl BearerCache {
     }
 
     /// What the cache holds now, in estimated bytes.
-    #[cfg(test)]
     pub fn weight(&self) -> u64 {
         self.entries.weight()
     }
 
-    /// Only what a bearer check needs: the record without its sealed data.
-    pub fn slim(doc: &TokenDoc) -> TokenDoc {
-        TokenDoc {
-            sealed: None,
-            refreshed: None,
-            ..doc.clone()
-        }
+    /// How many entries the cache holds now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
-    pub fn get(&self, h: &Hash32) -> Option<Arc<TokenDoc>> {
+    /// The bound on [`weight`](Self::weight).
+    pub fn capacity(&self) -> u64 {
+        self.entries.capacity()
+    }
+
+    pub fn get(&self, h: &Hash32) -> Option<Arc<Bearer>> {
         let entry = self.entries.get(h)?;
         if let Some(ttl) = &self.ttl {
             if entry.cached_at.saturating_add(ttl.millis) <= ttl.clock.now_millis() {
@@ -150,7 +183,7 @@ impl BearerCache {
                 return None;
             }
         }
-        Some(entry.doc)
+        Some(entry.bearer)
     }
 
     /// The epoch to pass to [`insert`](Self::insert), read before the store lookup.
@@ -159,10 +192,10 @@ impl BearerCache {
     }
 
     /// Cache `doc` unless an invalidation began since `epoch` was read.
-    pub fn insert(&self, h: Hash32, doc: Arc<TokenDoc>, epoch: u64) {
+    pub fn insert(&self, h: Hash32, bearer: Arc<Bearer>, epoch: u64) {
         if self.epoch.load(Ordering::SeqCst) == epoch {
             let cached_at = self.now();
-            self.entries.insert(h, Entry { doc, cached_at });
+            self.entries.insert(h, Entry { bearer, cached_at });
             // Re-check: an invalidation may have started between the check and the insert.
             if self.epoch.load(Ordering::SeqCst) != epoch {
                 self.entries.remove(&h);
@@ -213,19 +246,33 @@ mod tests {
             refresh_invalidated: false,
             refreshed: None,
             sealed: Some(vec![0; 4096]),
+            oidc_session: None,
         }
     }
 
+    fn bearer(n: u8, claims: usize) -> Arc<Bearer> {
+        Arc::new(Bearer::of(doc(n, claims)))
+    }
+
     #[test]
-    fn records_weigh_what_they_carry() {
-        let small = doc_size(&doc(1, 10));
-        let big = doc_size(&doc(1, 1 << 20));
-        assert!(small < 5_000, "{small}");
+    fn entries_weigh_what_they_carry() {
+        let small = bearer_size(&bearer(1, 10));
+        let big = bearer_size(&bearer(1, 1 << 20));
+        assert!(small < 1_000, "{small}");
         assert!(big > 1 << 20, "{big}");
-        // Slimmed: no sealed data.
-        let slim = BearerCache::slim(&doc(1, 10));
-        assert!(slim.sealed.is_none());
-        assert!(doc_size(&slim) + 4096 <= small);
+        // The sealed data (4 KiB in `doc`) is not kept.
+        let b = Bearer::of(doc(1, 10));
+        assert_eq!(b.user.username, "u1");
+        assert_eq!(b.expires_at, 1);
+        // Every string of the user counts.
+        let mut longer = Bearer::of(doc(1, 10));
+        longer.user.roles.push("x".repeat(100));
+        longer.user.full_name = Some("y".repeat(100));
+        assert!(
+            bearer_size(&longer) >= small + 24 + 2 * 100,
+            "{}",
+            bearer_size(&longer)
+        );
     }
 
     #[test]
@@ -233,18 +280,16 @@ mod tests {
         let cache = BearerCache::new(4 << 20);
         // 40 records of ~1 MiB of claims each: the cache keeps at most ~4 MiB of them.
         for n in 0..40u8 {
-            let d = Arc::new(BearerCache::slim(&doc(n, 1 << 20)));
-            cache.insert(Hash32([n; 32]), d, cache.epoch());
+            cache.insert(Hash32([n; 32]), bearer(n, 1 << 20), cache.epoch());
         }
         assert!(cache.weight() <= 4 << 20, "{}", cache.weight());
         // Small records are cached by the thousand in the same bound.
         let cache = BearerCache::new(4 << 20);
+        let small = bearer(0, 10);
         for n in 0..2000u32 {
-            let mut d = BearerCache::slim(&doc(0, 10));
-            d.access_hash = Hash32([0; 32]);
             let mut h = [0u8; 32];
             h[..4].copy_from_slice(&n.to_be_bytes());
-            cache.insert(Hash32(h), Arc::new(d), cache.epoch());
+            cache.insert(Hash32(h), small.clone(), cache.epoch());
         }
         let mut h = [0u8; 32];
         h[..4].copy_from_slice(&1999u32.to_be_bytes());
@@ -255,7 +300,7 @@ mod tests {
     fn entries_expire_after_the_ttl_and_clear_drops_all() {
         let clock = crate::clock::ManualClock::at(1_000_000);
         let cache = BearerCache::with_ttl(1 << 20, Duration::from_secs(5), clock.clone());
-        let d = Arc::new(BearerCache::slim(&doc(1, 10)));
+        let d = bearer(1, 10);
         cache.insert(Hash32([1; 32]), d.clone(), cache.epoch());
         clock.advance(Duration::from_millis(4_999));
         assert!(cache.get(&Hash32([1; 32])).is_some());
@@ -281,7 +326,7 @@ mod tests {
     #[test]
     fn an_insert_under_an_epoch_older_than_an_invalidation_is_dropped() {
         let cache = BearerCache::new(1 << 20);
-        let d = Arc::new(BearerCache::slim(&doc(1, 10)));
+        let d = bearer(1, 10);
         let read_at = cache.epoch();
         cache.begin_invalidation();
         cache.insert(Hash32([1; 32]), d.clone(), read_at);
@@ -436,7 +481,7 @@ mod tests {
     fn spawn_authenticate(
         svc: &TokenService,
         token: &str,
-    ) -> tokio::task::JoinHandle<Result<Arc<TokenDoc>, TokenError>> {
+    ) -> tokio::task::JoinHandle<Result<Arc<Bearer>, TokenError>> {
         let (svc, token) = (svc.clone(), token.to_string());
         tokio::spawn(async move { svc.authenticate(&token).await })
     }

@@ -2,7 +2,8 @@
 //! issues them, stored only as hashes.
 //!
 //! - A token is a version prefix and 256 random bits from the OS CSPRNG, base64url
-//!   (`ora1_…` for access, `orr1_…` for refresh). It is returned once.
+//!   (`ora2_…` for access, `orr2_…` for refresh; `ora1_`/`orr1_` tokens of the first
+//!   format are still read: `format.rs`). It is returned once.
 //! - The store keeps SHA-256 of the token (with a domain label); data that only the token
 //!   holder may read (the superseding pair of a refresh, OIDC logout data) is sealed with
 //!   AES-256-GCM under a key derived from the token with another label.
@@ -18,6 +19,17 @@ use crate::clock::{millis, SharedClock, UnixMillis};
 use crate::config::RefreshReuse;
 use crate::model::{ClientRef, Id16, Refreshed, TokenDoc, UserRecord};
 use crate::store::{Invalidation, InvalidationCounts, RefreshOutcome, Store, StoreError};
+pub use cache::Bearer;
+
+/// The bearer cache's occupancy (`TokenService::cache_usage`), for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheUsage {
+    pub entries: u64,
+    /// The sum of the entries' estimated sizes (what `token.cache_size` bounds).
+    pub estimated_bytes: u64,
+    /// `token.cache_size`.
+    pub capacity_bytes: u64,
+}
 use cache::BearerCache;
 use format::{TokenKind, TokenSecret};
 use serde::{Deserialize, Serialize};
@@ -143,24 +155,35 @@ pub struct TokenService {
 }
 
 impl TokenService {
+    /// A service whose bearer cache holds up to [`DEFAULT_TOKEN_CACHE_SIZE`] estimated bytes.
+    ///
+    /// [`DEFAULT_TOKEN_CACHE_SIZE`]: crate::config::DEFAULT_TOKEN_CACHE_SIZE
     pub fn new(store: Arc<dyn Store>, clock: SharedClock) -> Self {
+        Self::with_cache_bytes(store, clock, crate::config::DEFAULT_TOKEN_CACHE_SIZE as u64)
+    }
+
+    /// A service whose bearer cache holds up to `cache_bytes` estimated bytes
+    /// (`token.cache_size`).
+    pub fn with_cache_bytes(store: Arc<dyn Store>, clock: SharedClock, cache_bytes: u64) -> Self {
         Self {
             store,
             clock,
-            cache: Arc::new(BearerCache::new(cache::DEFAULT_CACHE_BYTES)),
+            cache: Arc::new(BearerCache::new(cache_bytes)),
         }
     }
 
-    /// [`new`](Self::new) for a store shared by several nodes: cached bearer records are
-    /// trusted for `cache_ttl` at most (the backstop behind [`apply_change`](Self::apply_change)).
-    pub fn with_cache_ttl(store: Arc<dyn Store>, clock: SharedClock, cache_ttl: Duration) -> Self {
+    /// [`with_cache_bytes`](Self::with_cache_bytes) for a store shared by several nodes:
+    /// cached bearer records are trusted for `cache_ttl` at most (the backstop behind
+    /// [`apply_change`](Self::apply_change)).
+    pub fn with_cache_ttl(
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        cache_bytes: u64,
+        cache_ttl: Duration,
+    ) -> Self {
         Self {
             store,
-            cache: Arc::new(BearerCache::with_ttl(
-                cache::DEFAULT_CACHE_BYTES,
-                cache_ttl,
-                clock.clone(),
-            )),
+            cache: Arc::new(BearerCache::with_ttl(cache_bytes, cache_ttl, clock.clone())),
             clock,
         }
     }
@@ -186,6 +209,15 @@ impl TokenService {
         &self.store
     }
 
+    /// What the bearer cache holds now.
+    pub fn cache_usage(&self) -> CacheUsage {
+        CacheUsage {
+            entries: self.cache.len() as u64,
+            estimated_bytes: self.cache.weight(),
+            capacity_bytes: self.cache.capacity(),
+        }
+    }
+
     /// Mint and durably store a pair for `user`, created by `client`. `with_refresh` is false
     /// for `client_credentials`. `sealed_data` (OIDC logout data) is sealed under the access
     /// token.
@@ -197,14 +229,30 @@ impl TokenService {
         with_refresh: bool,
         sealed_data: Option<&[u8]>,
     ) -> Result<IssuedPair, TokenError> {
-        let (pair, doc) = self.mint(
+        self.issue_for_session(user, client, lifetimes, with_refresh, sealed_data, None)
+            .await
+    }
+
+    /// [`issue`](Self::issue) for an OIDC login: the provider's session (`sub`, `sid`) is kept
+    /// with the pair and every pair refreshed from it (Back-Channel Logout selects by it).
+    pub async fn issue_for_session(
+        &self,
+        user: UserRecord,
+        client: ClientRef,
+        lifetimes: Lifetimes,
+        with_refresh: bool,
+        sealed_data: Option<&[u8]>,
+        session: Option<crate::model::OidcSession>,
+    ) -> Result<IssuedPair, TokenError> {
+        let (pair, mut doc) = self.mint(
             user,
             client,
             lifetimes,
             with_refresh,
-            crate::crypto::random_id(),
+            crate::crypto::time_ordered_id(self.clock.now_millis()),
             sealed_data,
         );
+        doc.oidc_session = session;
         self.store.insert_token(doc).await?;
         Ok(pair)
     }
@@ -219,8 +267,8 @@ impl TokenService {
         sealed_data: Option<&[u8]>,
     ) -> (IssuedPair, TokenDoc) {
         let now = self.clock.now_millis();
-        let access = TokenSecret::generate(TokenKind::Access);
-        let refresh = with_refresh.then(|| TokenSecret::generate(TokenKind::Refresh));
+        let access = TokenSecret::generate(TokenKind::Access, now);
+        let refresh = with_refresh.then(|| TokenSecret::generate(TokenKind::Refresh, now));
         let doc = TokenDoc {
             access_hash: access.lookup_hash(),
             refresh_hash: refresh.as_ref().map(|r| r.lookup_hash()),
@@ -234,6 +282,7 @@ impl TokenService {
             refresh_invalidated: false,
             refreshed: None,
             sealed: sealed_data.map(|d| seal_both(&access, refresh.as_ref(), d)),
+            oidc_session: None,
         };
         let pair = IssuedPair {
             access_token: access.into_string(),
@@ -243,33 +292,31 @@ impl TokenService {
     }
 
     /// Check a bearer access token. Does no write; answers from the cache when it can.
-    pub async fn authenticate(&self, token: &str) -> Result<Arc<TokenDoc>, TokenError> {
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Bearer>, TokenError> {
         let Some(secret) = TokenSecret::parse(TokenKind::Access, token) else {
             return Err(bearer(BearerError::Malformed));
         };
         let hash = secret.lookup_hash();
         let now = self.clock.now_millis();
-        let doc = match self.cache.get(&hash) {
-            Some(doc) => doc,
+        let found = match self.cache.get(&hash) {
+            Some(found) => found,
             None => {
                 let epoch = self.cache.epoch();
                 let Some(doc) = self.store.get_by_access(&hash).await? else {
                     return Err(bearer(BearerError::Unknown));
                 };
-                let doc = Arc::new(BearerCache::slim(&doc));
-                if !doc.access_invalidated {
-                    self.cache.insert(hash, doc.clone(), epoch);
+                if doc.access_invalidated {
+                    return Err(bearer(BearerError::Invalidated));
                 }
-                doc
+                let found = Arc::new(Bearer::of(doc));
+                self.cache.insert(hash, found.clone(), epoch);
+                found
             }
         };
-        if doc.access_invalidated {
-            return Err(bearer(BearerError::Invalidated));
-        }
-        if doc.access_expires_at <= now {
+        if found.expires_at <= now {
             return Err(bearer(BearerError::Expired));
         }
-        Ok(doc)
+        Ok(found)
     }
 
     /// Refresh a pair (spec §3.3), by `client` (the caller). `reuse` says what a reuse after
@@ -301,7 +348,7 @@ impl TokenService {
             .as_deref()
             .and_then(split_sealed)
             .and_then(|(_, under_refresh)| secret.open(under_refresh));
-        let (pair, new_doc) = self.mint(
+        let (pair, mut new_doc) = self.mint(
             doc.user.clone(),
             doc.client.clone(),
             lifetimes,
@@ -309,6 +356,7 @@ impl TokenService {
             doc.family,
             carried.as_deref(),
         );
+        new_doc.oidc_session = doc.oidc_session.clone();
         let sealed_pair =
             serde_json::to_vec(&pair).map_err(|_| TokenError::Seal(SealError::EncodePair))?;
         let refreshed = Refreshed {

@@ -175,7 +175,7 @@ impl KeyChoice {
         match alg {
             RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => self.is_rsa(),
             ES256 | ES384 | ES512 => self.default_alg() == alg,
-            HS256 | HS384 | HS512 => false,
+            HS256 | HS384 | HS512 | EdDSA => false,
         }
     }
 
@@ -491,6 +491,8 @@ pub enum ClientAuth {
     Basic,
     Post,
     Jwt,
+    /// `private_key_jwt`: verified with [`Knobs::client_jwks`] (RS256/PS256/ES256/ES384).
+    PrivateKeyJwt,
 }
 
 /// Everything a test can change. All fields public; see the module docs.
@@ -566,6 +568,8 @@ pub struct Knobs {
     pub jwks_redirect: Option<String>,
     /// Members merged into the discovery document (`null` removes).
     pub discovery_extra: Map<String, Value>,
+    /// The client's public JWKs (`private_key_jwt`), as registered with the OP.
+    pub client_jwks: Vec<Value>,
 }
 
 impl Default for Knobs {
@@ -607,6 +611,7 @@ impl Default for Knobs {
             jwks_delay: None,
             jwks_redirect: None,
             discovery_extra: Map::new(),
+            client_jwks: Vec::new(),
         }
     }
 }
@@ -1462,6 +1467,103 @@ fn authenticate_client(st: &Shared, k: &Knobs, rec: &RecordedRequest) -> Result<
                 return bad(&format!("client_secret_jwt: {why}"));
             }
         }
+        ClientAuth::PrivateKeyJwt => {
+            if rec.header("authorization").is_some() || rec.form("client_secret").is_some() {
+                return bad("more than one client authentication method");
+            }
+            if rec.form("client_assertion_type")
+                != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            {
+                return bad("private_key_jwt: wrong client_assertion_type");
+            }
+            let Some(assertion) = rec.form("client_assertion") else {
+                return bad("private_key_jwt: no client_assertion");
+            };
+            if let Err(why) = verify_private_key_assertion(st, k, assertion) {
+                return bad(&format!("private_key_jwt: {why}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `private_key_jwt` assertion: signature by the registered JWK named by its `kid`, then
+/// the claims as for `client_secret_jwt` (`aud` the token endpoint, `iss`/`sub` the client,
+/// `exp` ahead, `jti` never seen).
+fn verify_private_key_assertion(st: &Shared, k: &Knobs, assertion: &str) -> Result<(), String> {
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [h, p, s] = parts[..] else {
+        return Err("not a compact JWS".into());
+    };
+    let header: Value = B64
+        .decode(h)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("bad header")?;
+    let kid = header["kid"].as_str().ok_or("no kid")?;
+    let jwk = k
+        .client_jwks
+        .iter()
+        .find(|j| j["kid"].as_str() == Some(kid))
+        .ok_or("unknown kid")?;
+    let sig = B64.decode(s).map_err(|_| "bad signature encoding")?;
+    let msg = format!("{h}.{p}");
+    let b = |m: &str| {
+        B64.decode(jwk[m].as_str().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    let ok = match header["alg"].as_str() {
+        Some(alg @ ("RS256" | "PS256")) => lc::RsaPublicKeyComponents {
+            n: b("n"),
+            e: b("e"),
+        }
+        .verify(
+            if alg == "RS256" {
+                &lc::RSA_PKCS1_2048_8192_SHA256
+            } else {
+                &lc::RSA_PSS_2048_8192_SHA256
+            },
+            msg.as_bytes(),
+            &sig,
+        )
+        .is_ok(),
+        Some(alg @ ("ES256" | "ES384")) => {
+            let mut point = vec![4u8];
+            point.extend(b("x"));
+            point.extend(b("y"));
+            let v = if alg == "ES256" {
+                &lc::ECDSA_P256_SHA256_FIXED
+            } else {
+                &lc::ECDSA_P384_SHA384_FIXED
+            };
+            lc::UnparsedPublicKey::new(v, &point)
+                .verify(msg.as_bytes(), &sig)
+                .is_ok()
+        }
+        _ => return Err("alg not supported".into()),
+    };
+    if !ok {
+        return Err("bad signature".into());
+    }
+    let claims: Value = B64
+        .decode(p)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("bad payload")?;
+    if claims["aud"].as_str() != Some(&st.url("/token")) {
+        return Err("aud must be the token endpoint".into());
+    }
+    if claims["iss"].as_str() != Some(&k.client_id) || claims["sub"].as_str() != Some(&k.client_id)
+    {
+        return Err("iss and sub must be the client id".into());
+    }
+    match (claims["exp"].as_i64(), claims["iat"].as_i64()) {
+        (Some(exp), Some(iat)) if exp > st.now() - 60 && exp - iat <= 300 => {}
+        _ => return Err("exp missing, past or too far".into()),
+    }
+    let jti = claims["jti"].as_str().ok_or("no jti")?;
+    if !st.assertion_jtis.lock().unwrap().insert(jti.to_owned()) {
+        return Err("jti replayed".into());
     }
     Ok(())
 }

@@ -89,8 +89,10 @@ pub fn settings() -> Settings {
         data: DataSettings {
             path: "unused.redb".into(),
             postgres: None,
+            cache_size: oidc_realm::config::DEFAULT_DATA_CACHE_SIZE,
         },
         token: TokenSettings {
+            cache_size: oidc_realm::config::DEFAULT_TOKEN_CACHE_SIZE as u64,
             timeout: Duration::from_secs(20 * 60),
             refresh_timeout: Duration::from_secs(24 * 3600),
             refresh_reuse: RefreshReuse::RevokeFamily,
@@ -112,6 +114,7 @@ pub fn settings() -> Settings {
         audit: AuditSettings::default(),
         realms: Vec::new(),
         role_mappings: Vec::new(),
+        connections: ConnectionSettings::default(),
     }
 }
 

@@ -14,7 +14,16 @@
 //     rp-post     code flow, client_secret_post,  ID tokens ES256
 //     rp-jwt      code flow, client_secret_jwt (HS256 assertion), ID tokens RS256
 //     rp-implicit implicit flows (id_token, id_token token), ID tokens ES256
-// - signing keys: one RS256 and one ES256 key, generated at start, kids "rsa-<n>" and "ec-<n>";
+//     rp-pkjwt    code flow, private_key_jwt (RS256 assertion; the client's public key is
+//                 registered from tests/fixtures/keys/rsa2.pem, kid "e2e-client-key"),
+//                 ID tokens RS256
+//     rp-eddsa    code flow, client_secret_basic, ID tokens EdDSA (Ed25519)
+//     rp-bcl      code flow, client_secret_basic, ID tokens RS256, Back-Channel Logout to
+//                 <issuer>/admin/bcl, which forwards each logout request to the URL last
+//                 set by `POST /admin/bcl-target` (oidc-realm's port is not known when the
+//                 provider starts)
+// - signing keys: one RS256, one ES256 and one EdDSA (Ed25519) key, generated at start, kids
+//   "rsa-<n>", "ec-<n>" and "ed-<n>";
 // - accounts (findAccount): alice (groups staff, finance), bob (groups staff) and
 //   mallory@evil (groups staff); claims sub, name, email, groups, the scope `groups` asking
 //   for the `groups` claim;
@@ -30,7 +39,8 @@
 // in-memory adapter, which is module-level (shared by both instances), and the cookie signing
 // keys are fixed for the process. `GET /admin/kids` answers the kids in use.
 import { createServer } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
 
@@ -60,7 +70,16 @@ const client = (clientId, extra) => ({
   ...extra,
 });
 
-const clients = [
+// The public half of the key oidc-realm's `pkjwt` realm signs its client assertions with.
+const clientKey = {
+  ...createPublicKey(readFileSync(new URL('../fixtures/keys/rsa2.pem', import.meta.url)))
+    .export({ format: 'jwk' }),
+  kid: 'e2e-client-key',
+  alg: 'RS256',
+  use: 'sig',
+};
+
+const clients = () => [
   client('rp-basic', {
     token_endpoint_auth_method: 'client_secret_basic',
     id_token_signed_response_alg: 'RS256',
@@ -79,14 +98,37 @@ const clients = [
     grant_types: ['implicit'],
     id_token_signed_response_alg: 'ES256',
   }),
+  {
+    ...client('rp-pkjwt', {
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'RS256',
+      id_token_signed_response_alg: 'RS256',
+      jwks: { keys: [clientKey] },
+    }),
+    client_secret: undefined,
+  },
+  client('rp-eddsa', {
+    token_endpoint_auth_method: 'client_secret_basic',
+    id_token_signed_response_alg: 'EdDSA',
+  }),
+  client('rp-bcl', {
+    token_endpoint_auth_method: 'client_secret_basic',
+    id_token_signed_response_alg: 'RS256',
+    backchannel_logout_uri: `${issuer()}/admin/bcl`,
+    backchannel_logout_session_required: true,
+  }),
 ];
+
+// Where /admin/bcl forwards to (oidc-realm's back-channel logout URL).
+let bclTarget;
 
 let generation = 0;
 async function newKeys() {
   generation += 1;
   const keys = [];
-  for (const [alg, kty] of [['RS256', 'rsa'], ['ES256', 'ec']]) {
-    const { privateKey } = await generateKeyPair(alg, { extractable: true });
+  for (const [alg, kty] of [['RS256', 'rsa'], ['ES256', 'ec'], ['EdDSA', 'ed']]) {
+    const opts = alg === 'EdDSA' ? { extractable: true, crv: 'Ed25519' } : { extractable: true };
+    const { privateKey } = await generateKeyPair(alg, opts);
     const jwk = await exportJWK(privateKey);
     keys.push({ ...jwk, kid: `${kty}-${generation}`, alg, use: 'sig' });
   }
@@ -98,7 +140,7 @@ const issuer = () => `http://127.0.0.1:${server.address().port}`;
 
 function newProvider(keys) {
   const provider = new Provider(issuer(), {
-    clients,
+    clients: clients(),
     jwks: { keys },
     cookies: { keys: cookieKeys },
     responseTypes: ['code', 'id_token', 'id_token token'],
@@ -113,6 +155,13 @@ function newProvider(keys) {
       devInteractions: { enabled: true },
       userinfo: { enabled: true },
       rpInitiatedLogout: { enabled: true },
+      backchannelLogout: { enabled: true },
+    },
+    // Outgoing requests (the back-channel logout POSTs) go to 127.0.0.1, which oidc-provider's
+    // SSRF protection refuses; this test provider lets them through.
+    fetch: (url, options) => {
+      const { dispatcher: _ignored, ...rest } = options;
+      return globalThis.fetch(url, rest);
     },
     async findAccount(_ctx, id) {
       const account = accounts[id];
@@ -126,6 +175,8 @@ function newProvider(keys) {
     },
   });
   provider.on('server_error', (_ctx, err) => process.stderr.write(`op server_error: ${err.stack}\n`));
+  provider.on('backchannel.error', (_ctx, err, clientId) => process.stderr.write(`op backchannel.error: ${err?.stack ?? err} cause: ${err?.cause?.stack ?? err?.cause}\n`));
+  provider.on('backchannel.success', (_ctx, clientId) => process.stderr.write(`op backchannel.success ${clientId}\n`));
   return provider;
 }
 
@@ -149,6 +200,37 @@ const server = createServer((req, res) => {
         res.end(String(err?.stack ?? err));
       },
     );
+    return;
+  }
+  if (req.url === '/admin/bcl-target' && req.method === 'POST') {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      bclTarget = body.trim();
+      res.writeHead(204);
+      res.end();
+    });
+    return;
+  }
+  if (req.url === '/admin/bcl' && req.method === 'POST') {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', async () => {
+      try {
+        const r = await fetch(bclTarget, {
+          method: 'POST',
+          headers: { 'content-type': req.headers['content-type'] ?? '' },
+          body: Buffer.concat(chunks),
+        });
+        const text = await r.text();
+        process.stderr.write(`op: back-channel logout forwarded: ${r.status} ${text}\n`);
+        res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'text/plain' });
+        res.end(text);
+      } catch (err) {
+        res.writeHead(502, { 'content-type': 'text/plain' });
+        res.end(String(err));
+      }
+    });
     return;
   }
   if (req.url === '/admin/kids' && req.method === 'GET') {

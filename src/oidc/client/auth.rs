@@ -1,5 +1,5 @@
 //! Client authentication at the token endpoint (OIDC Core §9): `client_secret_basic`,
-//! `client_secret_post` and `client_secret_jwt`.
+//! `client_secret_post`, `client_secret_jwt` and `private_key_jwt`.
 
 use super::error::OpError;
 use crate::config::{ClientAuthMethod, RealmConfig, SignatureAlgorithm};
@@ -79,6 +79,49 @@ pub(super) fn client_assertion(
     .map_err(|e| OpError::ClientAuth(format!("client_secret_jwt: signing failed: {:?}", e.kind())))
 }
 
+/// A `private_key_jwt` assertion (RFC 7523 §3, OIDC Core §9): signed with the realm's first
+/// `rp.client_auth_key` under its `kid`; `aud` the token endpoint, a random `jti`, `exp` one
+/// minute after `iat`.
+pub(super) fn private_key_assertion(
+    client_id: &str,
+    key: &crate::config::ClientAuthKey,
+    token_endpoint: &Url,
+    now_secs: i64,
+) -> Result<String, OpError> {
+    let fail = |what: &str| OpError::ClientAuth(format!("private_key_jwt: {what}"));
+    let jwt_alg = super::super::jwks::jwt_algorithm(key.alg)
+        .filter(|a| {
+            !matches!(
+                a,
+                jsonwebtoken::Algorithm::HS256
+                    | jsonwebtoken::Algorithm::HS384
+                    | jsonwebtoken::Algorithm::HS512
+            )
+        })
+        .ok_or_else(|| fail("the key's algorithm cannot sign assertions"))?;
+    let pem = key.pem.expose_secret().as_bytes();
+    let encoding = match key.public_jwk["kty"].as_str() {
+        Some("RSA") => jsonwebtoken::EncodingKey::from_rsa_pem(pem),
+        _ => jsonwebtoken::EncodingKey::from_ec_pem(pem),
+    }
+    .map_err(|e| fail(&format!("the key cannot sign: {:?}", e.kind())))?;
+    let mut jti = [0u8; 32];
+    crate::crypto::fill_random(&mut jti);
+    let claims = AssertionClaims {
+        iss: client_id,
+        sub: client_id,
+        aud: token_endpoint.as_str(),
+        iat: now_secs,
+        exp: now_secs + CLIENT_ASSERTION_LIFETIME_SECS,
+        jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jti),
+    };
+    let mut header = jsonwebtoken::Header::new(jwt_alg);
+    header.typ = Some("JWT".into());
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, &claims, &encoding)
+        .map_err(|e| fail(&format!("signing failed: {:?}", e.kind())))
+}
+
 /// Add the realm's `rp.client_auth_method` to a token request: a Basic `Authorization` header,
 /// or `client_id`/`client_secret`, or a `client_secret_jwt` assertion in the form.
 pub(super) fn authenticate_request(
@@ -110,6 +153,15 @@ pub(super) fn authenticate_request(
                 now_secs,
             )?;
             form.append_pair("client_assertion_type", CLIENT_ASSERTION_TYPE)
+                .append_pair("client_assertion", &assertion);
+        }
+        ClientAuthMethod::PrivateKeyJwt => {
+            let key = realm.rp.client_auth_keys.first().ok_or_else(|| {
+                OpError::ClientAuth("private_key_jwt: no rp.client_auth_key".into())
+            })?;
+            let assertion = private_key_assertion(client_id, key, token_endpoint, now_secs)?;
+            form.append_pair("client_id", client_id)
+                .append_pair("client_assertion_type", CLIENT_ASSERTION_TYPE)
                 .append_pair("client_assertion", &assertion);
         }
     }

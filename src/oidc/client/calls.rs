@@ -7,7 +7,7 @@ use super::response::{
     oauth_error_body, parse_token_response, parse_userinfo_body, parse_www_authenticate,
     userinfo_content_type,
 };
-use super::transport::{check_redirect, check_url, read_capped, transport_error};
+use super::transport::{check_redirect, check_url, read_capped, read_capped_to, transport_error};
 use super::{OpClient, TokenEndpointResponse};
 use crate::config::RealmConfig;
 use serde_json::{Map, Value};
@@ -125,5 +125,24 @@ impl OpClient {
             return Err(OpError::JwksStatus(status));
         }
         read_capped(response, Endpoint::Jwks).await
+    }
+
+    /// Fetch a provider metadata document (`op.discovery`): 200 required, body capped at
+    /// `max` bytes.
+    pub async fn get_discovery(&self, url: &Url, max: usize) -> Result<Vec<u8>, OpError> {
+        check_url(url, Endpoint::Discovery)?;
+        let response = self
+            .http
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| transport_error(Endpoint::Discovery, &e))?;
+        let status = response.status().as_u16();
+        check_redirect(status, Endpoint::Discovery)?;
+        if status != 200 {
+            return Err(OpError::DiscoveryStatus(status));
+        }
+        read_capped_to(response, Endpoint::Discovery, max).await
     }
 }

@@ -11,11 +11,18 @@ pub enum Endpoint {
     Token,
     UserInfo,
     Jwks,
+    /// The provider metadata (`op.discovery`).
+    Discovery,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 3] = [Endpoint::Token, Endpoint::UserInfo, Endpoint::Jwks];
+    pub const ALL: [Endpoint; 4] = [
+        Endpoint::Token,
+        Endpoint::UserInfo,
+        Endpoint::Jwks,
+        Endpoint::Discovery,
+    ];
 
     /// A stable snake_case name for metrics (`token`, `userinfo`, `jwks`).
     pub fn label(self) -> &'static str {
@@ -23,6 +30,7 @@ impl Endpoint {
             Endpoint::Token => "token",
             Endpoint::UserInfo => "userinfo",
             Endpoint::Jwks => "jwks",
+            Endpoint::Discovery => "discovery",
         }
     }
 }
@@ -33,6 +41,7 @@ impl fmt::Display for Endpoint {
             Endpoint::Token => "token endpoint",
             Endpoint::UserInfo => "UserInfo endpoint",
             Endpoint::Jwks => "JWKS endpoint",
+            Endpoint::Discovery => "discovery document",
         })
     }
 }
@@ -87,6 +96,8 @@ pub enum OpError {
     UserInfoNotJson(String),
     /// The JWKS endpoint answered with a non-200 status.
     JwksStatus(u16),
+    /// The discovery document was answered with a non-200 status.
+    DiscoveryStatus(u16),
 }
 
 impl OpError {
@@ -112,6 +123,7 @@ impl OpError {
             OpError::UserInfoContentType(_) => "userinfo_content_type",
             OpError::UserInfoNotJson(_) => "userinfo_not_json",
             OpError::JwksStatus(_) => "jwks_status",
+            OpError::DiscoveryStatus(_) => "discovery_status",
         }
     }
 }
@@ -196,6 +208,9 @@ impl fmt::Display for OpError {
             }
             OpError::JwksStatus(status) => {
                 write!(f, "the JWKS endpoint answered status {status}; expected 200")
+            }
+            OpError::DiscoveryStatus(status) => {
+                write!(f, "the discovery document answered status {status}; expected 200")
             }
         }
     }

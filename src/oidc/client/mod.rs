@@ -22,6 +22,7 @@
 mod auth;
 mod calls;
 mod error;
+mod form;
 mod response;
 mod tls;
 mod transport;

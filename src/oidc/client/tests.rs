@@ -211,6 +211,8 @@ fn realm_with(token_endpoint: Option<Url>, method: ClientAuthMethod) -> RealmCon
             post_logout_redirect_uri: None,
             client_auth_method: method,
             client_auth_jwt_signature_algorithm: SignatureAlgorithm::HS384,
+            client_auth_keys: Vec::new(),
+            backchannel_logout: false,
             pkce: true,
         },
         op: OpSettings {
@@ -222,6 +224,7 @@ fn realm_with(token_endpoint: Option<Url>, method: ClientAuthMethod) -> RealmCon
             jwkset: JwksSource::File("jwks.json".into()),
             jwkset_reload_interval: std::time::Duration::from_secs(3600),
             jwkset_min_refetch_interval: std::time::Duration::from_secs(30),
+            discovery: None,
         },
         claims: ClaimSettings {
             principal: ClaimRule {

@@ -18,13 +18,19 @@ pub(super) fn check_redirect(status: u16, endpoint: Endpoint) -> Result<(), OpEr
 }
 
 pub(super) async fn read_capped(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     endpoint: Endpoint,
 ) -> Result<Vec<u8>, OpError> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
-    {
+    read_capped_to(response, endpoint, MAX_RESPONSE_BYTES).await
+}
+
+/// [`read_capped`] with a smaller cap than [`MAX_RESPONSE_BYTES`].
+pub(super) async fn read_capped_to(
+    mut response: reqwest::Response,
+    endpoint: Endpoint,
+    max: usize,
+) -> Result<Vec<u8>, OpError> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
         return Err(OpError::ResponseTooLarge { endpoint });
     }
     let mut body = Vec::new();
@@ -33,7 +39,7 @@ pub(super) async fn read_capped(
         .await
         .map_err(|e| transport_error(endpoint, &e))?
     {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+        if body.len() + chunk.len() > max {
             return Err(OpError::ResponseTooLarge { endpoint });
         }
         body.extend_from_slice(&chunk);

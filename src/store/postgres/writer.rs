@@ -8,7 +8,7 @@
 
 use super::Shared;
 use crate::model::{Hash32, Refreshed, TokenDoc};
-use crate::store::logic::{invalidate_doc, owner_matches};
+use crate::store::logic::{invalidate_doc, owner_matches, session_matches};
 use crate::store::{
     codec, next_profile_seq_no, CommitObserver, Invalidation, InvalidationCounts, RefreshOutcome,
     StoreError,
@@ -411,6 +411,25 @@ async fn apply(
                         )
                     }
                 }
+                Invalidation::OidcSession { realm, sub, sid } => {
+                    if sub.is_none() && sid.is_none() {
+                        (Vec::new(), true, true)
+                    } else {
+                        // The session is inside the record: every token of the realm is
+                        // read and filtered below.
+                        (
+                            locked(
+                                tx,
+                                "SELECT doc FROM tokens WHERE realm = $1
+                                 ORDER BY access_hash FOR UPDATE",
+                                &[&realm.as_bytes()],
+                            )
+                            .await?,
+                            true,
+                            true,
+                        )
+                    }
+                }
             };
             let docs = match docs_of(&rows) {
                 Ok(d) => d,
@@ -420,6 +439,11 @@ async fn apply(
             for mut doc in docs {
                 if let Invalidation::Owner { realm, username } = what {
                     if !owner_matches(&doc, realm.as_deref(), username.as_deref()) {
+                        continue;
+                    }
+                }
+                if let Invalidation::OidcSession { realm, sub, sid } = what {
+                    if !session_matches(&doc, realm, sub.as_deref(), sid.as_deref()) {
                         continue;
                     }
                 }

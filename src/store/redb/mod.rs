@@ -15,6 +15,7 @@
 //! | `token_expiry` | `expires_at ++ access hash` | `()` |
 //! | `role_mappings` | mapping name (UTF-8) | the mapping's API JSON body |
 //! | `profiles` | profile uid (UTF-8) | `seq_no` (big-endian `u64`) `++` the profile record (JSON) |
+//! | `records` | `len kind ++ kind ++ key` | `version` (big-endian `u64`) `++` the value (see `records.rs`) |
 //!
 //! (`len` is a big-endian `u32`, so any byte may appear in a name.) The owner index is keyed
 //! realm first: `(realm, username)` and `realm` are prefix scans, `username` alone is a skip
@@ -55,6 +56,7 @@
 
 mod error;
 mod keys;
+mod records;
 mod schema;
 mod store_impl;
 mod tables;
@@ -81,6 +83,7 @@ pub struct RedbStore {
     /// The commit observer and the last commit's outcome, shared with the writer thread.
     shared: Arc<WriterShared>,
     flows: FlowTable,
+    once: super::once_table::OnceTable,
 }
 
 impl fmt::Debug for RedbStore {
@@ -95,8 +98,14 @@ impl RedbStore {
     /// Open the store at `path`, creating it (and its parent directories) if missing. A file
     /// that was not closed cleanly is recovered by redb itself (which may take a while on a
     /// large file); no integrity check runs otherwise. A file written by a newer, unknown
-    /// schema version is refused.
+    /// schema version is refused. redb's page cache holds up to
+    /// [`DEFAULT_DATA_CACHE_SIZE`](crate::config::DEFAULT_DATA_CACHE_SIZE) bytes.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
+        Self::open_with_cache(path, crate::config::DEFAULT_DATA_CACHE_SIZE)
+    }
+
+    /// [`open`](Self::open) with a page cache of `cache_size` bytes (`data.cache_size`).
+    pub fn open_with_cache(path: &Path, cache_size: usize) -> Result<RedbStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create directory {}: {e}", dir.display()))
@@ -107,6 +116,7 @@ impl RedbStore {
         // file that was not closed cleanly is worth a warning.
         let existed = path.exists();
         let db = Database::builder()
+            .set_cache_size(cache_size)
             .set_repair_callback(move |session| {
                 if existed {
                     tracing::warn!(
@@ -153,6 +163,7 @@ impl RedbStore {
             writer: Mutex::new(Some(writer)),
             shared,
             flows: FlowTable::default(),
+            once: Default::default(),
         })
     }
 

@@ -10,7 +10,7 @@ use crate::clock::UnixMillis;
 use crate::model::{Hash32, Refreshed, TokenDoc};
 use crate::store::{
     next_profile_seq_no, FlowCondition, FlowInsert, FlowLimits, FlowRecord, FlowTake, Invalidation,
-    InvalidationCounts, RefreshOutcome, Store, StoreError, StoredProfile,
+    InvalidationCounts, RefreshOutcome, Store, StoreError, StoredProfile, StoredRecord,
 };
 use ::redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use async_trait::async_trait;
@@ -98,7 +98,8 @@ impl Store for RedbStore {
 
     async fn sweep_expired(&self, now: UnixMillis, limit: usize) -> Result<usize, StoreError> {
         let tokens = self.submit(move |t| t.sweep_expired(now, limit)).await?;
-        Ok(tokens + self.flows.sweep(now, limit - tokens))
+        let flows = self.flows.sweep(now, limit - tokens);
+        Ok(tokens + flows + self.once.sweep(now, limit - tokens - flows))
     }
 
     async fn put_role_mapping(&self, name: &str, json: Vec<u8>) -> Result<bool, StoreError> {
@@ -158,6 +159,89 @@ impl Store for RedbStore {
             Ok(seq_no)
         })
         .await
+    }
+
+    async fn get_record(&self, kind: &str, key: &str) -> Result<Option<StoredRecord>, StoreError> {
+        self.read(|txn| {
+            let table = txn
+                .open_table(super::records::RECORDS)
+                .map_err(super::records::open_error)?;
+            super::records::get(&table, kind, key)
+        })
+    }
+
+    async fn list_records(
+        &self,
+        kind: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, StoredRecord)>, StoreError> {
+        self.read(|txn| {
+            let table = txn
+                .open_table(super::records::RECORDS)
+                .map_err(super::records::open_error)?;
+            super::records::list(&table, kind, prefix)
+        })
+    }
+
+    async fn put_record(
+        &self,
+        kind: &str,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let (kind, key) = (kind.to_string(), key.to_string());
+        self.submit(move |t| {
+            // Checked on the writer, so nothing writes between the check and the write.
+            let current = super::records::get(&t.records, &kind, &key)?.map(|r| r.version);
+            let version = next_profile_seq_no(current, expected)?;
+            t.records.insert(
+                super::records::record_key(&kind, &key).as_slice(),
+                super::records::encode(version, &value).as_slice(),
+            )?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn delete_record(
+        &self,
+        kind: &str,
+        key: &str,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let (kind, key) = (kind.to_string(), key.to_string());
+        self.submit(
+            move |t| match (super::records::get(&t.records, &kind, &key)?, expected) {
+                (None, _) => Ok(false),
+                (Some(r), Some(e)) if r.version != e => Err(StoreError::Conflict.into()),
+                _ => Ok(t
+                    .records
+                    .remove(super::records::record_key(&kind, &key).as_slice())?
+                    .is_some()),
+            },
+        )
+        .await
+    }
+
+    async fn put_once(
+        &self,
+        kind: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.once.put(kind, key, value, expires_at, now)
+    }
+
+    async fn take_once(
+        &self,
+        kind: &str,
+        key: &str,
+        now: UnixMillis,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.once.take(kind, key, now))
     }
 }
 

@@ -11,7 +11,7 @@ use super::schema::{
 };
 use crate::clock::UnixMillis;
 use crate::model::{Hash32, Id16, Refreshed, TokenDoc};
-use crate::store::logic::{invalidate_doc, owner_matches};
+use crate::store::logic::{invalidate_doc, owner_matches, session_matches};
 use crate::store::{
     codec, Invalidation, InvalidationCounts, RefreshOutcome, StoreError, StoredProfile,
 };
@@ -56,6 +56,7 @@ pub(super) struct Tables<'t> {
     pub(super) expiry: Table<'t, Bytes, ()>,
     pub(super) role_mappings: Table<'t, &'static str, Bytes>,
     pub(super) profiles: Table<'t, &'static str, Bytes>,
+    pub(super) records: Table<'t, Bytes, Bytes>,
 }
 
 impl<'t> Tables<'t> {
@@ -72,6 +73,7 @@ impl<'t> Tables<'t> {
             expiry: txn.open_table(TOKEN_EXPIRY).map_err(open)?,
             role_mappings: txn.open_table(ROLE_MAPPINGS).map_err(open)?,
             profiles: txn.open_table(PROFILES).map_err(open)?,
+            records: txn.open_table(super::records::RECORDS).map_err(open)?,
         })
     }
 
@@ -169,6 +171,21 @@ impl<'t> Tables<'t> {
                     .load_all(&hashes)?
                     .into_iter()
                     .filter(|d| owner_matches(d, realm.as_deref(), username.as_deref()))
+                    .collect();
+                (docs, true, true)
+            }
+            Invalidation::OidcSession { realm, sub, sid } => {
+                // The realm's records through the owner index, then the session filter (no
+                // session index: back-channel logouts are rare next to bearer checks).
+                let hashes = if sub.is_some() || sid.is_some() {
+                    self.owned_by(Some(&realm), None)?
+                } else {
+                    Vec::new()
+                };
+                let docs = self
+                    .load_all(&hashes)?
+                    .into_iter()
+                    .filter(|d| session_matches(d, &realm, sub.as_deref(), sid.as_deref()))
                     .collect();
                 (docs, true, true)
             }
