@@ -392,3 +392,160 @@ async fn a_node_whose_listener_was_cut_resyncs() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Back-channel logout across nodes
+
+const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// A logout token for `sid`, signed like the fake OP's ID tokens (RS256 with `rsa1`).
+fn logout_token(op: &FakeOp, sid: &str) -> String {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+    use base64::Engine;
+    let now = op.now_secs();
+    let claims = json!({"iss": op.issuer(), "aud": CLIENT_ID, "iat": now, "exp": now + 120,
+                        "jti": format!("jti-{sid}-{now}"), "sid": sid,
+                        "events": {LOGOUT_EVENT: {}}});
+    let header = json!({"alg": "RS256", "kid": "rsa1", "typ": "logout+jwt"});
+    let input = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    );
+    let der: String = KeyChoice::Rsa1
+        .pem()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let pair =
+        aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&STANDARD.decode(der).unwrap()).unwrap();
+    let mut sig = vec![0; pair.public_modulus_len()];
+    pair.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    format!("{input}.{}", B64.encode(sig))
+}
+
+/// An OIDC login on `app` whose ID token carries `sid`: its `(access, refresh)`.
+async fn login_with_sid<S, B>(c: &Cluster, app: &S, sid: &str) -> (String, String)
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    c.op.set(|k| {
+        k.claims.insert("sid".into(), json!(sid));
+    });
+    let (s, p) = call(
+        app,
+        post_json("/_security/oidc/prepare", json!({"realm": "oidc1"}))
+            .insert_header(basic(FACILITATOR)),
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    let callback = c.op.browser_login(p["redirect"].as_str().unwrap()).await;
+    let body = json!({
+        "redirect_uri": callback,
+        "state": p["state"],
+        "nonce": p["nonce"],
+        "realm": "oidc1",
+    });
+    let (s, t) = call(
+        app,
+        post_json("/_security/oidc/authenticate", body).insert_header(basic(FACILITATOR)),
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    (
+        t["access_token"].as_str().unwrap().to_string(),
+        t["refresh_token"].as_str().unwrap().to_string(),
+    )
+}
+
+#[actix_web::test]
+async fn a_backchannel_logout_on_one_node_is_refused_on_the_others() {
+    let mut c = Cluster::new().await;
+    c.settings.realms = vec![realm_config(
+        &c.op,
+        "oidc1",
+        0,
+        "code",
+        &[("rp.backchannel_logout", "true")],
+    )];
+    let states = [c.node(), c.node(), c.node()];
+    let a = actix_web::test::init_service(App::new().configure(configure(states[0].clone()))).await;
+    let b = actix_web::test::init_service(App::new().configure(configure(states[1].clone()))).await;
+    let n3 =
+        actix_web::test::init_service(App::new().configure(configure(states[2].clone()))).await;
+
+    // Session 1 logs in on A and is refreshed on B (the new pair keeps the session); session 2
+    // of the same user logs in on B.
+    let (access1, refresh1) = login_with_sid(&c, &a, "sess-1").await;
+    let (s, r) = call(
+        &b,
+        post_json(
+            "/_security/oauth2/token",
+            json!({"grant_type": "refresh_token", "refresh_token": refresh1}),
+        )
+        .insert_header(basic(FACILITATOR)),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let access2 = r["access_token"].as_str().unwrap().to_string();
+    let refresh2 = r["refresh_token"].as_str().unwrap().to_string();
+    let (other, _) = login_with_sid(&c, &b, "sess-2").await;
+    // Every node knows (and caches) every access token.
+    for app in [&a, &b, &n3] {
+        for t in [&access1, &access2, &other] {
+            assert_eq!(call(app, whoami(t)).await.0, 200);
+        }
+    }
+
+    // The provider logs session 1 out through C.
+    let (s, bytes) = send_raw(
+        &n3,
+        TestRequest::post()
+            .uri("/oidc/oidc1/backchannel-logout")
+            .insert_header(("content-type", "application/x-www-form-urlencoded"))
+            .set_payload(format!(
+                "logout_token={}",
+                form_encode(&logout_token(&c.op, "sess-1"))
+            )),
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&bytes));
+    // C refuses at once; A and B as soon as the notification arrives.
+    for t in [&access1, &access2] {
+        assert_eq!(call(&n3, whoami(t)).await.0, 401);
+        eventually("A refuses the logged-out session's token", || async {
+            call(&a, whoami(t)).await.0 == 401
+        })
+        .await;
+        eventually("B refuses the logged-out session's token", || async {
+            call(&b, whoami(t)).await.0 == 401
+        })
+        .await;
+    }
+    // Its refresh token is refused on every node; the other session stays valid everywhere.
+    for app in [&a, &b, &n3] {
+        let (s, r) = call(
+            app,
+            post_json(
+                "/_security/oauth2/token",
+                json!({"grant_type": "refresh_token", "refresh_token": refresh2}),
+            )
+            .insert_header(basic(FACILITATOR)),
+        )
+        .await;
+        assert_ne!(s, 200, "{r}");
+        assert_eq!(call(app, whoami(&access1)).await.0, 401);
+        assert_eq!(call(app, whoami(&other)).await.0, 200);
+    }
+}

@@ -207,6 +207,59 @@ async fn a_database_at_an_unknown_migration_is_refused() {
 }
 
 #[actix_web::test]
+async fn a_schema_at_migration_1_is_migrated_and_keeps_its_tokens() {
+    use oidc_realm::store::conformance::{family, hash, token};
+    use oidc_realm::store::{codec, Invalidation};
+    let schema = TestSchema::new();
+    // The schema as a build knowing only migration 1 left it, with one pair in it.
+    let doc = token(1, true, family(1), "oidc1", "alice");
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    schema
+        .execute(&format!(
+            "CREATE SCHEMA {s}; SET search_path TO {s};
+             {init}
+             CREATE TABLE oidc_realm_migrations (
+                 version integer PRIMARY KEY, name text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO oidc_realm_migrations (version, name) VALUES (1, 'init');
+             INSERT INTO tokens (access_hash, refresh_hash, family, realm, username, expires_at, doc)
+             VALUES ('\\x{a}', '\\x{r}', '\\x{f}', 'oidc1', 'alice', {e}, '\\x{d}');",
+            s = schema.name,
+            init = include_str!("../migrations/0001_init.sql"),
+            a = hex(&doc.access_hash.0),
+            r = hex(&doc.refresh_hash.unwrap().0),
+            f = hex(&doc.family.0),
+            e = doc.expires_at(),
+            d = hex(&codec::encode_token(&doc)),
+        ))
+        .unwrap();
+    let store = schema.open();
+    assert_eq!(
+        store.get_by_access(&hash(b'a', 1)).await.unwrap().as_ref(),
+        Some(&doc)
+    );
+    // The new tables are there; the old pair has no session and is found by its owner.
+    store
+        .put_record("connection", "c1", b"x".to_vec(), None)
+        .await
+        .unwrap();
+    let by_session = Invalidation::OidcSession {
+        realm: "oidc1".into(),
+        sub: Some("alice".into()),
+        sid: None,
+    };
+    assert_eq!(store.invalidate(by_session).await.unwrap().invalidated, 0);
+    let by_owner = Invalidation::Owner {
+        realm: Some("oidc1".into()),
+        username: Some("alice".into()),
+    };
+    assert_eq!(store.invalidate(by_owner).await.unwrap().invalidated, 2);
+    drop(store);
+    // Opened again: nothing left to migrate.
+    drop(schema.open());
+}
+
+#[actix_web::test]
 async fn an_unreachable_database_fails_the_start_with_a_clear_message() {
     let mut options = TestSchema::new().options();
     // A port nothing listens on.

@@ -10,8 +10,14 @@ use super::{db_error, lock_key, Shared};
 use crate::store::StoreError;
 
 /// `(version, name, SQL)`, in version order. Append only: a released migration never changes.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("../../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../../../migrations/0001_init.sql")),
+    (
+        2,
+        "records_sessions",
+        include_str!("../../../migrations/0002_records_sessions.sql"),
+    ),
+];
 
 pub(super) async fn run(shared: &Shared) -> Result<(), StoreError> {
     let mut client = shared.pool.get().await.map_err(db_error)?;

@@ -4,10 +4,13 @@
 //!
 //! One schema (`data.schema`, default `oidc_realm`) holds the tables of
 //! `migrations/*.sql`: `tokens` (the record in the binary form of [`codec`](super::codec),
-//! plus the columns it is looked up by), `flows` (pending logins, an `UNLOGGED` table, with
+//! plus the columns it is looked up by, the OIDC session's `oidc_sub` / `oidc_sid` for
+//! Back-Channel Logout among them), `flows` (pending logins, an `UNLOGGED` table, with
 //! `flow_counts`: live counts per caller and in total, kept by a trigger, and the function
 //! `insert_flow` that checks the limits and inserts in one call), `role_mappings`,
-//! `profiles`, and `oidc_realm_migrations` (which migrations ran). The
+//! `profiles`, `records` (versioned records: connections, grants, refresh leases),
+//! `once_records` (single-use expiring records, `UNLOGGED` like `flows`), and
+//! `oidc_realm_migrations` (which migrations ran). The
 //! migrations are embedded in the binary and run at start inside one transaction under an
 //! advisory lock, so nodes starting together migrate once ([`migrate`]).
 //!
@@ -20,7 +23,7 @@
 //!
 //! # Writes
 //!
-//! Durable writes (tokens, role mappings, profiles) go through one writer task per node
+//! Durable writes (tokens, role mappings, profiles, records) go through one writer task per node
 //! ([`writer`]): it takes the first queued write, drains up to [`MAX_BATCH`] more, runs
 //! them in one transaction and commits, and only then answers each caller: group commit, as
 //! the redb writer does. Rows are locked (`SELECT ... FOR UPDATE`) before they are changed,
@@ -28,9 +31,10 @@
 //! and then sees its result. A batch that fails on the database is retried write by write,
 //! so one write cannot fail the others.
 //!
-//! Pending logins are written directly (they need no group commit): an insert checks the
-//! limits under a transaction-scoped advisory lock shared by every node (reading the
-//! counters), a take is one `DELETE ... RETURNING`.
+//! Pending logins and single-use records are written directly (they need no group commit):
+//! a login's insert checks the limits under a transaction-scoped advisory lock shared by every
+//! node (reading the counters), a single-use record's insert is one `INSERT ... ON CONFLICT`
+//! that replaces only an expired one, and a take of either is one `DELETE ... RETURNING`.
 //!
 //! # Changes
 //!

@@ -8,7 +8,7 @@ use crate::model::{Hash32, Refreshed, TokenDoc};
 use crate::store::{
     codec, CommitObserver, FlowCondition, FlowInsert, FlowLimits, FlowRecord, FlowTake,
     Invalidation, InvalidationCounts, RefreshOutcome, Store, StoreChange, StoreError, StoreHealth,
-    StoredProfile,
+    StoredProfile, StoredRecord,
 };
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
@@ -279,8 +279,17 @@ impl Store for PgStore {
                 )
                 .await
                 .map_err(db_error)?;
+            let rest = rest.saturating_sub(flows as i64);
+            let once = client
+                .execute(
+                    "DELETE FROM once_records WHERE (kind, key) IN
+                       (SELECT kind, key FROM once_records WHERE expires_at <= $1 LIMIT $2)",
+                    &[&now, &rest],
+                )
+                .await
+                .map_err(db_error)?;
             s.saw(true);
-            Ok((tokens + flows) as usize)
+            Ok((tokens + flows + once) as usize)
         })
         .await
     }
@@ -318,6 +327,161 @@ impl Store for PgStore {
             Done::Bool(b) => Ok(b),
             d => Err(unexpected("delete_role_mapping", d)),
         }
+    }
+
+    async fn get_record(&self, kind: &str, key: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let (kind, key) = (kind.to_string(), key.to_string());
+        self.call(move |s: Arc<Shared>| async move {
+            let client = s.pool.get().await.map_err(db_error)?;
+            let row = client
+                .query_opt(
+                    "SELECT version, value FROM records WHERE kind = $1 AND key = $2",
+                    &[&kind.as_bytes(), &key.as_bytes()],
+                )
+                .await
+                .map_err(db_error)?;
+            s.saw(true);
+            Ok(row.map(|r| StoredRecord {
+                version: r.get::<_, i64>(0) as u64,
+                value: r.get(1),
+            }))
+        })
+        .await
+    }
+
+    async fn list_records(
+        &self,
+        kind: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, StoredRecord)>, StoreError> {
+        let (kind, prefix) = (kind.to_string(), prefix.to_string());
+        self.call(move |s: Arc<Shared>| async move {
+            let client = s.pool.get().await.map_err(db_error)?;
+            // The keys are UTF-8, which has no byte 0xff: every key starting with `prefix`
+            // lies in [prefix, prefix || 0xff), a range of the primary key's index.
+            let rows = client
+                .query(
+                    "SELECT key, version, value FROM records
+                     WHERE kind = $1 AND key >= $2 AND key < $2 || '\\xff'::bytea
+                       AND substr(key, 1, octet_length($2::bytea)) = $2
+                     ORDER BY key",
+                    &[&kind.as_bytes(), &prefix.as_bytes()],
+                )
+                .await
+                .map_err(db_error)?;
+            s.saw(true);
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        text(r.get(0), "record key")?,
+                        StoredRecord {
+                            version: r.get::<_, i64>(1) as u64,
+                            value: r.get(2),
+                        },
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_record(
+        &self,
+        kind: &str,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        match self
+            .write(Write::PutRecord {
+                kind: kind.to_string(),
+                key: key.to_string(),
+                value,
+                expected,
+            })
+            .await?
+        {
+            Done::SeqNo(n) => Ok(n),
+            d => Err(unexpected("put_record", d)),
+        }
+    }
+
+    async fn delete_record(
+        &self,
+        kind: &str,
+        key: &str,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        match self
+            .write(Write::DeleteRecord {
+                kind: kind.to_string(),
+                key: key.to_string(),
+                expected,
+            })
+            .await?
+        {
+            Done::Bool(b) => Ok(b),
+            d => Err(unexpected("delete_record", d)),
+        }
+    }
+
+    async fn put_once(
+        &self,
+        kind: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let (kind, key) = (kind.to_string(), key.to_string());
+        self.call(move |s: Arc<Shared>| async move {
+            let client = s.pool.get().await.map_err(db_error)?;
+            // One statement: a live record under the key stays (no row returned: Conflict),
+            // an expired one is replaced.
+            let row = client
+                .query_opt(
+                    "INSERT INTO once_records (kind, key, expires_at, value)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (kind, key) DO UPDATE
+                       SET expires_at = excluded.expires_at, value = excluded.value
+                       WHERE once_records.expires_at <= $5
+                     RETURNING 1",
+                    &[&kind.as_bytes(), &key.as_bytes(), &expires_at, &value, &now],
+                )
+                .await
+                .map_err(db_error)?;
+            s.saw(true);
+            match row {
+                Some(_) => Ok(()),
+                None => Err(StoreError::Conflict),
+            }
+        })
+        .await
+    }
+
+    async fn take_once(
+        &self,
+        kind: &str,
+        key: &str,
+        now: UnixMillis,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let (kind, key) = (kind.to_string(), key.to_string());
+        self.call(move |s: Arc<Shared>| async move {
+            let client = s.pool.get().await.map_err(db_error)?;
+            // One statement: of concurrent takes on any node, one deletes the row. An expired
+            // record is removed too, and not returned.
+            let row = client
+                .query_opt(
+                    "DELETE FROM once_records WHERE kind = $1 AND key = $2
+                     RETURNING expires_at, value",
+                    &[&kind.as_bytes(), &key.as_bytes()],
+                )
+                .await
+                .map_err(db_error)?;
+            s.saw(true);
+            Ok(row.and_then(|r| (r.get::<_, i64>(0) > now).then(|| r.get(1))))
+        })
+        .await
     }
 
     async fn get_profile(&self, uid: &str) -> Result<Option<StoredProfile>, StoreError> {

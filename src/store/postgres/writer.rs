@@ -43,6 +43,17 @@ pub(crate) enum Write {
         uid: String,
         profile: crate::store::StoredProfile,
     },
+    PutRecord {
+        kind: String,
+        key: String,
+        value: Vec<u8>,
+        expected: Option<u64>,
+    },
+    DeleteRecord {
+        kind: String,
+        key: String,
+        expected: Option<u64>,
+    },
 }
 
 /// What a write answers.
@@ -261,12 +272,16 @@ fn decode(bytes: &[u8]) -> Result<TokenDoc, StoreError> {
 async fn insert_doc(tx: &impl GenericClient, doc: &TokenDoc) -> Sql<bool> {
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO tokens (access_hash, refresh_hash, family, realm, username, expires_at, doc)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            "INSERT INTO tokens
+               (access_hash, refresh_hash, family, realm, username, expires_at, doc, oidc_sub, oidc_sid)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
         )
         .await
         .map_err(batch_error)?;
     let refresh = doc.refresh_hash.as_ref().map(|r| &r.0[..]);
+    let session = doc.oidc_session.as_ref();
+    let sub = session.map(|s| s.sub.as_bytes());
+    let sid = session.and_then(|s| s.sid.as_deref()).map(str::as_bytes);
     let n = tx
         .execute(
             &stmt,
@@ -278,6 +293,8 @@ async fn insert_doc(tx: &impl GenericClient, doc: &TokenDoc) -> Sql<bool> {
                 &doc.user.username.as_bytes(),
                 &doc.expires_at(),
                 &codec::encode_token(doc),
+                &sub,
+                &sid,
             ],
         )
         .await
@@ -412,23 +429,41 @@ async fn apply(
                     }
                 }
                 Invalidation::OidcSession { realm, sub, sid } => {
-                    if sub.is_none() && sid.is_none() {
-                        (Vec::new(), true, true)
-                    } else {
-                        // The session is inside the record: every token of the realm is
-                        // read and filtered below.
-                        (
+                    // By the session columns (filled on insert); the record is checked again
+                    // below.
+                    let realm = realm.as_bytes();
+                    let rows = match (sub, sid) {
+                        (None, None) => Vec::new(),
+                        (Some(sub), None) => {
                             locked(
                                 tx,
-                                "SELECT doc FROM tokens WHERE realm = $1
+                                "SELECT doc FROM tokens WHERE realm = $1 AND oidc_sub = $2
                                  ORDER BY access_hash FOR UPDATE",
-                                &[&realm.as_bytes()],
+                                &[&realm, &sub.as_bytes()],
                             )
-                            .await?,
-                            true,
-                            true,
-                        )
-                    }
+                            .await?
+                        }
+                        (None, Some(sid)) => {
+                            locked(
+                                tx,
+                                "SELECT doc FROM tokens WHERE realm = $1 AND oidc_sid = $2
+                                 ORDER BY access_hash FOR UPDATE",
+                                &[&realm, &sid.as_bytes()],
+                            )
+                            .await?
+                        }
+                        (Some(sub), Some(sid)) => {
+                            locked(
+                                tx,
+                                "SELECT doc FROM tokens
+                                 WHERE realm = $1 AND oidc_sid = $3 AND oidc_sub = $2
+                                 ORDER BY access_hash FOR UPDATE",
+                                &[&realm, &sub.as_bytes(), &sid.as_bytes()],
+                            )
+                            .await?
+                        }
+                    };
+                    (rows, true, true)
                 }
             };
             let docs = match docs_of(&rows) {
@@ -535,6 +570,74 @@ async fn apply(
             }
             notes.profiles.push(uid.clone());
             Ok(Done::SeqNo(seq_no))
+        }
+        Write::PutRecord {
+            kind,
+            key,
+            value,
+            expected,
+        } => {
+            let rows = locked(
+                tx,
+                "SELECT version FROM records WHERE kind = $1 AND key = $2 FOR UPDATE",
+                &[&kind.as_bytes(), &key.as_bytes()],
+            )
+            .await?;
+            let current = rows.first().map(|r| r.get::<_, i64>(0) as u64);
+            let version = match next_profile_seq_no(current, *expected) {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
+            };
+            let Ok(stored) = i64::try_from(version) else {
+                return Ok(Err(StoreError::Conflict));
+            };
+            let written = if current.is_none() {
+                locked(
+                    tx,
+                    "INSERT INTO records (kind, key, version, value) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT DO NOTHING RETURNING 1",
+                    &[&kind.as_bytes(), &key.as_bytes(), &stored, value],
+                )
+                .await?
+            } else {
+                locked(
+                    tx,
+                    "UPDATE records SET version = $3, value = $4
+                     WHERE kind = $1 AND key = $2 RETURNING 1",
+                    &[&kind.as_bytes(), &key.as_bytes(), &stored, value],
+                )
+                .await?
+            };
+            if written.is_empty() {
+                // Created by another node since the read.
+                return Ok(Err(StoreError::Conflict));
+            }
+            Ok(Done::SeqNo(version))
+        }
+        Write::DeleteRecord {
+            kind,
+            key,
+            expected,
+        } => {
+            let rows = locked(
+                tx,
+                "SELECT version FROM records WHERE kind = $1 AND key = $2 FOR UPDATE",
+                &[&kind.as_bytes(), &key.as_bytes()],
+            )
+            .await?;
+            let Some(current) = rows.first().map(|r| r.get::<_, i64>(0) as u64) else {
+                return Ok(Ok(Done::Bool(false)));
+            };
+            if expected.is_some_and(|e| e != current) {
+                return Ok(Err(StoreError::Conflict));
+            }
+            let deleted = locked(
+                tx,
+                "DELETE FROM records WHERE kind = $1 AND key = $2 RETURNING 1",
+                &[&kind.as_bytes(), &key.as_bytes()],
+            )
+            .await?;
+            Ok(Done::Bool(!deleted.is_empty()))
         }
     })
 }
