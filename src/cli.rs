@@ -182,8 +182,8 @@ async fn run_transfer(
                 }
             };
             Ok(format!(
-                "exported {} token pair(s), {} role mapping(s), {} profile(s)",
-                counts.tokens, counts.role_mappings, counts.profiles
+                "exported {} token pair(s), {} role mapping(s), {} profile(s), {} record(s)",
+                counts.tokens, counts.role_mappings, counts.profiles, counts.records
             ))
         }
         Transfer::Import(input) => {
@@ -197,8 +197,13 @@ async fn run_transfer(
             }
             .map_err(|e| format!("import failed: {e}"))?;
             Ok(format!(
-                "imported {} token pair(s) ({} already there), {} role mapping(s), {} profile(s)",
-                counts.tokens, counts.tokens_skipped, counts.role_mappings, counts.profiles
+                "imported {} token pair(s) ({} already there), {} role mapping(s), {} profile(s), \
+                 {} record(s)",
+                counts.tokens,
+                counts.tokens_skipped,
+                counts.role_mappings,
+                counts.profiles,
+                counts.records
             ))
         }
     }

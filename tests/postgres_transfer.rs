@@ -1,5 +1,5 @@
 //! `oidc-realm export` / `import` through the binary: redb → PostgreSQL → redb keeps every
-//! token, role mapping and profile.
+//! token, role mapping, profile and generic record (connections, grants).
 //!
 //! Needs the PostgreSQL of the development and CI machines (see
 //! `oidc_realm::store::postgres::testing`); a missing database fails these tests.
@@ -56,11 +56,16 @@ async fn contents(
     Vec<oidc_realm::model::TokenDoc>,
     Vec<(String, Vec<u8>)>,
     Vec<(String, oidc_realm::store::StoredProfile)>,
+    Vec<(String, String, oidc_realm::store::StoredRecord)>,
 ) {
+    // Each backend pages records in an order of its own: compared sorted.
+    let mut records = store.records_after(None, usize::MAX).await.unwrap();
+    records.sort_by(|a, b| (a.0.as_bytes(), a.1.as_bytes()).cmp(&(b.0.as_bytes(), b.1.as_bytes())));
     (
         store.tokens_after(None, usize::MAX).await.unwrap(),
         store.get_role_mappings().await.unwrap(),
         store.profiles_after(None, usize::MAX).await.unwrap(),
+        records,
     )
 }
 
@@ -99,16 +104,42 @@ async fn redb_to_postgres_and_back_keeps_everything() {
         s.put_profile("u_a", br#"{"user":{"username":"b"}}"#.to_vec(), Some(0))
             .await
             .unwrap();
+        // Records of several kinds, more than a page of them (500), keys beyond ASCII, values
+        // of any bytes, versions above 0.
+        for n in 0..1200u32 {
+            s.put_record(
+                "connection_grant",
+                &format!("docs/user{n}@oidc1"),
+                vec![0, 0xff, (n % 256) as u8, 7],
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        for name in ["docs", "crm", "wiki-ü"] {
+            s.put_record("connection", name, b"{\"v\":0}".to_vec(), None)
+                .await
+                .unwrap();
+        }
+        s.put_record("connection", "docs", b"{\"v\":1}".to_vec(), Some(0))
+            .await
+            .unwrap();
+        s.put_record("connection_grant", "wiki-ü/jwong", b"g".to_vec(), None)
+            .await
+            .unwrap();
         let c = contents(&s).await;
         s.close();
         c
     };
     assert_eq!(source.0.len(), 1100);
+    assert_eq!(source.3.len(), 1204);
 
     let export = dir.path().join("a.jsonl");
     let said = run(&["export"], &redb_config(dir.path(), "a"), &export);
     assert!(
-        said.contains("exported 1100 token pair(s), 1 role mapping(s), 1 profile(s)"),
+        said.contains(
+            "exported 1100 token pair(s), 1 role mapping(s), 1 profile(s), 1204 record(s)"
+        ),
         "{said}"
     );
     #[cfg(unix)]

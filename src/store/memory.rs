@@ -329,4 +329,35 @@ impl StoreTransfer for MemoryStore {
         self.lock().profiles.insert(uid.to_string(), profile);
         Ok(())
     }
+
+    async fn records_after(
+        &self,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, StoredRecord)>, StoreError> {
+        use std::ops::Bound;
+        let inner = self.lock();
+        let start = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        Ok(inner
+            .records
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .map(|((kind, key), r)| (kind.clone(), key.clone(), r.clone()))
+            .collect())
+    }
+
+    async fn restore_record(
+        &self,
+        kind: &str,
+        key: &str,
+        record: StoredRecord,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .records
+            .insert((kind.to_string(), key.to_string()), record);
+        Ok(())
+    }
 }

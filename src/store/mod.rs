@@ -531,6 +531,23 @@ pub trait StoreTransfer: Store {
 
     /// Write (durably) the profile `uid` as it is, version included, replacing any.
     async fn restore_profile(&self, uid: &str, profile: StoredProfile) -> Result<(), StoreError>;
+
+    /// Up to `limit` generic records (every kind) after `after` (`(kind, key)` of the last one
+    /// of the previous page; from the first: `None`), as `(kind, key, record)`, in an order
+    /// of the backend's own that is the same from page to page.
+    async fn records_after(
+        &self,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, StoredRecord)>, StoreError>;
+
+    /// Write (durably) the record `(kind, key)` as it is, version included, replacing any.
+    async fn restore_record(
+        &self,
+        kind: &str,
+        key: &str,
+        record: StoredRecord,
+    ) -> Result<(), StoreError>;
 }
 
 /// The compare-and-set rule of [`Store::put_profile`], for backends to share: the version to

@@ -1,32 +1,41 @@
-//! `oidc-realm export` / `import`: every token, role mapping and profile of a store as JSON
-//! lines, to move between backends (redb ↔ PostgreSQL) or to keep as a logical backup.
+//! `oidc-realm export` / `import`: every token, role mapping, profile and generic record of a
+//! store as JSON lines, to move between backends (redb ↔ PostgreSQL) or to keep as a logical
+//! backup.
 //!
 //! # Format
 //!
 //! UTF-8, one JSON object per line:
 //!
-//! - first line: `{"oidc_realm_export":1}` (the format version);
+//! - first line: `{"oidc_realm_export":2}` (the format version; files of version 1, written
+//!   before records were exported, are read too);
 //! - `{"token":{...}}`: a stored pair as the server keeps it (hashes of the tokens, never the
 //!   tokens; the logout data and a refresh's superseding pair sealed as stored);
 //! - `{"role_mapping":{"name":"...","body":{...}}}`: a mapping written through the API, its
 //!   body as the API took it;
-//! - `{"profile":{"uid":"...","seq_no":N,"body":{...}}}`: a user profile and its version.
+//! - `{"profile":{"uid":"...","seq_no":N,"body":{...}}}`: a user profile and its version;
+//! - `{"record":{"kind":"...","key":"...","version":N,"value":"..."}}`: a generic record
+//!   (connections defined through the API, users' grants at them, refresh leases), its value
+//!   as stored (grants stay sealed under the connections' key) in unpadded base64url.
 //!
-//! Pending logins are not exported (they last minutes; a user whose login was in flight logs
+//! Pending logins and single-use records are not exported (they last minutes; a user whose login was in flight logs
 //! in again). An import writes each record durably: a pair that exists already is skipped
-//! (so an interrupted import can be run again), a mapping or profile is replaced.
+//! (so an interrupted import can be run again), a mapping, profile or record is replaced.
 //!
 //! The file holds personal data (profiles, the claims of every token's user): keep it as
 //! carefully as the store itself.
 
-use super::{StoreError, StoreTransfer, StoredProfile};
+use super::{StoreError, StoreTransfer, StoredProfile, StoredRecord};
 use crate::model::TokenDoc;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::{BufRead, Write};
 
 /// The format version written on the first line.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version an import reads (1: no records).
+const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// Records read per page from the source store.
 const PAGE: usize = 500;
@@ -50,6 +59,13 @@ enum Line {
         seq_no: u64,
         body: Value,
     },
+    Record {
+        kind: String,
+        key: String,
+        version: u64,
+        /// Unpadded base64url.
+        value: String,
+    },
 }
 
 /// What an export or an import did.
@@ -60,6 +76,7 @@ pub struct Counts {
     pub tokens_skipped: u64,
     pub role_mappings: u64,
     pub profiles: u64,
+    pub records: u64,
 }
 
 /// Why an export or import stopped.
@@ -133,6 +150,26 @@ pub async fn export(
             counts.profiles += 1;
         }
     }
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let page = store.records_after(after.clone(), PAGE).await?;
+        let Some((kind, key, _)) = page.last() else {
+            break;
+        };
+        after = Some((kind.clone(), key.clone()));
+        for (kind, key, r) in page {
+            write_line(
+                out,
+                &Line::Record {
+                    kind,
+                    key,
+                    version: r.version,
+                    value: B64.encode(&r.value),
+                },
+            )?;
+            counts.records += 1;
+        }
+    }
     out.flush()?;
     Ok(counts)
 }
@@ -150,11 +187,12 @@ pub async fn import(
         .ok_or_else(|| format(1, "empty input; expected an oidc-realm export".into()))??;
     let header: Header = serde_json::from_str(&first)
         .map_err(|_| format(1, "not an oidc-realm export (no header line)".into()))?;
-    if header.oidc_realm_export != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&header.oidc_realm_export) {
         return Err(format(
             1,
             format!(
-                "export format {} is not {FORMAT_VERSION}, the one this build reads",
+                "export format {} is not one this build reads \
+                 ({OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})",
                 header.oidc_realm_export
             ),
         ));
@@ -191,6 +229,20 @@ pub async fn import(
                     .restore_profile(&uid, StoredProfile { seq_no, json })
                     .await?;
                 counts.profiles += 1;
+            }
+            Line::Record {
+                kind,
+                key,
+                version,
+                value,
+            } => {
+                let value = B64
+                    .decode(value.as_bytes())
+                    .map_err(|_| format(n, "a record value that is not base64url".into()))?;
+                store
+                    .restore_record(&kind, &key, StoredRecord { version, value })
+                    .await?;
+                counts.records += 1;
             }
         }
     }
@@ -243,6 +295,27 @@ mod tests {
         s.put_profile("u_1", br#"{"user":"y"}"#.to_vec(), Some(0))
             .await
             .unwrap();
+        for n in 0..1003u32 {
+            s.put_record(
+                "connection_grant",
+                &format!("docs/u{n}"),
+                vec![0, 0xff, n as u8],
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        s.put_record("connection", "docs", br#"{"client_id":"c"}"#.to_vec(), None)
+            .await
+            .unwrap();
+        s.put_record(
+            "connection",
+            "docs",
+            br#"{"client_id":"d"}"#.to_vec(),
+            Some(0),
+        )
+        .await
+        .unwrap();
         s
     }
 
@@ -252,8 +325,13 @@ mod tests {
         let mut out = Vec::new();
         let exported = export(&source, &mut out).await.unwrap();
         assert_eq!(
-            (exported.tokens, exported.role_mappings, exported.profiles),
-            (1203, 1, 1)
+            (
+                exported.tokens,
+                exported.role_mappings,
+                exported.profiles,
+                exported.records
+            ),
+            (1203, 1, 1, 1004)
         );
         let target = MemoryStore::new();
         let imported = import(&target, out.as_slice()).await.unwrap();
@@ -273,6 +351,28 @@ mod tests {
             target.get_profile("u_1").await.unwrap(),
             source.get_profile("u_1").await.unwrap()
         );
+        assert_eq!(imported.records, 1004);
+        for kind in ["connection", "connection_grant"] {
+            assert_eq!(
+                target.list_records(kind, "").await.unwrap(),
+                source.list_records(kind, "").await.unwrap()
+            );
+        }
+        assert_eq!(
+            target
+                .get_record("connection", "docs")
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            1
+        );
+        // A file of format 1 (before records) is still read.
+        let v1 = "{\"oidc_realm_export\":1}\n{\"role_mapping\":{\"name\":\"m2\",\"body\":{}}}\n";
+        assert_eq!(
+            import(&target, v1.as_bytes()).await.unwrap().role_mappings,
+            1
+        );
         let again = import(&target, out.as_slice()).await.unwrap();
         assert_eq!((again.tokens, again.tokens_skipped), (0, 1203));
     }
@@ -283,7 +383,12 @@ mod tests {
         for (input, line) in [
             ("", 1),
             ("{\"something\":1}\n", 1),
-            ("{\"oidc_realm_export\":2}\n", 1),
+            ("{\"oidc_realm_export\":3}\n", 1),
+            ("{\"oidc_realm_export\":0}\n", 1),
+            (
+                "{\"oidc_realm_export\":2}\n{\"record\":{\"kind\":\"k\",\"key\":\"x\",\"version\":0,\"value\":\"!\"}}\n",
+                2,
+            ),
             ("{\"oidc_realm_export\":1}\n{\"token\":5}\n", 2),
             ("{\"oidc_realm_export\":1}\n\n{\"what\":{}}\n", 3),
         ] {

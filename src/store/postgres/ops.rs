@@ -592,4 +592,60 @@ impl crate::store::StoreTransfer for PgStore {
             d => Err(unexpected("restore_profile", d)),
         }
     }
+
+    async fn records_after(
+        &self,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, StoredRecord)>, StoreError> {
+        let limit = limit_i64(limit);
+        self.call(move |s: Arc<Shared>| async move {
+            let client = s.pool.get().await.map_err(db_error)?;
+            let (kind, key) = match &after {
+                Some((kind, key)) => (Some(kind.as_bytes()), Some(key.as_bytes())),
+                None => (None, None),
+            };
+            let rows = client
+                .query(
+                    "SELECT kind, key, version, value FROM records
+                     WHERE $1::bytea IS NULL OR (kind, key) > ($1, $2::bytea)
+                     ORDER BY kind, key LIMIT $3",
+                    &[&kind, &key, &limit],
+                )
+                .await
+                .map_err(db_error)?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        text(r.get(0), "record kind")?,
+                        text(r.get(1), "record key")?,
+                        StoredRecord {
+                            version: r.get::<_, i64>(2) as u64,
+                            value: r.get(3),
+                        },
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn restore_record(
+        &self,
+        kind: &str,
+        key: &str,
+        record: StoredRecord,
+    ) -> Result<(), StoreError> {
+        match self
+            .write(Write::RestoreRecord {
+                kind: kind.to_string(),
+                key: key.to_string(),
+                record,
+            })
+            .await?
+        {
+            Done::Unit => Ok(()),
+            d => Err(unexpected("restore_record", d)),
+        }
+    }
 }

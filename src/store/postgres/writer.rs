@@ -54,6 +54,11 @@ pub(crate) enum Write {
         key: String,
         expected: Option<u64>,
     },
+    RestoreRecord {
+        kind: String,
+        key: String,
+        record: crate::store::StoredRecord,
+    },
 }
 
 /// What a write answers.
@@ -638,6 +643,20 @@ async fn apply(
             )
             .await?;
             Ok(Done::Bool(!deleted.is_empty()))
+        }
+        Write::RestoreRecord { kind, key, record } => {
+            let Ok(version) = i64::try_from(record.version) else {
+                return Ok(Err(StoreError::Conflict));
+            };
+            locked(
+                tx,
+                "INSERT INTO records (kind, key, version, value) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (kind, key)
+                   DO UPDATE SET version = excluded.version, value = excluded.value",
+                &[&kind.as_bytes(), &key.as_bytes(), &version, &record.value],
+            )
+            .await?;
+            Ok(Done::Unit)
         }
     })
 }

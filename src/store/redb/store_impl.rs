@@ -315,4 +315,34 @@ impl crate::store::StoreTransfer for RedbStore {
         })
         .await
     }
+
+    async fn records_after(
+        &self,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, crate::store::StoredRecord)>, StoreError> {
+        self.read(|txn| {
+            let table = txn
+                .open_table(super::records::RECORDS)
+                .map_err(super::records::open_error)?;
+            super::records::after(&table, after.as_ref(), limit)
+        })
+    }
+
+    async fn restore_record(
+        &self,
+        kind: &str,
+        key: &str,
+        record: crate::store::StoredRecord,
+    ) -> Result<(), StoreError> {
+        let k = super::records::record_key(kind, key);
+        self.submit(move |t| {
+            t.records.insert(
+                k.as_slice(),
+                super::records::encode(record.version, &record.value).as_slice(),
+            )?;
+            Ok(())
+        })
+        .await
+    }
 }
