@@ -71,6 +71,26 @@ pub enum Command {
         #[arg(long, default_value_t = crate::demo::DEFAULT_APP_PORT)]
         app_port: u16,
     },
+    /// Write every token, role mapping and profile of the store `data.*` selects as JSON
+    /// lines (see docs/operations.md), e.g. to move from redb to PostgreSQL. Stop the
+    /// server first when the store is redb (it locks its file).
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The file to write (created, mode 0600; refused if it exists). Default: standard
+        /// output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Read an export into the store `data.*` selects: pairs that exist already are skipped,
+    /// role mappings and profiles replaced.
+    Import {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The export to read. Default: standard input.
+        #[arg(long, short)]
+        input: Option<PathBuf>,
+    },
 }
 
 /// How often expired tokens and flows are swept.
@@ -99,6 +119,122 @@ pub fn run(cli: Cli) -> i32 {
             op_port,
             app_port,
         }),
+        Command::Export { config, output } => transfer(&config, Transfer::Export(output)),
+        Command::Import { config, input } => transfer(&config, Transfer::Import(input)),
+    }
+}
+
+enum Transfer {
+    Export(Option<PathBuf>),
+    Import(Option<PathBuf>),
+}
+
+/// `export` / `import` over the store `data.*` of `config` selects.
+fn transfer(config_path: &Path, what: Transfer) -> i32 {
+    let loaded = match config::load(config_path) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            return 1;
+        }
+    };
+    let settings = loaded.settings;
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start a runtime: {e}");
+            return 1;
+        }
+    };
+    let result = match &settings.data.postgres {
+        None => RedbStore::open_with_cache(&settings.data.path, settings.data.cache_size)
+            .map_err(|e| {
+                format!(
+                    "cannot open the store {}: {e}",
+                    settings.data.path.display()
+                )
+            })
+            .and_then(|store| rt.block_on(run_transfer(&store, what))),
+        Some(pg) => crate::store::PgStore::open(&pg_options(pg))
+            .map_err(|e| format!("cannot open the PostgreSQL store: {e}"))
+            .and_then(|store| rt.block_on(run_transfer(&store, what))),
+    };
+    match result {
+        Ok(summary) => {
+            eprintln!("{summary}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+async fn run_transfer(
+    store: &dyn crate::store::StoreTransfer,
+    what: Transfer,
+) -> Result<String, String> {
+    use crate::store::transfer;
+    match what {
+        Transfer::Export(output) => {
+            let counts = match output {
+                Some(path) => {
+                    let mut options = std::fs::OpenOptions::new();
+                    options.write(true).create_new(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                    let file = options
+                        .open(&path)
+                        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                    let mut out = std::io::BufWriter::new(file);
+                    let counts = transfer::export(store, &mut out)
+                        .await
+                        .map_err(|e| format!("export failed: {e}"))?;
+                    out.into_inner()
+                        .map_err(|e| format!("export failed: {e}"))?
+                        .sync_all()
+                        .map_err(|e| format!("export failed: {e}"))?;
+                    counts
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    transfer::export(store, &mut out)
+                        .await
+                        .map_err(|e| format!("export failed: {e}"))?
+                }
+            };
+            Ok(format!(
+                "exported {} token pair(s), {} role mapping(s), {} profile(s), {} record(s)",
+                counts.tokens, counts.role_mappings, counts.profiles, counts.records
+            ))
+        }
+        Transfer::Import(input) => {
+            let counts = match input {
+                Some(path) => {
+                    let file = std::fs::File::open(&path)
+                        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                    transfer::import(store, std::io::BufReader::new(file)).await
+                }
+                None => transfer::import(store, std::io::stdin().lock()).await,
+            }
+            .map_err(|e| format!("import failed: {e}"))?;
+            Ok(format!(
+                "imported {} token pair(s) ({} already there), {} role mapping(s), {} profile(s), \
+                 {} record(s)",
+                counts.tokens,
+                counts.tokens_skipped,
+                counts.role_mappings,
+                counts.profiles,
+                counts.records
+            ))
+        }
     }
 }
 
@@ -289,15 +425,12 @@ async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), S
     }
     warnings.extend(discovered);
     let secret_files = loaded.files;
-    let data_path = settings.data.path.clone();
-    let store = RedbStore::open_with_cache(&data_path, settings.data.cache_size)
-        .map_err(|e| format!("cannot open the store {}: {e}", data_path.display()))?;
-    tracing::info!(path = %data_path.display(), "store opened");
+    let store = open_store(&settings)?;
     let bind = settings.http.bind;
     let tls = settings.http.tls.clone();
     let metrics_bind = settings.metrics.bind;
     tracing::info!("{}", summary(&settings));
-    let state = AppState::try_new(settings, warnings, Arc::new(store), Arc::new(SystemClock))
+    let state = AppState::try_new(settings, warnings, store, Arc::new(SystemClock))
         .map_err(|errors| errors.messages().join("\n"))?;
     // Role mappings stored through the API, compiled before the first login.
     let skipped = state
@@ -356,6 +489,37 @@ async fn serve_async(loaded: config::Loaded, config_path: &Path) -> Result<(), S
     state.audit.flush();
     tracing::info!("stopped");
     result
+}
+
+/// The store `data.*` selects: the redb file at `data.path`, or the PostgreSQL database of
+/// `data.url` (`data.backend: postgres`), migrated to this build's schema.
+pub fn open_store(settings: &Settings) -> Result<Arc<dyn crate::store::Store>, String> {
+    match &settings.data.postgres {
+        None => {
+            let data_path = &settings.data.path;
+            let store = RedbStore::open_with_cache(data_path, settings.data.cache_size)
+                .map_err(|e| format!("cannot open the store {}: {e}", data_path.display()))?;
+            tracing::info!(path = %data_path.display(), "store opened");
+            Ok(Arc::new(store))
+        }
+        Some(pg) => {
+            let store = crate::store::PgStore::open(&pg_options(pg))
+                .map_err(|e| format!("cannot open the PostgreSQL store: {e}"))?;
+            tracing::info!(schema = %pg.schema, "PostgreSQL store opened");
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The store options of `data.*` for PostgreSQL.
+pub fn pg_options(pg: &config::PostgresSettings) -> crate::store::postgres::PgOptions {
+    crate::store::postgres::PgOptions {
+        url: pg.url.clone(),
+        password: pg.password.clone(),
+        schema: pg.schema.clone(),
+        pool_size: pg.pool_size,
+        ca_file: pg.tls_ca.clone(),
+    }
 }
 
 /// The rustls server configuration for `http.tls`.

@@ -60,6 +60,14 @@ fn restart_only(running: &Settings, new: &mut Settings) -> Vec<String> {
         running.data.path.display().to_string(),
         new.data.path.display().to_string(),
     );
+    let backend = |s: &Settings| match &s.data.postgres {
+        None => "redb".to_string(),
+        Some(p) => format!(
+            "postgres (schema {}, pool_size {}, cache_ttl {:?})",
+            p.schema, p.pool_size, p.cache_ttl
+        ),
+    };
+    check("data.backend", backend(running), backend(new));
     check(
         "data.cache_size",
         running.data.cache_size.to_string(),
@@ -97,6 +105,7 @@ fn restart_only(running: &Settings, new: &mut Settings) -> Vec<String> {
     new.http.tls = running.http.tls.clone();
     new.http.max_body = running.http.max_body;
     new.data.path = running.data.path.clone();
+    new.data.postgres = running.data.postgres.clone();
     new.data.cache_size = running.data.cache_size;
     new.token.cache_size = running.token.cache_size;
     new.log.format = running.log.format;

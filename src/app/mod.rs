@@ -2,6 +2,7 @@
 //! over the store, caller authentication, metrics and the reload log. The route table that
 //! serves it is `crate::http::configure`.
 
+mod changes;
 mod reload_log;
 mod sweeper;
 
@@ -53,6 +54,8 @@ pub struct AppState {
     pub audit: Audit,
     /// The store, for its health (the services hold their own handles).
     store: Arc<dyn Store>,
+    /// Changes of a shared store followed so far (`changes`).
+    store_changes: std::sync::atomic::AtomicU64,
     /// Connected accounts: per-user OAuth grants at third-party services.
     pub connections: crate::connections::Connections,
 }
@@ -100,9 +103,26 @@ impl AppState {
         let role_mappings =
             RoleMappings::new(store.clone(), settings.role_mappings.clone(), audit.clone());
         let callers = Authenticator::new(settings.limits, &metrics);
-        let tokens =
-            TokenService::with_cache_bytes(store.clone(), clock.clone(), settings.token.cache_size);
-        Ok(Arc::new(Self {
+        // A store other nodes write too: cached bearer records get a TTL (the backstop behind
+        // its change notifications, followed below).
+        let shared_store = store.changes().is_some();
+        let cache_bytes = settings.token.cache_size;
+        let tokens = match (&settings.data.postgres, shared_store) {
+            (Some(pg), true) => TokenService::with_cache_ttl(
+                store.clone(),
+                clock.clone(),
+                cache_bytes,
+                pg.cache_ttl,
+            ),
+            (None, true) => TokenService::with_cache_ttl(
+                store.clone(),
+                clock.clone(),
+                cache_bytes,
+                std::time::Duration::from_secs(5),
+            ),
+            (_, false) => TokenService::with_cache_bytes(store.clone(), clock.clone(), cache_bytes),
+        };
+        let state = Arc::new(Self {
             callers,
             metrics,
             audit,
@@ -120,7 +140,10 @@ impl AppState {
             connections,
             store,
             reload: ReloadLog::default(),
-        }))
+            store_changes: std::sync::atomic::AtomicU64::new(0),
+        });
+        changes::follow_store(&state);
+        Ok(state)
     }
 
     /// [`try_new`](Self::try_new) for tests and tools with settings known to be good.

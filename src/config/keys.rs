@@ -5,7 +5,18 @@ use super::ctx::Ctx;
 use serde_norway::Value;
 
 pub(super) const HTTP_KEYS: &[&str] = &["bind", "tls.certificate", "tls.key", "max_body"];
-pub(super) const DATA_KEYS: &[&str] = &["path", "cache_size"];
+pub(super) const DATA_KEYS: &[&str] = &[
+    "path",
+    "cache_size",
+    "backend",
+    "url",
+    "password",
+    "schema",
+    "pool_size",
+    "tls_ca",
+    "cache_ttl",
+    "insecure_plaintext",
+];
 pub(super) const TOKEN_KEYS: &[&str] = &[
     "enabled",
     "timeout",

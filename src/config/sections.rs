@@ -4,6 +4,7 @@
 use super::ctx::{scalar_text, shown, Ctx};
 use super::duration::format_time;
 use super::service_tokens;
+use super::PostgresSettings;
 use super::{
     AuditSettings, AuditSink, CompatibilitySettings, DataSettings, HttpSettings, LimitSettings,
     LogFormat, LogSettings, MetricsSettings, PasswordHash, Privilege, RefreshReuse,
@@ -188,7 +189,114 @@ pub(super) fn data(ctx: &mut Ctx) -> Option<DataSettings> {
         DEFAULT_DATA_CACHE_SIZE,
         MIN_CACHE_SIZE,
     )?;
-    Some(DataSettings { path, cache_size })
+    let postgres = data_postgres(ctx);
+    Some(DataSettings {
+        path,
+        postgres,
+        cache_size,
+    })
+}
+
+/// `data.backend` and, for `postgres`, its keys.
+fn data_postgres(ctx: &mut Ctx) -> Option<PostgresSettings> {
+    let backend = ctx.string("data.backend").unwrap_or_else(|| "redb".into());
+    let pg_keys = [
+        "data.url",
+        "data.password",
+        "data.schema",
+        "data.pool_size",
+        "data.tls_ca",
+        "data.cache_ttl",
+        "data.insecure_plaintext",
+    ];
+    match backend.as_str() {
+        "redb" => {
+            for k in pg_keys {
+                if ctx.value(k).is_some() {
+                    ctx.error(k, "only for data.backend: postgres");
+                }
+            }
+            return None;
+        }
+        "postgres" => {
+            if ctx.value("data.cache_size").is_some() {
+                ctx.warn(
+                    "data.cache_size",
+                    "redb's page cache: unused with data.backend: postgres",
+                );
+            }
+        }
+        other => {
+            ctx.error(
+                "data.backend",
+                format!("unknown backend {other:?}; use redb or postgres"),
+            );
+            return None;
+        }
+    }
+    let url = match ctx.value("data.url") {
+        None => {
+            ctx.missing("data.url", "data.backend: postgres needs data.url");
+            return None;
+        }
+        Some(serde_norway::Value::String(u)) if !u.trim_start().starts_with("${") => {
+            crate::secret::Secret::new(u.clone())
+        }
+        Some(_) => ctx.secret("data.url")?,
+    };
+    let parsed = match crate::store::postgres::parse_url(url.expose_secret()) {
+        Ok(p) => p,
+        Err(e) => {
+            ctx.error("data.url", e);
+            return None;
+        }
+    };
+    let password = if ctx.value("data.password").is_some() {
+        Some(ctx.secret("data.password")?)
+    } else {
+        if parsed.get_password().is_some() {
+            ctx.warn(
+                "data.url",
+                "the URL holds a password; prefer data.password: ${env:NAME} or ${file:path}",
+            );
+        }
+        None
+    };
+    let plaintext = ctx.bool("data.insecure_plaintext", false)?;
+    let tls_required = parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require;
+    if !tls_required && !plaintext && !crate::store::postgres::only_local_hosts(&parsed) {
+        ctx.error(
+            "data.url",
+            "a database on another host needs TLS: add sslmode=require to the URL \
+             (or set data.insecure_plaintext: true)",
+        );
+    }
+    let schema = ctx
+        .string("data.schema")
+        .unwrap_or_else(|| "oidc_realm".into());
+    if !crate::store::postgres::valid_schema(&schema) {
+        ctx.error(
+            "data.schema",
+            format!("{schema:?}: use lower-case letters, digits and _ (at most 48)"),
+        );
+    }
+    let pool_size = ctx.int_in("data.pool_size", 16, 1, 256)? as usize;
+    let tls_ca = match ctx.string("data.tls_ca") {
+        Some(f) => Some(ctx.pem_certificates("data.tls_ca", &f)?),
+        None => None,
+    };
+    let cache_ttl = ctx.time("data.cache_ttl", Duration::from_secs(5))?;
+    if cache_ttl > Duration::from_secs(60) {
+        ctx.error("data.cache_ttl", "at most 1m");
+    }
+    Some(PostgresSettings {
+        url,
+        password,
+        schema,
+        pool_size,
+        tls_ca,
+        cache_ttl,
+    })
 }
 
 pub(super) fn token(ctx: &mut Ctx) -> Option<TokenSettings> {

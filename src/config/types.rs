@@ -62,8 +62,31 @@ pub struct TlsSettings {
 pub struct DataSettings {
     /// `data.path`: the redb file (absolute after load).
     pub path: PathBuf,
+    /// `data.backend: postgres`: the shared PostgreSQL store (`None`: `redb`, the file at
+    /// `data.path`).
+    pub postgres: Option<PostgresSettings>,
     /// `data.cache_size`: redb's page cache, in bytes (default [`DEFAULT_DATA_CACHE_SIZE`]).
     pub cache_size: usize,
+}
+
+/// `data.*` when `data.backend` is `postgres`.
+#[derive(Debug, Clone)]
+pub struct PostgresSettings {
+    /// `data.url`: `postgres://user@host:port/db?sslmode=require` (or a `${env:}` /
+    /// `${file:}` reference to one).
+    pub url: crate::secret::Secret<String>,
+    /// `data.password`: overrides a password in the URL (a `${env:}`/`${file:}` reference).
+    pub password: Option<crate::secret::Secret<String>>,
+    /// `data.schema`: default `oidc_realm`.
+    pub schema: String,
+    /// `data.pool_size`: connections per node, default 16, 1..=256.
+    pub pool_size: usize,
+    /// `data.tls_ca`: PEM file of the CAs that sign the database's certificate (default: the
+    /// system's roots).
+    pub tls_ca: Option<PathBuf>,
+    /// `data.cache_ttl`: how long a node trusts a cached bearer token without asking the
+    /// database (the backstop behind change notifications); default 5s, 0s..=1m.
+    pub cache_ttl: Duration,
 }
 
 /// Default `data.cache_size`: redb's page cache. redb's own default (1 GiB) let a server

@@ -290,3 +290,74 @@ impl Store for MemoryStore {
         Ok(self.once.take(kind, key, now))
     }
 }
+
+#[async_trait]
+impl StoreTransfer for MemoryStore {
+    async fn tokens_after(
+        &self,
+        after: Option<Hash32>,
+        limit: usize,
+    ) -> Result<Vec<TokenDoc>, StoreError> {
+        let inner = self.lock();
+        let mut docs: Vec<&TokenDoc> = inner
+            .docs
+            .values()
+            .filter(|d| after.is_none_or(|a| d.access_hash > a))
+            .collect();
+        docs.sort_by_key(|d| d.access_hash);
+        Ok(docs.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn profiles_after(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredProfile)>, StoreError> {
+        let inner = self.lock();
+        let mut out: Vec<(String, StoredProfile)> = inner
+            .profiles
+            .iter()
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| k.as_bytes() > a.as_bytes()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn restore_profile(&self, uid: &str, profile: StoredProfile) -> Result<(), StoreError> {
+        self.lock().profiles.insert(uid.to_string(), profile);
+        Ok(())
+    }
+
+    async fn records_after(
+        &self,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, StoredRecord)>, StoreError> {
+        use std::ops::Bound;
+        let inner = self.lock();
+        let start = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        Ok(inner
+            .records
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .map(|((kind, key), r)| (kind.clone(), key.clone(), r.clone()))
+            .collect())
+    }
+
+    async fn restore_record(
+        &self,
+        kind: &str,
+        key: &str,
+        record: StoredRecord,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .records
+            .insert((kind.to_string(), key.to_string()), record);
+        Ok(())
+    }
+}

@@ -25,8 +25,11 @@ mod logic;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 mod once_table;
+pub mod postgres;
 pub mod redb;
+pub mod transfer;
 
+pub use self::postgres::PgStore;
 pub use self::redb::RedbStore;
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::MemoryStore;
@@ -194,15 +197,39 @@ pub trait CommitObserver: Send + Sync + 'static {
 pub enum StoreHealth {
     Ok,
     /// Writes fail: `reason` is a stable code for the health answer (`store_write_failed`,
-    /// `store_writer_stopped`); the detail was logged when it happened.
+    /// `store_writer_stopped`; PostgreSQL: `store_unreachable`); the detail was logged when it
+    /// happened.
     Failing {
         reason: &'static str,
     },
 }
 
+/// A change another node (or this one) committed to a shared store, that caches must follow
+/// ([`Store::changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChange {
+    /// These access tokens were invalidated: drop them from the bearer cache.
+    AccessInvalidated(Vec<Hash32>),
+    /// The stored role mappings changed: load them again.
+    RoleMappings,
+    /// The profile with this uid changed.
+    Profile(String),
+    /// Changes may have been missed (the notification connection was lost): drop every
+    /// cache and load the role mappings again.
+    Resync,
+}
+
 /// The persistence seam.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// The changes committed by every node sharing this store, as they are committed; `None`
+    /// for a store only this process writes (redb, memory), whose caches see every write
+    /// already. A receiver that lags behind gets `RecvError::Lagged`: treat it as
+    /// [`StoreChange::Resync`].
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
+        None
+    }
+
     /// Install `observer` for the store's commits (replacing any earlier one). The default
     /// ignores it: a store without durable commits (the memory store) reports none.
     fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
@@ -480,6 +507,47 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             "this store backend does not keep user profiles".into(),
         ))
     }
+}
+
+/// Export and import (`oidc-realm export` / `import`, [`transfer`]): whole-store reads in
+/// pages and a restore that keeps a profile's version. Separate from [`Store`] so that
+/// backends add them without touching the serving seam; every backend implements both.
+#[async_trait]
+pub trait StoreTransfer: Store {
+    /// Up to `limit` pairs whose access hash is greater than `after` (from the first:
+    /// `None`), in access-hash order.
+    async fn tokens_after(
+        &self,
+        after: Option<Hash32>,
+        limit: usize,
+    ) -> Result<Vec<TokenDoc>, StoreError>;
+
+    /// Up to `limit` profiles whose uid is greater than `after` (bytewise), in uid order.
+    async fn profiles_after(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredProfile)>, StoreError>;
+
+    /// Write (durably) the profile `uid` as it is, version included, replacing any.
+    async fn restore_profile(&self, uid: &str, profile: StoredProfile) -> Result<(), StoreError>;
+
+    /// Up to `limit` generic records (every kind) after `after` (`(kind, key)` of the last one
+    /// of the previous page; from the first: `None`), as `(kind, key, record)`, in an order
+    /// of the backend's own that is the same from page to page.
+    async fn records_after(
+        &self,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, StoredRecord)>, StoreError>;
+
+    /// Write (durably) the record `(kind, key)` as it is, version included, replacing any.
+    async fn restore_record(
+        &self,
+        kind: &str,
+        key: &str,
+        record: StoredRecord,
+    ) -> Result<(), StoreError>;
 }
 
 /// The compare-and-set rule of [`Store::put_profile`], for backends to share: the version to

@@ -6,8 +6,12 @@
 //! An invalidation bumps the epoch before and after it writes, and a lookup caches what it
 //! read only if no invalidation started meanwhile, so a stale record cannot be cached after
 //! an invalidation answered.
+//!
+//! With a store shared by several nodes, invalidations made on other nodes arrive as store
+//! changes (`crate::app` applies them: [`BearerCache::remove`], [`BearerCache::clear`]), and
+//! entries carry a TTL ([`BearerCache::with_ttl`]) as the backstop.
 
-use crate::clock::UnixMillis;
+use crate::clock::{SharedClock, UnixMillis};
 use crate::model::{Hash32, TokenDoc, UserRecord};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
@@ -15,6 +19,7 @@ use serde_json::Value;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What a valid bearer token stands for: its user, and when it expires. This is all a bearer
 /// check needs, so it is all the cache keeps of a record (not its hashes, client, refresh
@@ -91,16 +96,33 @@ pub fn bearer_size(b: &Bearer) -> u64 {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BearerWeighter;
 
-impl Weighter<Hash32, Arc<Bearer>> for BearerWeighter {
-    fn weight(&self, _key: &Hash32, b: &Arc<Bearer>) -> u64 {
-        bearer_size(b)
+impl Weighter<Hash32, Entry> for BearerWeighter {
+    fn weight(&self, _key: &Hash32, entry: &Entry) -> u64 {
+        bearer_size(&entry.bearer)
     }
+}
+
+/// A cached bearer and when it was cached (the injected clock; only read with a TTL).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    bearer: Arc<Bearer>,
+    cached_at: UnixMillis,
+}
+
+/// How long an entry is trusted, and the clock that says so: for a store shared by several
+/// nodes, the backstop behind change notifications (a notification that never arrives can
+/// keep a stale entry at most this long).
+#[derive(Debug, Clone)]
+struct Ttl {
+    millis: i64,
+    clock: SharedClock,
 }
 
 #[derive(Debug)]
 pub struct BearerCache {
-    entries: Cache<Hash32, Arc<Bearer>, BearerWeighter>,
+    entries: Cache<Hash32, Entry, BearerWeighter>,
     epoch: AtomicU64,
+    ttl: Option<Ttl>,
 }
 
 impl BearerCache {
@@ -110,7 +132,32 @@ impl BearerCache {
         Self {
             entries: Cache::with_weighter(estimated_items, max_bytes, BearerWeighter),
             epoch: AtomicU64::new(0),
+            ttl: None,
         }
+    }
+
+    /// [`new`](Self::new), whose entries are trusted for `ttl` after they were cached (by
+    /// `clock`), then read from the store again.
+    pub fn with_ttl(max_bytes: u64, ttl: Duration, clock: SharedClock) -> Self {
+        Self {
+            ttl: Some(Ttl {
+                millis: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+                clock,
+            }),
+            ..Self::new(max_bytes)
+        }
+    }
+
+    fn now(&self) -> UnixMillis {
+        self.ttl.as_ref().map_or(0, |t| t.clock.now_millis())
+    }
+
+    /// Drop every entry (changes may have been missed), so that no lookup that read the store
+    /// before caches what it read.
+    pub fn clear(&self) {
+        self.begin_invalidation();
+        self.entries.clear();
+        self.begin_invalidation();
     }
 
     /// What the cache holds now, in estimated bytes.
@@ -129,7 +176,14 @@ impl BearerCache {
     }
 
     pub fn get(&self, h: &Hash32) -> Option<Arc<Bearer>> {
-        self.entries.get(h)
+        let entry = self.entries.get(h)?;
+        if let Some(ttl) = &self.ttl {
+            if entry.cached_at.saturating_add(ttl.millis) <= ttl.clock.now_millis() {
+                self.entries.remove(h);
+                return None;
+            }
+        }
+        Some(entry.bearer)
     }
 
     /// The epoch to pass to [`insert`](Self::insert), read before the store lookup.
@@ -138,9 +192,10 @@ impl BearerCache {
     }
 
     /// Cache `doc` unless an invalidation began since `epoch` was read.
-    pub fn insert(&self, h: Hash32, doc: Arc<Bearer>, epoch: u64) {
+    pub fn insert(&self, h: Hash32, bearer: Arc<Bearer>, epoch: u64) {
         if self.epoch.load(Ordering::SeqCst) == epoch {
-            self.entries.insert(h, doc);
+            let cached_at = self.now();
+            self.entries.insert(h, Entry { bearer, cached_at });
             // Re-check: an invalidation may have started between the check and the insert.
             if self.epoch.load(Ordering::SeqCst) != epoch {
                 self.entries.remove(&h);
@@ -239,6 +294,33 @@ mod tests {
         let mut h = [0u8; 32];
         h[..4].copy_from_slice(&1999u32.to_be_bytes());
         assert!(cache.get(&Hash32(h)).is_some());
+    }
+
+    #[test]
+    fn entries_expire_after_the_ttl_and_clear_drops_all() {
+        let clock = crate::clock::ManualClock::at(1_000_000);
+        let cache = BearerCache::with_ttl(1 << 20, Duration::from_secs(5), clock.clone());
+        let d = bearer(1, 10);
+        cache.insert(Hash32([1; 32]), d.clone(), cache.epoch());
+        clock.advance(Duration::from_millis(4_999));
+        assert!(cache.get(&Hash32([1; 32])).is_some());
+        clock.advance(Duration::from_millis(1));
+        assert!(
+            cache.get(&Hash32([1; 32])).is_none(),
+            "trusted past its TTL"
+        );
+        // Without a TTL an entry stays (expiry of the token itself is checked by the caller).
+        let plain = BearerCache::new(1 << 20);
+        plain.insert(Hash32([1; 32]), d.clone(), plain.epoch());
+        cache.insert(Hash32([2; 32]), d.clone(), cache.epoch());
+        let read_at = cache.epoch();
+        cache.clear();
+        plain.clear();
+        assert!(cache.get(&Hash32([2; 32])).is_none());
+        assert!(plain.get(&Hash32([1; 32])).is_none());
+        // A lookup that read before the clear does not cache afterwards.
+        cache.insert(Hash32([3; 32]), d, read_at);
+        assert!(cache.get(&Hash32([3; 32])).is_none());
     }
 
     #[test]

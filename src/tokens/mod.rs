@@ -172,6 +172,39 @@ impl TokenService {
         }
     }
 
+    /// [`with_cache_bytes`](Self::with_cache_bytes) for a store shared by several nodes:
+    /// cached bearer records are trusted for `cache_ttl` at most (the backstop behind
+    /// [`apply_change`](Self::apply_change)).
+    pub fn with_cache_ttl(
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        cache_bytes: u64,
+        cache_ttl: Duration,
+    ) -> Self {
+        Self {
+            store,
+            cache: Arc::new(BearerCache::with_ttl(cache_bytes, cache_ttl, clock.clone())),
+            clock,
+        }
+    }
+
+    /// Follow a change another node made to the shared store: drop the invalidated access
+    /// tokens from the cache (or everything, on a resync).
+    pub fn apply_change(&self, change: &crate::store::StoreChange) {
+        use crate::store::StoreChange;
+        match change {
+            StoreChange::AccessInvalidated(hashes) => {
+                // As for a local invalidation: a lookup that read before must not cache.
+                self.cache.begin_invalidation();
+                for h in hashes {
+                    self.cache.remove(h);
+                }
+            }
+            StoreChange::Resync => self.cache.clear(),
+            StoreChange::RoleMappings | StoreChange::Profile(_) => {}
+        }
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -88,6 +88,7 @@ pub fn settings() -> Settings {
         },
         data: DataSettings {
             path: "unused.redb".into(),
+            postgres: None,
             cache_size: oidc_realm::config::DEFAULT_DATA_CACHE_SIZE,
         },
         token: TokenSettings {

@@ -89,6 +89,45 @@ pub(super) fn list(
     Ok(out)
 }
 
+/// Up to `limit` records after `after` in the table's order (the length-prefixed kind, then
+/// the key), as `(kind, key, record)`.
+pub(super) fn after(
+    table: &impl ReadableTable<Bytes, Bytes>,
+    after: Option<&(String, String)>,
+    limit: usize,
+) -> Result<Vec<(String, String, StoredRecord)>, OpError> {
+    let start = after.map(|(kind, key)| record_key(kind, key));
+    let range = match &start {
+        Some(s) => table.range(s.as_slice()..)?,
+        None => table.range::<&[u8]>(..)?,
+    };
+    let mut out = Vec::new();
+    for entry in range {
+        if out.len() == limit {
+            break;
+        }
+        let (k, v) = entry?;
+        let k = k.value();
+        if start.as_deref() == Some(k) {
+            continue;
+        }
+        let (kind, key) = split_key(k)?;
+        out.push((kind, key, decode(v.value())?));
+    }
+    Ok(out)
+}
+
+/// The `(kind, key)` of a [`record_key`].
+fn split_key(k: &[u8]) -> Result<(String, String), StoreError> {
+    let corrupt = || StoreError::Corrupt("record key malformed".into());
+    let len = k.get(..4).ok_or_else(corrupt)?;
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let kind = k.get(4..4 + len).ok_or_else(corrupt)?;
+    let key = &k[4 + len..];
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| corrupt());
+    Ok((text(kind)?, text(key)?))
+}
+
 pub(super) fn open_error(e: ::redb::TableError) -> OpError {
     OpError::Op(table_error(e))
 }

@@ -244,3 +244,105 @@ impl Store for RedbStore {
         Ok(self.once.take(kind, key, now))
     }
 }
+
+#[async_trait]
+impl crate::store::StoreTransfer for RedbStore {
+    async fn tokens_after(
+        &self,
+        after: Option<Hash32>,
+        limit: usize,
+    ) -> Result<Vec<TokenDoc>, StoreError> {
+        self.read(|txn| {
+            let table = open_read(txn, TOKENS)?;
+            let mut out = Vec::new();
+            let range = match &after {
+                Some(a) => table.range::<&[u8]>(&a.0[..]..)?,
+                None => table.range::<&[u8]>(..)?,
+            };
+            for entry in range {
+                if out.len() == limit {
+                    break;
+                }
+                let (k, v) = entry?;
+                let key = super::keys::hash_value(k.value())?;
+                if after == Some(key) {
+                    continue;
+                }
+                out.push(super::keys::decode_doc(&key, v.value())?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn profiles_after(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredProfile)>, StoreError> {
+        self.read(|txn| {
+            let table = txn
+                .open_table(PROFILES)
+                .map_err(|e| OpError::Op(table_error(e)))?;
+            let mut out = Vec::new();
+            let range = match &after {
+                Some(a) => table.range::<&str>(a.as_str()..)?,
+                None => table.range::<&str>(..)?,
+            };
+            for entry in range {
+                if out.len() == limit {
+                    break;
+                }
+                let (k, v) = entry?;
+                let uid = k.value().to_string();
+                if after.as_deref() == Some(uid.as_str()) {
+                    continue;
+                }
+                let profile = super::keys::decode_profile(&uid, v.value())?;
+                out.push((uid, profile));
+            }
+            Ok(out)
+        })
+    }
+
+    async fn restore_profile(&self, uid: &str, profile: StoredProfile) -> Result<(), StoreError> {
+        let uid = uid.to_string();
+        self.submit(move |t| {
+            t.profiles.insert(
+                uid.as_str(),
+                encode_profile(profile.seq_no, &profile.json).as_slice(),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn records_after(
+        &self,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, crate::store::StoredRecord)>, StoreError> {
+        self.read(|txn| {
+            let table = txn
+                .open_table(super::records::RECORDS)
+                .map_err(super::records::open_error)?;
+            super::records::after(&table, after.as_ref(), limit)
+        })
+    }
+
+    async fn restore_record(
+        &self,
+        kind: &str,
+        key: &str,
+        record: crate::store::StoredRecord,
+    ) -> Result<(), StoreError> {
+        let k = super::records::record_key(kind, key);
+        self.submit(move |t| {
+            t.records.insert(
+                k.as_slice(),
+                super::records::encode(record.version, &record.value).as_slice(),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
