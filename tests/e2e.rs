@@ -18,12 +18,15 @@
 //! account token: prepare, the browser at the provider, authenticate with that URL, then
 //! `_authenticate`, refresh and logout.
 
+#[path = "common/html_form.rs"]
+mod html_form;
 #[path = "common/setup.rs"]
 mod setup;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use html_form::form;
 use oidc_realm::clock::{Clock, SystemClock, UnixMillis};
 use oidc_realm::store::MemoryStore;
 use oidc_realm::{configure, AppState};
@@ -194,39 +197,6 @@ struct Visit {
     left_to: String,
     saw_login: bool,
     saw_consent: bool,
-}
-
-/// The first `<form>` of a page: its action, resolved against the page URL, and its hidden
-/// inputs.
-fn form(page: &Url, html: &str) -> Option<(Url, Vec<(String, String)>)> {
-    let attr = regex::Regex::new(r#"([a-zA-Z_-]+)="([^"]*)""#).unwrap();
-    let attrs = |tag: &str| -> Vec<(String, String)> {
-        attr.captures_iter(tag)
-            .map(|c| (c[1].to_string(), c[2].replace("&amp;", "&")))
-            .collect()
-    };
-    let get =
-        |a: &[(String, String)], k: &str| a.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let start = html.find("<form")?;
-    let tag_end = start + html[start..].find('>')?;
-    let action = get(&attrs(&html[start..tag_end]), "action")?;
-    let end = tag_end
-        + html[tag_end..]
-            .find("</form>")
-            .unwrap_or(html.len() - tag_end);
-    let mut hidden = Vec::new();
-    let mut rest = &html[tag_end..end];
-    while let Some(i) = rest.find("<input") {
-        let j = i + rest[i..].find('>').unwrap_or(rest.len() - i);
-        let a = attrs(&rest[i..j]);
-        if get(&a, "type").as_deref() == Some("hidden") {
-            if let (Some(n), Some(v)) = (get(&a, "name"), get(&a, "value")) {
-                hidden.push((n, v));
-            }
-        }
-        rest = &rest[j..];
-    }
-    Some((page.join(&action).ok()?, hidden))
 }
 
 impl Browser {
