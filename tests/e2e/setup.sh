@@ -10,34 +10,5 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-mkdir -p "$root/target/e2e"
-
-say() { printf 'e2e/setup: %s\n' "$*"; }
-
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$root/target/e2e/.setup.lock"
-  flock 9
-fi
-
-for tool in node npm sha256sum; do
-  command -v "$tool" >/dev/null 2>&1 || { say "error: $tool is not installed (the e2e suite needs Node.js 20 or later and npm)"; exit 1; }
-done
-major="$(node -p 'process.versions.node.split(".")[0]')"
-if (( major < 20 )); then
-  say "error: Node.js $(node --version) is too old; the e2e suite needs Node.js 20 or later"
-  exit 1
-fi
-
-stamp="$here/node_modules/.oidc-realm-setup-stamp"
-want="$({ cat "$here/package.json" "$here/package-lock.json"; printf 'node %s\n' "$(node --version)"; } | sha256sum | cut -d' ' -f1)"
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-  say "npm packages up to date ($here/node_modules)"
-  exit 0
-fi
-
-say "npm ci in $here (package-lock.json changed or not installed)"
-# --ignore-scripts: oidc-provider and its dependencies need no install scripts.
-(cd "$here" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-printf '%s\n' "$want" >"$stamp"
-say "installed: oidc-provider $(node -p 'require(process.argv[1]).version' "$here/node_modules/oidc-provider/package.json")"
+. "$here/../common/npm_setup.sh"
+npm_setup e2e "$here" oidc-provider
