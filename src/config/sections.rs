@@ -49,29 +49,7 @@ pub(super) fn http(ctx: &mut Ctx) -> Option<HttpSettings> {
     } else {
         Some(None)
     };
-    let max_body = match ctx.value("http.max_body").cloned() {
-        None => Some(DEFAULT_MAX_BODY),
-        Some(v) => {
-            let text = scalar_text(&v);
-            match parse_byte_size(&text) {
-                Some(0) => {
-                    ctx.error("http.max_body", "must be greater than 0");
-                    None
-                }
-                Some(n) => Some(n),
-                None => {
-                    ctx.error(
-                        "http.max_body",
-                        format!(
-                            "failed to parse value [{}] as a size in bytes (use e.g. 65536, 64kb, 1mb)",
-                            shown(&text)
-                        ),
-                    );
-                    None
-                }
-            }
-        }
-    };
+    let max_body = byte_size_at_least(ctx, "http.max_body", DEFAULT_MAX_BODY, 1);
     if let (Some(addr), Some(None)) = (&bind, &tls) {
         if !is_loopback_ip(addr.ip()) {
             ctx.warn(
@@ -514,32 +492,8 @@ pub(super) fn audit(ctx: &mut Ctx) -> Option<AuditSettings> {
             }
         }
     };
-    let max_size = match ctx.value("audit.max_size").cloned() {
-        None => Some(d.max_size),
-        Some(v) => {
-            let text = scalar_text(&v);
-            match parse_byte_size(&text) {
-                Some(n) if n < 1024 => {
-                    ctx.error(
-                        "audit.max_size",
-                        format!("must be at least 1kb (got [{}])", shown(&text)),
-                    );
-                    None
-                }
-                Some(n) => Some(n as u64),
-                None => {
-                    ctx.error(
-                        "audit.max_size",
-                        format!(
-                            "failed to parse value [{}] as a size in bytes (use e.g. 100mb, 10mb, 65536)",
-                            shown(&text)
-                        ),
-                    );
-                    None
-                }
-            }
-        }
-    };
+    let max_size =
+        byte_size_at_least(ctx, "audit.max_size", d.max_size as usize, 1024).map(|n| n as u64);
     let max_files = ctx
         .int_in("audit.max_files", d.max_files as i64, 1, 100)
         .map(|n| n as u32);

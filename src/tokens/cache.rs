@@ -42,8 +42,8 @@ impl Bearer {
 }
 
 /// What an entry costs besides its heap data: the `Arc` (counts and the [`Bearer`]) and the
-/// cache's own slot (key, pointer, hotness and table overhead), as measured with
-/// `bench/scale.sh` (see docs/operations.md, "Memory").
+/// cache's own slot (key, [`Entry`], hotness and table overhead), checked against a counting
+/// allocator by `cargo bench --bench cache_memory` (see docs/operations.md, "Memory").
 const ENTRY_COST: u64 = (2 * size_of::<usize>() + size_of::<Bearer>()) as u64 + 96;
 
 /// Heap bytes of a string's buffer, rounded to the allocator's 16-byte size classes.
