@@ -9,7 +9,7 @@
 //! cargo bench --bench cache_memory -- 400000 96    # N tokens, cache MiB
 //! ```
 
-use oidc_realm::clock::{Clock, ManualClock};
+use oidc_realm::clock::ManualClock;
 use oidc_realm::model::{ClientRef, RealmRef, UserRecord};
 use oidc_realm::store::{MemoryStore, Store};
 use oidc_realm::tokens::{Lifetimes, TokenService};
@@ -48,9 +48,8 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let clock = ManualClock::at(1_000_000);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-    let svc = TokenService::with_cache_bytes(store, clock.clone(), cache_mib << 20);
+    let svc = TokenService::with_cache_bytes(store, ManualClock::at(1_000_000), cache_mib << 20);
     let lifetimes = Lifetimes {
         access: Duration::from_secs(3600),
         refresh: Duration::from_secs(86_400),
@@ -89,7 +88,6 @@ fn main() {
     });
     let after = LIVE.load(Ordering::Relaxed);
     let usage = svc.cache_usage();
-    let _ = clock.now_millis();
     let gained = after.saturating_sub(before) as f64;
     println!(
         "{n} tokens checked; cache holds {} entries, estimated {:.1} MiB of {:.0} MiB",
