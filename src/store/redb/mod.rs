@@ -151,6 +151,7 @@ impl RedbStore {
         let (tx, rx) = mpsc::channel();
         let writer_db = Arc::clone(&db);
         let shared = Arc::new(WriterShared::default());
+        shared.refresh_tokens(&db);
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
@@ -206,6 +207,9 @@ impl RedbStore {
                 tracing::error!("store writer thread panicked");
             }
         }
+        // No read transaction may outlive the store: redb records a clean close only when
+        // none is left.
+        self.shared.clear_tokens();
     }
 }
 

@@ -50,7 +50,14 @@ impl Store for RedbStore {
     }
 
     async fn get_by_access(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError> {
-        self.read(|txn| get_doc(&open_read(txn, TOKENS)?, hash))
+        match &*self.shared.tokens() {
+            // The table as of the last commit (see `WriterShared::tokens`).
+            Some(tokens) => get_doc(&**tokens, hash).map_err(|e| match e {
+                OpError::Op(e) => e,
+                OpError::Txn(why) => StoreError::Unavailable(why),
+            }),
+            None => self.read(|txn| get_doc(&open_read(txn, TOKENS)?, hash)),
+        }
     }
 
     async fn get_by_refresh(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError> {

@@ -2,10 +2,12 @@
 //! commit per batch, and answers each caller after the commit.
 
 use super::error::OpError;
+use super::schema::{Bytes, TOKENS};
 use super::tables::Tables;
 use super::{lock, RedbStore};
 use crate::store::{CommitObserver, StoreError};
-use ::redb::{Database, Durability};
+use ::redb::{Database, Durability, ReadOnlyTable, ReadableDatabase};
+use arc_swap::ArcSwapOption;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
@@ -21,6 +23,12 @@ pub(super) struct WriterShared {
     failing: AtomicBool,
     /// The writer thread stopped (the store was closed, or the thread died).
     stopped: AtomicBool,
+    /// The `tokens` table as of the last commit, for bearer lookups: replaced after every
+    /// commit before its callers are answered, so a lookup through it sees every write that
+    /// was acknowledged before the lookup began. Saves each lookup a read transaction and a
+    /// table open (a lock and a walk of redb's table of tables). `None` until the first
+    /// refresh, after a refresh that failed, and once the store closes.
+    tokens: ArcSwapOption<ReadOnlyTable<Bytes, Bytes>>,
 }
 
 impl WriterShared {
@@ -34,6 +42,26 @@ impl WriterShared {
 
     pub(super) fn stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
+    }
+
+    /// The `tokens` table as of the last commit, if there is one.
+    pub(super) fn tokens(&self) -> arc_swap::Guard<Option<Arc<ReadOnlyTable<Bytes, Bytes>>>> {
+        self.tokens.load()
+    }
+
+    /// Read the `tokens` table as the database holds it now (after a commit, or at open). On
+    /// failure the view is dropped and lookups open their own transaction.
+    pub(super) fn refresh_tokens(&self, db: &Database) {
+        let table = db
+            .begin_read()
+            .ok()
+            .and_then(|txn| txn.open_table(TOKENS).ok());
+        self.tokens.store(table.map(Arc::new));
+    }
+
+    /// Drop the view (its read transaction), so the database can close cleanly.
+    pub(super) fn clear_tokens(&self) {
+        self.tokens.store(None);
     }
 
     /// One batch of `tasks` ran for `took`: `Ok`, failed on storage, or panicked.
@@ -168,6 +196,10 @@ pub(super) fn writer_loop(
                 Some("store write batch panicked".to_string()),
             ),
         };
+        if outcome == BatchOutcome::Committed {
+            // Before anyone is answered: an acknowledged write is visible to every lookup.
+            shared.refresh_tokens(db);
+        }
         shared.record(batch.len(), took, outcome);
         if let Some(why) = &failure {
             tracing::error!(tasks = batch.len(), "store write batch failed: {why}");
