@@ -53,6 +53,57 @@ pub struct UserRecord {
     pub realm: RealmRef,
 }
 
+impl UserRecord {
+    /// An estimate of the heap memory this user owns (its strings, roles and metadata), for
+    /// caches bounded in bytes; the record's own inline size is the caller's to add.
+    pub fn estimated_heap(&self) -> u64 {
+        use std::mem::size_of;
+        heap_str(&self.username)
+            + self.full_name.as_deref().map_or(0, heap_str)
+            + self.email.as_deref().map_or(0, heap_str)
+            + self
+                .roles
+                .iter()
+                .map(|r| size_of::<String>() as u64 + heap_str(r))
+                .sum::<u64>()
+            + heap_str(&self.realm.name)
+            + heap_str(&self.realm.kind)
+            + map_heap(&self.metadata)
+    }
+}
+
+/// Heap bytes of a string's buffer, rounded to the allocator's 16-byte size classes.
+fn heap_str(s: &str) -> u64 {
+    (s.len() as u64).next_multiple_of(16)
+}
+
+/// Heap bytes of a JSON value's own allocations and of its children (the value itself is
+/// counted by its container).
+fn value_heap(v: &serde_json::Value) -> u64 {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => heap_str(s),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| std::mem::size_of::<Value>() as u64 + value_heap(v))
+            .sum(),
+        Value::Object(m) => map_heap(m),
+        _ => 0,
+    }
+}
+
+/// An insertion-ordered map: per member its key, its value, a hash and an index slot.
+fn map_heap(m: &serde_json::Map<String, serde_json::Value>) -> u64 {
+    use std::mem::size_of;
+    m.iter()
+        .map(|(k, v)| {
+            (size_of::<String>() + size_of::<serde_json::Value>() + 2 * size_of::<usize>()) as u64
+                + heap_str(k)
+                + value_heap(v)
+        })
+        .sum()
+}
+
 /// Who created a token pair: only this caller may refresh it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientRef {

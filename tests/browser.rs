@@ -199,6 +199,21 @@ impl Demo {
         panic!("the demo printed no URL to open; {}", self.output());
     }
 
+    /// Wait (up to 30 s) until the demo has printed `text`, which may come after the URL
+    /// line; its output so far either way.
+    fn output_with(&self, lines: &mpsc::Receiver<String>, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.stdout.lock().unwrap().contains(text) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            if lines.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+        self.output()
+    }
+
     fn wait(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
         loop {
@@ -231,7 +246,8 @@ fn demo_as_the_readme_says() {
     let (mut demo, lines) = Demo::spawn(&[]);
     let url = demo.url_to_open(&lines);
     assert_eq!(url, "http://127.0.0.1:5601/", "{}", demo.output());
-    let out = demo.output();
+    // The users are listed after the URL: wait for the last one.
+    let out = demo.output_with(&lines, "carol-demo");
     for user in [
         "alice",
         "alice-demo",

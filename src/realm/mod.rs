@@ -1201,7 +1201,7 @@ pub async fn logout(
     // 4. The end-session redirect, when the realm has an endsession endpoint.
     Ok(LoggedOut {
         redirect: data.and_then(|d| end_session_url(realms, &d)),
-        user: doc.user.clone(),
+        user: (*doc.user).clone(),
         counts,
     })
 }

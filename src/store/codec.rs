@@ -121,55 +121,14 @@ pub fn encode_token(doc: &TokenDoc) -> Vec<u8> {
 /// A token record from its binary form.
 pub fn decode_token(bytes: &[u8]) -> Result<TokenDoc, DecodeError> {
     let mut r = Reader(bytes);
-    let version = r.u8()?;
-    if version != TOKEN_V1 && version != TOKEN_V2 {
-        return Err(DecodeError("not a token record"));
-    }
-    let flags = r.u8()?;
-    let has = |bit: u8| flags & bit != 0;
-    let access_hash = Hash32(r.array()?);
-    let refresh_hash = if has(HAS_REFRESH) {
-        Some(Hash32(r.array()?))
-    } else {
-        None
-    };
-    let family = Id16(r.array()?);
-    let created_at = r.i64()?;
-    let access_expires_at = r.i64()?;
-    let refresh_expires_at = r.opt(has(HAS_REFRESH_EXPIRY), Reader::i64)?;
-    let refreshed = r.opt(has(HAS_REFRESHED), |r| {
-        Ok(Refreshed {
-            at: r.i64()?,
-            superseding: r.bytes()?.to_vec(),
-        })
-    })?;
-    let sealed = r.opt(has(HAS_SEALED), |r| Ok(r.bytes()?.to_vec()))?;
-    let username = r.string()?;
-    let count = r.u32()? as usize;
-    // Each role takes at least its 4-byte length: a count beyond that is corrupt, not a
-    // reason to allocate.
-    if count > r.0.len() / 4 {
-        return Err(DecodeError("role count exceeds the record"));
-    }
-    let mut roles = Vec::with_capacity(count);
-    for _ in 0..count {
-        roles.push(r.string()?);
-    }
-    let full_name = r.opt(has(HAS_FULL_NAME), Reader::string)?;
-    let email = r.opt(has(HAS_EMAIL), Reader::string)?;
-    let metadata = match r.bytes()? {
-        [] => serde_json::Map::new(),
-        json => serde_json::from_slice(json).map_err(|_| DecodeError("metadata is not JSON"))?,
-    };
-    let realm = RealmRef {
-        name: r.string()?,
-        kind: r.string()?,
-    };
+    let head = Head::read(&mut r)?;
+    let has = |bit: u8| head.flags & bit != 0;
+    let user = UserBytes::read(&mut r, head.flags)?.decode()?;
     let client = ClientRef {
         username: r.string()?,
         realm: r.string()?,
     };
-    let oidc_session = if version == TOKEN_V2 {
+    let oidc_session = if head.version == TOKEN_V2 {
         let sub = r.string()?;
         let sid = match r.u8()? {
             0 => None,
@@ -184,27 +143,177 @@ pub fn decode_token(bytes: &[u8]) -> Result<TokenDoc, DecodeError> {
         return Err(DecodeError("trailing bytes"));
     }
     Ok(TokenDoc {
-        access_hash,
-        refresh_hash,
-        family,
-        user: UserRecord {
+        access_hash: head.access_hash,
+        refresh_hash: head.refresh_hash,
+        family: head.family,
+        user,
+        client,
+        created_at: head.created_at,
+        access_expires_at: head.access_expires_at,
+        refresh_expires_at: head.refresh_expires_at,
+        access_invalidated: has(ACCESS_INVALIDATED),
+        refresh_invalidated: has(REFRESH_INVALIDATED),
+        refreshed: head.refreshed.map(|(at, superseding)| Refreshed {
+            at,
+            superseding: superseding.to_vec(),
+        }),
+        sealed: head.sealed.map(<[u8]>::to_vec),
+        oidc_session,
+    })
+}
+
+/// What a bearer check reads of a token record ([`decode_bearer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BearerFields {
+    pub access_hash: Hash32,
+    pub access_expires_at: UnixMillis,
+    pub access_invalidated: bool,
+}
+
+/// The encoded user of a token record, not yet decoded: [`decode`](Self::decode) it, or use
+/// [`key`](Self::key) to find a user decoded from the same bytes before.
+#[derive(Debug, Clone, Copy)]
+pub struct UserBytes<'a> {
+    /// The record's flags that belong to the user (which optional fields are present).
+    presence: u8,
+    fields: &'a [u8],
+}
+
+impl<'a> UserBytes<'a> {
+    /// Walk over the user's fields (checking their lengths, not their contents).
+    fn read(r: &mut Reader<'a>, flags: u8) -> Result<Self, DecodeError> {
+        let start = r.0;
+        r.bytes()?; // username
+        let count = r.u32()?;
+        if count as usize > r.0.len() / 4 {
+            return Err(DecodeError("role count exceeds the record"));
+        }
+        for _ in 0..count {
+            r.bytes()?;
+        }
+        if flags & HAS_FULL_NAME != 0 {
+            r.bytes()?;
+        }
+        if flags & HAS_EMAIL != 0 {
+            r.bytes()?;
+        }
+        r.bytes()?; // metadata
+        r.bytes()?; // realm name
+        r.bytes()?; // realm kind
+        let used = start.len() - r.0.len();
+        Ok(UserBytes {
+            presence: flags & (HAS_FULL_NAME | HAS_EMAIL),
+            fields: &start[..used],
+        })
+    }
+
+    /// Bytes that are equal for two records exactly when their users are.
+    pub fn key(&self) -> Vec<u8> {
+        let mut k = Vec::with_capacity(1 + self.fields.len());
+        k.push(self.presence);
+        k.extend_from_slice(self.fields);
+        k
+    }
+
+    /// The user these bytes encode.
+    pub fn decode(&self) -> Result<UserRecord, DecodeError> {
+        let mut r = Reader(self.fields);
+        let has = |bit: u8| self.presence & bit != 0;
+        let username = r.string()?;
+        let count = r.u32()? as usize;
+        // Each role takes at least its 4-byte length: a count beyond that is corrupt, not a
+        // reason to allocate.
+        if count > r.0.len() / 4 {
+            return Err(DecodeError("role count exceeds the record"));
+        }
+        let mut roles = Vec::with_capacity(count);
+        for _ in 0..count {
+            roles.push(r.string()?);
+        }
+        let full_name = r.opt(has(HAS_FULL_NAME), Reader::string)?;
+        let email = r.opt(has(HAS_EMAIL), Reader::string)?;
+        let metadata = match r.bytes()? {
+            [] => serde_json::Map::new(),
+            json => {
+                serde_json::from_slice(json).map_err(|_| DecodeError("metadata is not JSON"))?
+            }
+        };
+        let realm = RealmRef {
+            name: r.string()?,
+            kind: r.string()?,
+        };
+        Ok(UserRecord {
             username,
             roles,
             full_name,
             email,
             metadata,
             realm,
-        },
-        client,
-        created_at,
-        access_expires_at,
-        refresh_expires_at,
-        access_invalidated: has(ACCESS_INVALIDATED),
-        refresh_invalidated: has(REFRESH_INVALIDATED),
-        refreshed,
-        sealed,
-        oidc_session,
-    })
+        })
+    }
+}
+
+/// Decode only what a bearer check needs: the access hash, expiry and invalidation, and the
+/// user, which `user` turns into what the caller keeps (decoding it, or reusing a user decoded
+/// from the same bytes). The refresh state, sealed data, client and session are skipped
+/// unread: a record corrupt there decodes here and fails [`decode_token`].
+pub fn decode_bearer<U>(
+    bytes: &[u8],
+    user: impl FnOnce(UserBytes<'_>) -> Result<U, DecodeError>,
+) -> Result<(BearerFields, U), DecodeError> {
+    let mut r = Reader(bytes);
+    let head = Head::read(&mut r)?;
+    let fields = BearerFields {
+        access_hash: head.access_hash,
+        access_expires_at: head.access_expires_at,
+        access_invalidated: head.flags & ACCESS_INVALIDATED != 0,
+    };
+    Ok((fields, user(UserBytes::read(&mut r, head.flags)?)?))
+}
+
+/// The fields of a record before its user, borrowed from the bytes.
+struct Head<'a> {
+    version: u8,
+    flags: u8,
+    access_hash: Hash32,
+    refresh_hash: Option<Hash32>,
+    family: Id16,
+    created_at: UnixMillis,
+    access_expires_at: UnixMillis,
+    refresh_expires_at: Option<UnixMillis>,
+    refreshed: Option<(UnixMillis, &'a [u8])>,
+    sealed: Option<&'a [u8]>,
+}
+
+impl<'a> Head<'a> {
+    fn read(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        let version = r.u8()?;
+        if version != TOKEN_V1 && version != TOKEN_V2 {
+            return Err(DecodeError("not a token record"));
+        }
+        let flags = r.u8()?;
+        let has = |bit: u8| flags & bit != 0;
+        let access_hash = Hash32(r.array()?);
+        let refresh_hash = r.opt(has(HAS_REFRESH), |r| Ok(Hash32(r.array()?)))?;
+        let family = Id16(r.array()?);
+        let created_at = r.i64()?;
+        let access_expires_at = r.i64()?;
+        let refresh_expires_at = r.opt(has(HAS_REFRESH_EXPIRY), Reader::i64)?;
+        let refreshed = r.opt(has(HAS_REFRESHED), |r| Ok((r.i64()?, r.bytes()?)))?;
+        let sealed = r.opt(has(HAS_SEALED), Reader::bytes)?;
+        Ok(Head {
+            version,
+            flags,
+            access_hash,
+            refresh_hash,
+            family,
+            created_at,
+            access_expires_at,
+            refresh_expires_at,
+            refreshed,
+            sealed,
+        })
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -361,6 +470,34 @@ mod tests {
     }
 
     #[test]
+    fn decode_bearer_reads_what_decode_token_reads_and_refuses_a_cut_user() {
+        for doc in variants() {
+            let bytes = encode_token(&doc);
+            let (fields, user) = decode_bearer(&bytes, |u| u.decode()).unwrap();
+            assert_eq!(fields.access_hash, doc.access_hash);
+            assert_eq!(fields.access_expires_at, doc.access_expires_at);
+            assert_eq!(fields.access_invalidated, doc.access_invalidated);
+            assert_eq!(user, doc.user);
+            // Cut anywhere inside the fields it reads: an error, never a panic or a wrong user.
+            let user_end = bytes.len()
+                - 8
+                - doc.client.username.len()
+                - doc.client.realm.len()
+                - doc.oidc_session.as_ref().map_or(0, |s| {
+                    4 + s.sub.len() + 1 + s.sid.as_ref().map_or(0, |sid| 4 + sid.len())
+                });
+            for n in 0..user_end {
+                assert!(
+                    decode_bearer(&bytes[..n], |u| u.decode()).is_err(),
+                    "cut at {n} of {}",
+                    bytes.len()
+                );
+            }
+            assert!(decode_bearer(&bytes[..user_end], |u| u.decode()).is_ok());
+        }
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
         let mut x = 0x2545_f491_4f6c_dd1du64;
         for len in 0..600 {
@@ -376,6 +513,7 @@ mod tests {
                 *b = TOKEN_V1;
             }
             let _ = decode_token(&bytes);
+            let _ = decode_bearer(&bytes, |u| u.decode());
         }
         // A huge role count is refused before anything is allocated for it. `bare` has no
         // optional fields before the roles: tag, flags, access, family, two times, username "".

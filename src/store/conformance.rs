@@ -28,6 +28,7 @@ where
     Fut: Future<Output = Arc<dyn Store>>,
 {
     insert_and_get(make().await).await;
+    bearer_lookups(make().await).await;
     insert_conflicts(make().await).await;
     concurrent_inserts(make().await).await;
     refresh_applied_then_already_refreshed(make().await).await;
@@ -205,6 +206,40 @@ pub async fn insert_and_get(store: Arc<dyn Store>) {
         None,
         "access lookup by refresh hash"
     );
+}
+
+/// `get_bearer`: what a bearer check reads, before and after an invalidation; unknown and
+/// refresh hashes are not found; two pairs of one user give equal users.
+pub async fn bearer_lookups(store: Arc<dyn Store>) {
+    let first = token(1, true, family(1), "oidc1", "alice");
+    let mut second = token(2, false, family(2), "oidc1", "alice");
+    second.user = first.user.clone();
+    second.access_expires_at = first.access_expires_at + 1;
+    let other = token(3, true, family(3), "oidc1", "bob");
+    for doc in [&first, &second, &other] {
+        store.insert_token(doc.clone()).await.unwrap();
+    }
+    let read = |h: Hash32| {
+        let store = store.clone();
+        async move { store.get_bearer(&h).await.unwrap() }
+    };
+    for doc in [&first, &second, &other] {
+        let got = read(doc.access_hash).await.expect("stored pair");
+        assert_eq!(got.expires_at, doc.access_expires_at);
+        assert!(!got.invalidated);
+        assert_eq!(*got.user, doc.user);
+    }
+    // Read again: a backend that shares decoded users still hands out the right one.
+    assert_eq!(*read(first.access_hash).await.unwrap().user, first.user);
+    assert_eq!(*read(other.access_hash).await.unwrap().user, other.user);
+    assert_eq!(read(hash(b'a', 9)).await, None);
+    assert_eq!(read(hash(b'r', 1)).await, None, "a refresh hash");
+    store
+        .invalidate(Invalidation::Access(first.access_hash))
+        .await
+        .unwrap();
+    assert!(read(first.access_hash).await.unwrap().invalidated);
+    assert!(!read(second.access_hash).await.unwrap().invalidated);
 }
 
 /// An access or refresh hash that exists already → `Conflict`, and the stored pair is kept.

@@ -28,6 +28,7 @@ mod once_table;
 pub mod postgres;
 pub mod redb;
 pub mod transfer;
+mod users;
 
 pub use self::postgres::PgStore;
 pub use self::redb::RedbStore;
@@ -37,6 +38,16 @@ pub use memory::MemoryStore;
 /// The schema version written by this build; a store file with another version is refused
 /// (there is no older version to migrate from yet).
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// What a bearer check reads of a stored pair ([`Store::get_bearer`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BearerRecord {
+    /// When the access token expires.
+    pub expires_at: UnixMillis,
+    /// The access token was invalidated.
+    pub invalidated: bool,
+    pub user: Arc<UserRecord>,
+}
 
 /// A pending login started by `prepare`, consumed once by `authenticate`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,6 +258,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// The pair holding this access token.
     async fn get_by_access(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError>;
+
+    /// What a bearer check needs of the pair holding this access token. This default reads
+    /// the whole pair; a backend may read less, and hand out one decoded user for the tokens
+    /// of the same user (the embedded store does both).
+    async fn get_bearer(&self, hash: &Hash32) -> Result<Option<BearerRecord>, StoreError> {
+        Ok(self.get_by_access(hash).await?.map(|doc| BearerRecord {
+            expires_at: doc.access_expires_at,
+            invalidated: doc.access_invalidated,
+            user: Arc::new(doc.user),
+        }))
+    }
 
     /// The pair holding this refresh token.
     async fn get_by_refresh(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError>;

@@ -15,7 +15,6 @@ use crate::clock::{SharedClock, UnixMillis};
 use crate::model::{Hash32, TokenDoc, UserRecord};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
-use serde_json::Value;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,10 +22,11 @@ use std::time::Duration;
 
 /// What a valid bearer token stands for: its user, and when it expires. This is all a bearer
 /// check needs, so it is all the cache keeps of a record (not its hashes, client, refresh
-/// state or sealed logout data).
+/// state or sealed data). The user may be shared with other tokens of the same user (the
+/// store hands out one decoded user for equal records: [`crate::store::BearerRecord`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bearer {
-    pub user: UserRecord,
+    pub user: Arc<UserRecord>,
     /// When the access token expires (checked on every use).
     pub expires_at: UnixMillis,
 }
@@ -36,60 +36,22 @@ impl Bearer {
     pub fn of(doc: TokenDoc) -> Self {
         Bearer {
             expires_at: doc.access_expires_at,
-            user: doc.user,
+            user: Arc::new(doc.user),
         }
     }
 }
 
-/// What an entry costs besides its heap data: the `Arc` (counts and the [`Bearer`]) and the
-/// cache's own slot (key, [`Entry`], hotness and table overhead), checked against a counting
-/// allocator by `cargo bench --bench cache_memory` (see docs/operations.md, "Memory").
-const ENTRY_COST: u64 = (2 * size_of::<usize>() + size_of::<Bearer>()) as u64 + 96;
-
-/// Heap bytes of a string's buffer, rounded to the allocator's 16-byte size classes.
-fn heap_str(s: &str) -> u64 {
-    (s.len() as u64).next_multiple_of(16)
-}
-
-/// Heap bytes of a JSON value's own allocations and of its children (the value itself is
-/// counted by its container).
-fn value_heap(v: &Value) -> u64 {
-    match v {
-        Value::String(s) => heap_str(s),
-        Value::Array(a) => a
-            .iter()
-            .map(|v| size_of::<Value>() as u64 + value_heap(v))
-            .sum(),
-        Value::Object(m) => map_heap(m),
-        _ => 0,
-    }
-}
-
-/// An insertion-ordered map: per member its key, its value, a hash and an index slot.
-fn map_heap(m: &serde_json::Map<String, Value>) -> u64 {
-    m.iter()
-        .map(|(k, v)| {
-            (size_of::<String>() + size_of::<Value>() + 2 * size_of::<usize>()) as u64
-                + heap_str(k)
-                + value_heap(v)
-        })
-        .sum()
-}
+/// What an entry costs besides its user's heap data: the `Arc` (counts and the [`Bearer`]),
+/// the user record it points to (counted for every entry, although entries of the same user
+/// may share one: the bound is an upper bound), and the cache's own slot (key, [`Entry`],
+/// hotness and table overhead), checked against a counting allocator by `cargo bench --bench
+/// cache_memory` (see docs/operations.md, "Memory").
+const ENTRY_COST: u64 =
+    (4 * size_of::<usize>() + size_of::<Bearer>() + size_of::<UserRecord>()) as u64 + 96;
 
 /// The estimated memory of a cached entry, in bytes: what the cache's bound counts.
 pub fn bearer_size(b: &Bearer) -> u64 {
-    let u = &b.user;
-    ENTRY_COST
-        + heap_str(&u.username)
-        + u.full_name.as_deref().map_or(0, heap_str)
-        + u.email.as_deref().map_or(0, heap_str)
-        + u.roles
-            .iter()
-            .map(|r| size_of::<String>() as u64 + heap_str(r))
-            .sum::<u64>()
-        + heap_str(&u.realm.name)
-        + heap_str(&u.realm.kind)
-        + map_heap(&u.metadata)
+    ENTRY_COST + b.user.estimated_heap()
 }
 
 /// Weighs entries by [`bearer_size`].
@@ -216,6 +178,7 @@ impl BearerCache {
 mod tests {
     use super::*;
     use crate::model::{ClientRef, Id16, RealmRef, UserRecord};
+    use serde_json::Value;
 
     fn doc(n: u8, claims: usize) -> TokenDoc {
         let mut metadata = serde_json::Map::new();
@@ -266,8 +229,9 @@ mod tests {
         assert_eq!(b.expires_at, 1);
         // Every string of the user counts.
         let mut longer = Bearer::of(doc(1, 10));
-        longer.user.roles.push("x".repeat(100));
-        longer.user.full_name = Some("y".repeat(100));
+        let user = Arc::make_mut(&mut longer.user);
+        user.roles.push("x".repeat(100));
+        user.full_name = Some("y".repeat(100));
         assert!(
             bearer_size(&longer) >= small + 24 + 2 * 100,
             "{}",

@@ -302,13 +302,16 @@ impl TokenService {
             Some(found) => found,
             None => {
                 let epoch = self.cache.epoch();
-                let Some(doc) = self.store.get_by_access(&hash).await? else {
+                let Some(record) = self.store.get_bearer(&hash).await? else {
                     return Err(bearer(BearerError::Unknown));
                 };
-                if doc.access_invalidated {
+                if record.invalidated {
                     return Err(bearer(BearerError::Invalidated));
                 }
-                let found = Arc::new(Bearer::of(doc));
+                let found = Arc::new(Bearer {
+                    user: record.user,
+                    expires_at: record.expires_at,
+                });
                 self.cache.insert(hash, found.clone(), epoch);
                 found
             }

@@ -84,6 +84,8 @@ pub struct RedbStore {
     shared: Arc<WriterShared>,
     flows: FlowTable,
     once: super::once_table::OnceTable,
+    /// Users decoded by bearer lookups, shared by the tokens of one user.
+    users: super::users::UserCache,
 }
 
 impl fmt::Debug for RedbStore {
@@ -93,6 +95,10 @@ impl fmt::Debug for RedbStore {
             .finish_non_exhaustive()
     }
 }
+
+/// The part of `data.cache_size` that keeps users decoded by bearer lookups: one in this many
+/// bytes (the rest is redb's page cache).
+pub const USER_CACHE_SHARE: usize = 8;
 
 impl RedbStore {
     /// Open the store at `path`, creating it (and its parent directories) if missing. A file
@@ -104,7 +110,8 @@ impl RedbStore {
         Self::open_with_cache(path, crate::config::DEFAULT_DATA_CACHE_SIZE)
     }
 
-    /// [`open`](Self::open) with a page cache of `cache_size` bytes (`data.cache_size`).
+    /// [`open`](Self::open) with `cache_size` bytes of cache (`data.cache_size`): one eighth
+    /// for users decoded by bearer lookups ([`USER_CACHE_SHARE`]), the rest redb's page cache.
     pub fn open_with_cache(path: &Path, cache_size: usize) -> Result<RedbStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -115,8 +122,9 @@ impl RedbStore {
         // redb runs its recovery pass on a file it has just created too; only an existing
         // file that was not closed cleanly is worth a warning.
         let existed = path.exists();
+        let users = cache_size / USER_CACHE_SHARE;
         let db = Database::builder()
-            .set_cache_size(cache_size)
+            .set_cache_size(cache_size - users)
             .set_repair_callback(move |session| {
                 if existed {
                     tracing::warn!(
@@ -128,7 +136,7 @@ impl RedbStore {
             })
             .create(path)
             .map_err(|e| open_error(path, e))?;
-        Self::start(db, path)
+        Self::start(db, path, users)
     }
 
     /// A store over a redb [`StorageBackend`](::redb::StorageBackend) of the caller's (tests:
@@ -141,11 +149,15 @@ impl RedbStore {
         let db = Database::builder()
             .create_with_backend(backend)
             .map_err(|e| open_error(name, e))?;
-        Self::start(db, name)
+        Self::start(
+            db,
+            name,
+            crate::config::DEFAULT_DATA_CACHE_SIZE / USER_CACHE_SHARE,
+        )
     }
 
     /// Check the schema and start the writer thread.
-    fn start(db: Database, path: &Path) -> Result<RedbStore, StoreError> {
+    fn start(db: Database, path: &Path, user_cache: usize) -> Result<RedbStore, StoreError> {
         init_schema(&db, path)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
@@ -165,6 +177,7 @@ impl RedbStore {
             shared,
             flows: FlowTable::default(),
             once: Default::default(),
+            users: super::users::UserCache::new(user_cache as u64),
         })
     }
 

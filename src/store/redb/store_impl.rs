@@ -9,8 +9,9 @@ use super::RedbStore;
 use crate::clock::UnixMillis;
 use crate::model::{Hash32, Refreshed, TokenDoc};
 use crate::store::{
-    next_profile_seq_no, FlowCondition, FlowInsert, FlowLimits, FlowRecord, FlowTake, Invalidation,
-    InvalidationCounts, RefreshOutcome, Store, StoreError, StoredProfile, StoredRecord,
+    codec, next_profile_seq_no, BearerRecord, FlowCondition, FlowInsert, FlowLimits, FlowRecord,
+    FlowTake, Invalidation, InvalidationCounts, RefreshOutcome, Store, StoreError, StoredProfile,
+    StoredRecord,
 };
 use ::redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use async_trait::async_trait;
@@ -21,10 +22,14 @@ impl RedbStore {
         f: impl FnOnce(&::redb::ReadTransaction) -> Result<T, OpError>,
     ) -> Result<T, StoreError> {
         let txn = self.db.begin_read().map_err(unavailable)?;
-        f(&txn).map_err(|e| match e {
-            OpError::Op(e) => e,
-            OpError::Txn(why) => StoreError::Unavailable(why),
-        })
+        f(&txn).map_err(op_error)
+    }
+}
+
+fn op_error(e: OpError) -> StoreError {
+    match e {
+        OpError::Op(e) => e,
+        OpError::Txn(why) => StoreError::Unavailable(why),
     }
 }
 
@@ -52,11 +57,35 @@ impl Store for RedbStore {
     async fn get_by_access(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError> {
         match &*self.shared.tokens() {
             // The table as of the last commit (see `WriterShared::tokens`).
-            Some(tokens) => get_doc(&**tokens, hash).map_err(|e| match e {
-                OpError::Op(e) => e,
-                OpError::Txn(why) => StoreError::Unavailable(why),
-            }),
+            Some(tokens) => get_doc(&**tokens, hash).map_err(op_error),
             None => self.read(|txn| get_doc(&open_read(txn, TOKENS)?, hash)),
+        }
+    }
+
+    async fn get_bearer(&self, hash: &Hash32) -> Result<Option<BearerRecord>, StoreError> {
+        let read = |tokens: &::redb::ReadOnlyTable<Bytes, Bytes>| -> Result<_, OpError> {
+            let Some(v) = tokens.get(&hash.0[..])? else {
+                return Ok(None);
+            };
+            let (fields, user) =
+                codec::decode_bearer(v.value(), |u| self.users.get_or_decode(u))
+                    .map_err(|e| StoreError::Corrupt(format!("token record {hash:?}: {e}")))?;
+            if fields.access_hash != *hash {
+                return Err(StoreError::Corrupt(format!(
+                    "token record {hash:?} holds access hash {:?}",
+                    fields.access_hash
+                ))
+                .into());
+            }
+            Ok(Some(BearerRecord {
+                expires_at: fields.access_expires_at,
+                invalidated: fields.access_invalidated,
+                user,
+            }))
+        };
+        match &*self.shared.tokens() {
+            Some(tokens) => read(tokens).map_err(op_error),
+            None => self.read(|txn| read(&open_read(txn, TOKENS)?)),
         }
     }
 
