@@ -9,7 +9,7 @@
 #   [cold]  bearer checks that all miss the bearer cache: MISS_TOKENS distinct tokens, issued
 #           first through the API and never checked, each used once (bench/bearer-once.lua;
 #           the run fails if wrk needed to reuse one). There are more of them than the cache
-#           holds (token.cache_size, 40 MiB by default, at ~384 bytes a record: about 110,000), so the
+#           holds (token.cache_size, 48 MiB by default, at ~430 bytes a record: about 117,000), so the
 #           cache is full and evicting. The server is restarted before this measurement, so
 #           redb's own page cache is empty too; the operating system's page cache is not
 #           dropped (that needs root and is left to the operator: see docs/performance.md).

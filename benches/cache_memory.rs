@@ -5,7 +5,7 @@
 //! system one) with the cache's own estimate.
 //!
 //! ```text
-//! cargo bench --bench cache_memory                 # 200,000 tokens, 40 MiB cache (the default)
+//! cargo bench --bench cache_memory                 # 200,000 tokens, 48 MiB cache (the default)
 //! cargo bench --bench cache_memory -- 400000 96    # N tokens, cache MiB
 //! ```
 
@@ -44,7 +44,7 @@ fn main() {
         .filter_map(|a| a.parse().ok())
         .collect();
     let n = nums.first().copied().unwrap_or(200_000);
-    let cache_mib = nums.get(1).copied().unwrap_or(40);
+    let cache_mib = nums.get(1).copied().unwrap_or(48);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");

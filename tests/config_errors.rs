@@ -234,7 +234,7 @@ fn broken_configs_report_the_expected_errors() {
         (vec![], "token:\n  timeout: 2h\n", "token.timeout".into(), "must be <= [1h]"),
         (vec![], "token:\n  timeout: 500ms\n", "token.timeout".into(), "must be >= [1s]"),
         (vec![], "token:\n  refresh_timeout: 0s\n", "token.refresh_timeout".into(), "must be greater than 0"),
-        (vec![], "token:\n  cache_size: lots\n", "token.cache_size".into(), "size in bytes (use e.g. 40mb"),
+        (vec![], "token:\n  cache_size: lots\n", "token.cache_size".into(), "size in bytes (use e.g. 48mb"),
         (vec![], "token:\n  cache_size: 512kb\n", "token.cache_size".into(), "must be at least 1mb (got [512kb])"),
         (vec![], "data:\n  cache_size: 0\n", "data.cache_size".into(), "must be at least 1mb (got [0])"),
         (vec![], "data:\n  cache_size: -5mb\n", "data.cache_size".into(), "size in bytes (use e.g. 8mb"),
@@ -793,7 +793,7 @@ fn cache_sizes_have_bounded_defaults_and_accept_byte_sizes() {
     let d = dir();
     let l = ok(&config(&[], ""), d.path());
     assert_eq!(l.settings.data.cache_size, 8 << 20);
-    assert_eq!(l.settings.token.cache_size, 40 << 20);
+    assert_eq!(l.settings.token.cache_size, 48 << 20);
     let l = ok(
         &config(
             &[],

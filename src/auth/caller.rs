@@ -329,7 +329,7 @@ impl Authenticator {
             return match checked {
                 Ok(doc) => Ok(Authentication {
                     privileges: Authentication::privileges_of(settings, &doc.user),
-                    user: CallerUser::Token(doc),
+                    user: CallerUser::Token(doc.user),
                     kind: AuthenticationType::Token,
                     service_token: None,
                 }),

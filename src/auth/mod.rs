@@ -146,7 +146,7 @@ impl AuthenticationType {
 #[derive(Debug, Clone)]
 pub enum CallerUser {
     Owned(Box<UserRecord>),
-    Token(std::sync::Arc<crate::tokens::Bearer>),
+    Token(std::sync::Arc<UserRecord>),
 }
 
 impl std::ops::Deref for CallerUser {
@@ -154,7 +154,7 @@ impl std::ops::Deref for CallerUser {
     fn deref(&self) -> &UserRecord {
         match self {
             CallerUser::Owned(u) => u,
-            CallerUser::Token(doc) => &doc.user,
+            CallerUser::Token(user) => user,
         }
     }
 }

@@ -93,7 +93,7 @@ pub struct PostgresSettings {
 /// holding a million tokens grow past half a gigabyte; see docs/operations.md ("Memory").
 pub const DEFAULT_DATA_CACHE_SIZE: usize = 8 << 20;
 /// Default `token.cache_size`: the bearer cache's byte bound (estimated sizes).
-pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 40 << 20;
+pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 48 << 20;
 /// The smallest `data.cache_size` and `token.cache_size` accepted.
 pub const MIN_CACHE_SIZE: usize = 1 << 20;
 

@@ -41,13 +41,13 @@ impl Bearer {
     }
 }
 
-/// What an entry costs besides its user's heap data: the `Arc` (counts and the [`Bearer`]),
-/// the user record it points to (counted for every entry, although entries of the same user
-/// may share one: the bound is an upper bound), and the cache's own slot (key, [`Entry`],
-/// hotness and table overhead), checked against a counting allocator by `cargo bench --bench
-/// cache_memory` (see docs/operations.md, "Memory").
-const ENTRY_COST: u64 =
-    (4 * size_of::<usize>() + size_of::<Bearer>() + size_of::<UserRecord>()) as u64 + 96;
+/// What an entry costs besides its user's heap data: the user record and its `Arc` counts
+/// (counted for every entry, although the entries of one user may share one record: the bound
+/// is an upper bound), and the cache's own slot (key, [`Entry`] with its [`Bearer`], hotness
+/// and table overhead, which grows in steps as the table does). Checked against a counting
+/// allocator by `cargo bench --bench cache_memory`: the heap per entry is 0.85-1.0 of this
+/// estimate, depending on the table's fill (see docs/operations.md, "Memory").
+const ENTRY_COST: u64 = (2 * size_of::<usize>() + size_of::<UserRecord>()) as u64 + 150;
 
 /// The estimated memory of a cached entry, in bytes: what the cache's bound counts.
 pub fn bearer_size(b: &Bearer) -> u64 {
@@ -67,7 +67,7 @@ impl Weighter<Hash32, Entry> for BearerWeighter {
 /// A cached bearer and when it was cached (the injected clock; only read with a TTL).
 #[derive(Debug, Clone)]
 pub struct Entry {
-    bearer: Arc<Bearer>,
+    bearer: Bearer,
     cached_at: UnixMillis,
 }
 
@@ -137,7 +137,7 @@ impl BearerCache {
         self.entries.capacity()
     }
 
-    pub fn get(&self, h: &Hash32) -> Option<Arc<Bearer>> {
+    pub fn get(&self, h: &Hash32) -> Option<Bearer> {
         let entry = self.entries.get(h)?;
         if let Some(ttl) = &self.ttl {
             if entry.cached_at.saturating_add(ttl.millis) <= ttl.clock.now_millis() {
@@ -154,7 +154,7 @@ impl BearerCache {
     }
 
     /// Cache `doc` unless an invalidation began since `epoch` was read.
-    pub fn insert(&self, h: Hash32, bearer: Arc<Bearer>, epoch: u64) {
+    pub fn insert(&self, h: Hash32, bearer: Bearer, epoch: u64) {
         if self.epoch.load(Ordering::SeqCst) == epoch {
             let cached_at = self.now();
             self.entries.insert(h, Entry { bearer, cached_at });
@@ -213,8 +213,8 @@ mod tests {
         }
     }
 
-    fn bearer(n: u8, claims: usize) -> Arc<Bearer> {
-        Arc::new(Bearer::of(doc(n, claims)))
+    fn bearer(n: u8, claims: usize) -> Bearer {
+        Bearer::of(doc(n, claims))
     }
 
     #[test]
@@ -445,7 +445,7 @@ mod tests {
     fn spawn_authenticate(
         svc: &TokenService,
         token: &str,
-    ) -> tokio::task::JoinHandle<Result<Arc<Bearer>, TokenError>> {
+    ) -> tokio::task::JoinHandle<Result<Bearer, TokenError>> {
         let (svc, token) = (svc.clone(), token.to_string());
         tokio::spawn(async move { svc.authenticate(&token).await })
     }

@@ -292,7 +292,7 @@ impl TokenService {
     }
 
     /// Check a bearer access token. Does no write; answers from the cache when it can.
-    pub async fn authenticate(&self, token: &str) -> Result<Arc<Bearer>, TokenError> {
+    pub async fn authenticate(&self, token: &str) -> Result<Bearer, TokenError> {
         let Some(secret) = TokenSecret::parse(TokenKind::Access, token) else {
             return Err(bearer(BearerError::Malformed));
         };
@@ -308,10 +308,10 @@ impl TokenService {
                 if record.invalidated {
                     return Err(bearer(BearerError::Invalidated));
                 }
-                let found = Arc::new(Bearer {
+                let found = Bearer {
                     user: record.user,
                     expires_at: record.expires_at,
-                });
+                };
                 self.cache.insert(hash, found.clone(), epoch);
                 found
             }
