@@ -679,7 +679,10 @@ async fn settings_that_need_a_restart_are_reported_and_keep_their_running_value(
     assert_eq!(rt.settings.http.max_body, 64 * 1024);
     assert!(!rt.settings.data.path.ends_with("elsewhere.redb"));
     assert_eq!(rt.settings.data.cache_size, 8 << 20);
-    assert_eq!(rt.settings.token.cache_size, 40 << 20);
+    assert_eq!(
+        rt.settings.token.cache_size,
+        oidc_realm::config::DEFAULT_TOKEN_CACHE_SIZE as u64
+    );
     // Reloadable settings do apply (log.level too: it changes the running filter).
     assert_eq!(rt.settings.token.timeout, Duration::from_secs(300));
     assert_eq!(rt.settings.log.level, "debug");

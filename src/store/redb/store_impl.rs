@@ -70,7 +70,9 @@ impl Store for RedbStore {
             let (fields, user) =
                 codec::decode_bearer(v.value(), |u| self.users.get_or_decode(u))
                     .map_err(|e| StoreError::Corrupt(format!("token record {hash:?}: {e}")))?;
-            if fields.access_hash != *hash {
+            // An integrity check (the record against the key it was found under), made in
+            // constant time like every comparison of a token's hash.
+            if !crate::secret::ct_eq(&fields.access_hash.0, &hash.0) {
                 return Err(StoreError::Corrupt(format!(
                     "token record {hash:?} holds access hash {:?}",
                     fields.access_hash
