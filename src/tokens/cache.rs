@@ -12,7 +12,7 @@
 //! entries carry a TTL ([`BearerCache::with_ttl`]) as the backstop.
 
 use crate::clock::{SharedClock, UnixMillis};
-use crate::model::{Hash32, TokenDoc, UserRecord};
+use crate::model::{Hash32, UserRecord};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use std::mem::size_of;
@@ -29,16 +29,6 @@ pub struct Bearer {
     pub user: Arc<UserRecord>,
     /// When the access token expires (checked on every use).
     pub expires_at: UnixMillis,
-}
-
-impl Bearer {
-    /// The bearer view of a stored pair (the record is consumed: nothing is copied).
-    pub fn of(doc: TokenDoc) -> Self {
-        Bearer {
-            expires_at: doc.access_expires_at,
-            user: Arc::new(doc.user),
-        }
-    }
 }
 
 /// What an entry costs besides its user's heap data: the user record and its `Arc` counts
@@ -177,7 +167,7 @@ impl BearerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ClientRef, Id16, RealmRef, UserRecord};
+    use crate::model::{ClientRef, Id16, RealmRef, TokenDoc, UserRecord};
     use serde_json::Value;
 
     fn doc(n: u8, claims: usize) -> TokenDoc {
@@ -213,8 +203,16 @@ mod tests {
         }
     }
 
+    /// The bearer view of a stored pair.
+    fn bearer_of(doc: TokenDoc) -> Bearer {
+        Bearer {
+            expires_at: doc.access_expires_at,
+            user: Arc::new(doc.user),
+        }
+    }
+
     fn bearer(n: u8, claims: usize) -> Bearer {
-        Bearer::of(doc(n, claims))
+        bearer_of(doc(n, claims))
     }
 
     #[test]
@@ -224,11 +222,11 @@ mod tests {
         assert!(small < 1_000, "{small}");
         assert!(big > 1 << 20, "{big}");
         // The sealed data (4 KiB in `doc`) is not kept.
-        let b = Bearer::of(doc(1, 10));
+        let b = bearer_of(doc(1, 10));
         assert_eq!(b.user.username, "u1");
         assert_eq!(b.expires_at, 1);
         // Every string of the user counts.
-        let mut longer = Bearer::of(doc(1, 10));
+        let mut longer = bearer_of(doc(1, 10));
         let user = Arc::make_mut(&mut longer.user);
         user.roles.push("x".repeat(100));
         user.full_name = Some("y".repeat(100));

@@ -3,7 +3,8 @@
 
 use crate::clock::UnixMillis;
 use crate::model::{Hash32, Id16, TokenDoc};
-use crate::store::{codec, StoreError, StoredProfile};
+use crate::store::users::UserCache;
+use crate::store::{codec, BearerRecord, StoreError, StoredProfile};
 
 pub(super) fn time_key(t: UnixMillis) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
@@ -53,15 +54,41 @@ pub(super) fn hash_value(bytes: &[u8]) -> Result<Hash32, StoreError> {
 }
 
 pub(super) fn decode_doc(key: &Hash32, bytes: &[u8]) -> Result<TokenDoc, StoreError> {
-    let doc = codec::decode_token(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("token record {key:?}: {e}")))?;
-    if doc.access_hash != *key {
-        return Err(StoreError::Corrupt(format!(
-            "token record {key:?} holds access hash {:?}",
-            doc.access_hash
-        )));
-    }
+    let doc = codec::decode_token(bytes).map_err(|e| corrupt_record(key, e))?;
+    check_record_key(key, &doc.access_hash)?;
     Ok(doc)
+}
+
+/// What a bearer check reads of the `tokens` value under `key`, its user from `users`.
+pub(super) fn decode_bearer(
+    key: &Hash32,
+    bytes: &[u8],
+    users: &UserCache,
+) -> Result<BearerRecord, StoreError> {
+    let (fields, user) = codec::decode_bearer(bytes, |u| users.get_or_decode(u))
+        .map_err(|e| corrupt_record(key, e))?;
+    check_record_key(key, &fields.access_hash)?;
+    Ok(BearerRecord {
+        expires_at: fields.access_expires_at,
+        invalidated: fields.access_invalidated,
+        user,
+    })
+}
+
+fn corrupt_record(key: &Hash32, e: codec::DecodeError) -> StoreError {
+    StoreError::Corrupt(format!("token record {key:?}: {e}"))
+}
+
+/// A store integrity check: the access hash a record holds against the key it was found
+/// under, in constant time like every comparison of a token's hash.
+fn check_record_key(key: &Hash32, held: &Hash32) -> Result<(), StoreError> {
+    if crate::secret::ct_eq(&held.0, &key.0) {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "token record {key:?} holds access hash {held:?}"
+        )))
+    }
 }
 
 /// A `profiles` value: the version, then the record.

@@ -4,13 +4,13 @@
 use super::error::{table_error, unavailable, OpError};
 use super::keys::encode_profile;
 use super::schema::{Bytes, PROFILES, ROLE_MAPPINGS, TOKENS, TOKEN_REFRESH};
-use super::tables::{get_doc, get_profile, get_refresh};
+use super::tables::{get_bearer, get_doc, get_profile, get_refresh};
 use super::RedbStore;
 use crate::clock::UnixMillis;
 use crate::model::{Hash32, Refreshed, TokenDoc};
 use crate::store::{
-    codec, next_profile_seq_no, BearerRecord, FlowCondition, FlowInsert, FlowLimits, FlowRecord,
-    FlowTake, Invalidation, InvalidationCounts, RefreshOutcome, Store, StoreError, StoredProfile,
+    next_profile_seq_no, BearerRecord, FlowCondition, FlowInsert, FlowLimits, FlowRecord, FlowTake,
+    Invalidation, InvalidationCounts, RefreshOutcome, Store, StoreError, StoredProfile,
     StoredRecord,
 };
 use ::redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -23,6 +23,20 @@ impl RedbStore {
     ) -> Result<T, StoreError> {
         let txn = self.db.begin_read().map_err(unavailable)?;
         f(&txn).map_err(op_error)
+    }
+}
+
+impl RedbStore {
+    /// Read the `tokens` table as of the last commit: through the writer's snapshot (see
+    /// `WriterShared::tokens`), or a read transaction of its own when there is none.
+    fn read_tokens<T>(
+        &self,
+        f: impl FnOnce(&::redb::ReadOnlyTable<Bytes, Bytes>) -> Result<T, OpError>,
+    ) -> Result<T, StoreError> {
+        match &*self.shared.tokens() {
+            Some(tokens) => f(tokens).map_err(op_error),
+            None => self.read(|txn| f(&open_read(txn, TOKENS)?)),
+        }
     }
 }
 
@@ -55,40 +69,11 @@ impl Store for RedbStore {
     }
 
     async fn get_by_access(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError> {
-        match &*self.shared.tokens() {
-            // The table as of the last commit (see `WriterShared::tokens`).
-            Some(tokens) => get_doc(&**tokens, hash).map_err(op_error),
-            None => self.read(|txn| get_doc(&open_read(txn, TOKENS)?, hash)),
-        }
+        self.read_tokens(|tokens| get_doc(tokens, hash))
     }
 
     async fn get_bearer(&self, hash: &Hash32) -> Result<Option<BearerRecord>, StoreError> {
-        let read = |tokens: &::redb::ReadOnlyTable<Bytes, Bytes>| -> Result<_, OpError> {
-            let Some(v) = tokens.get(&hash.0[..])? else {
-                return Ok(None);
-            };
-            let (fields, user) =
-                codec::decode_bearer(v.value(), |u| self.users.get_or_decode(u))
-                    .map_err(|e| StoreError::Corrupt(format!("token record {hash:?}: {e}")))?;
-            // An integrity check (the record against the key it was found under), made in
-            // constant time like every comparison of a token's hash.
-            if !crate::secret::ct_eq(&fields.access_hash.0, &hash.0) {
-                return Err(StoreError::Corrupt(format!(
-                    "token record {hash:?} holds access hash {:?}",
-                    fields.access_hash
-                ))
-                .into());
-            }
-            Ok(Some(BearerRecord {
-                expires_at: fields.access_expires_at,
-                invalidated: fields.access_invalidated,
-                user,
-            }))
-        };
-        match &*self.shared.tokens() {
-            Some(tokens) => read(tokens).map_err(op_error),
-            None => self.read(|txn| read(&open_read(txn, TOKENS)?)),
-        }
+        self.read_tokens(|tokens| get_bearer(tokens, hash, &self.users))
     }
 
     async fn get_by_refresh(&self, hash: &Hash32) -> Result<Option<TokenDoc>, StoreError> {

@@ -3,8 +3,8 @@
 
 use super::error::{table_error, OpError};
 use super::keys::{
-    decode_doc, decode_profile, expiry_key, family_key, hash_value, owner_key, push_name,
-    successor, trailing_hash,
+    decode_bearer, decode_doc, decode_profile, expiry_key, family_key, hash_value, owner_key,
+    push_name, successor, trailing_hash,
 };
 use super::schema::{
     Bytes, PROFILES, ROLE_MAPPINGS, TOKENS, TOKEN_EXPIRY, TOKEN_FAMILY, TOKEN_OWNER, TOKEN_REFRESH,
@@ -12,8 +12,10 @@ use super::schema::{
 use crate::clock::UnixMillis;
 use crate::model::{Hash32, Id16, Refreshed, TokenDoc};
 use crate::store::logic::{invalidate_doc, owner_matches, session_matches};
+use crate::store::users::UserCache;
 use crate::store::{
-    codec, Invalidation, InvalidationCounts, RefreshOutcome, StoreError, StoredProfile,
+    codec, BearerRecord, Invalidation, InvalidationCounts, RefreshOutcome, StoreError,
+    StoredProfile,
 };
 use ::redb::{ReadableTable, Table, TableError, WriteTransaction};
 
@@ -33,6 +35,17 @@ pub(super) fn get_doc(
 ) -> Result<Option<TokenDoc>, OpError> {
     match tokens.get(&access.0[..])? {
         Some(v) => Ok(Some(decode_doc(access, v.value())?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn get_bearer(
+    tokens: &impl ReadableTable<Bytes, Bytes>,
+    access: &Hash32,
+    users: &UserCache,
+) -> Result<Option<BearerRecord>, OpError> {
+    match tokens.get(&access.0[..])? {
+        Some(v) => Ok(Some(decode_bearer(access, v.value(), users)?)),
         None => Ok(None),
     }
 }
